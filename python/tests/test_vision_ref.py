@@ -644,3 +644,82 @@ def test_tiny_frame_is_fast(model, cfg, frames):
     t0 = time.perf_counter()
     model.forward_frame(f, st)
     assert time.perf_counter() - t0 < 1.0
+
+
+# ------------------------------------------------------------------------------------------------
+# query / memory positional encodings against the spec's formulas (naive float64)
+# ------------------------------------------------------------------------------------------------
+def _nerf64(x):
+    parts = []
+    for f in (1.0, 2.0, 4.0, 8.0, 16.0, 32.0):
+        parts += [torch.sin(f * x), torch.cos(f * x)]
+    return torch.cat(parts, dim=-1)
+
+
+def _posemb64(p, nfeat):
+    m = torch.arange(nfeat // 2, dtype=torch.float64)
+    ang = 2 * math.pi * p / (10000.0 ** (2 * m / nfeat))  # p [..., 1]
+    return torch.stack([torch.sin(ang), torch.cos(ang)], dim=-1).flatten(-2)
+
+
+def _ln64(x, w=None, b=None, eps=1e-5):
+    y = (x - x.mean(-1, keepdim=True)) / torch.sqrt(x.var(-1, unbiased=False, keepdim=True) + eps)
+    return y if w is None else y * w + b
+
+
+def _lin(x, mod):
+    return x @ mod.weight.double().T + mod.bias.double()
+
+
+def _positions64(model, cfg, ref33, dt=None, pose=None):
+    qp = model.query_pos
+    pos = _lin(torch.relu(_lin(_nerf64(ref33), qp[0])), qp[2])
+    te = model.time_embedding
+    if dt is None:
+        t = _posemb64(torch.zeros(*ref33.shape[:-1], 1, dtype=torch.float64), cfg.dec_dim)
+        return pos + _ln64(_lin(t, te[0]), te[1].weight.double(), te[1].bias.double())
+    mln = model.ego_pose_pe
+    c = _nerf64(torch.cat([dt, pose[..., :3, :].flatten(-2)], dim=-1))
+    cr = torch.relu(_lin(c, mln.reduce[0]))
+    pos = _lin(cr, mln.gamma) * _ln64(pos) + _lin(cr, mln.beta)
+    t = _posemb64(dt, cfg.dec_dim)
+    return pos + _ln64(_lin(t, te[0]), te[1].weight.double(), te[1].bias.double())
+
+
+@torch.no_grad()
+def test_query_and_memory_positions_match_formulas(frames, model, cfg):
+    st1, out = frames[1]
+    ne, nq, p = cfg.num_extra, cfg.num_query, cfg.num_propagated
+    pc = torch.tensor(cfg.pc_range, dtype=torch.float64)
+    close = lambda a, b: (a.double() - b).abs().max() <= 1e-4 * max(1.0, float(b.abs().max()))
+    # box detection queries: raw reference points tiled x n_control, time embedding of 0
+    ref = model.pts_bbox_head.reference_points.weight.double()
+    want = _positions64(model, cfg, ref.repeat(1, cfg.n_control))
+    assert close(out["box_query_pos"][0, ne:ne + nq], want)
+    # box memory: normalised points, MLN(ego motion), time embedding of dt (= 0.5 for new entries)
+    mref = out["box_pre_memory_reference_point"][0].double()
+    norm = (mref - pc[:3]) / (pc[3:] - pc[:3])
+    dt = out["box_pre_memory_timestamp"][0].double()
+    assert float(dt.abs().max()) > 0.4
+    want = _positions64(model, cfg, norm.repeat(1, cfg.n_control), dt,
+                        out["box_pre_memory_egopose"][0].double())
+    assert close(out["box_query_pos"][0, -p:], want[:p])
+    assert close(out["box_temp_pos"][0], want[p:])
+    # lane queries: sigmoid(reference_points_lane(instance + point)) flattened, time embedding of 0
+    mh = model.map_head
+    emb = mh.instance_embedding_lane.weight.double()[:, None] + \
+        mh.points_embedding_lane.weight.double()[None]
+    ref_lane = torch.sigmoid(_lin(emb, mh.reference_points_lane)).flatten(-2)
+    assert close(out["lane_reference_points"][0], ref_lane)
+    assert close(out["lane_query_pos"][0, ne:], _positions64(model, cfg, ref_lane))
+    # lane memory, pre-updated independently from the carried state (keep = 1 at 0.5 s)
+    f = make_frame(cfg, 0.5, seed=101, is_first_frame=False)
+    inv = f["ego_pose_inv"][0].double()
+    ml = cfg.lane_memory_len
+    g = st1.memory_reference_point_map[0, :ml].double()
+    local = g @ inv[:3, :3].T + inv[:3, 3]
+    dt = st1.memory_timestamp_map[0, :ml] + 0.5
+    pose = inv @ st1.memory_egopose_map[0, :ml].double()
+    want = _positions64(model, cfg, ((local - pc[:3]) / (pc[3:] - pc[:3])).flatten(-2), dt, pose)
+    got = out["lane_temp_pos"][0].double()
+    assert (got - want).abs().max() <= 1e-3 * float(want.abs().max())  # f32 global round trip
