@@ -1,0 +1,43 @@
+// Scaled dot-product attention: out = softmax(scale * q k^T + mask) v, per (batch, head).
+//
+//   q   [B, Hq,  Sq, D]      k, v [B, Hkv, Sk, D]      out [B, Hq, Sq, D]
+//
+// Layout: the last dimension (D) of q, k, v and out must be contiguous (stride 1); the other
+// three dimensions may have any strides, so permuted views such as q from a fused QKV
+// projection ([B, S, H, D] viewed as [B, H, S, D]) are accepted without a copy.
+// GQA/MQA: Hq must be a multiple of Hkv; query head h reads kv head h / (Hq / Hkv).
+// Causal: query i sees keys j <= i + (Sk - Sq), i.e. the query block is aligned to the *end*
+// of the keys (decode and chunked prefill: the Sq new tokens are the last Sq positions).
+// Causal with Sq > Sk is rejected (the first rows would see no key at all).
+// Mask: optional [Sq, Sk] of U8 or Bool, contiguous, on the same device; nonzero = blocked
+// (PyTorch's boolean attn_mask convention for nn.MultiheadAttention). Mask and causal combine.
+// Fully blocked rows: a query row whose every key is blocked by the mask has an undefined
+// softmax; like PyTorch (nn.MultiheadAttention / the math SDPA path) its output row is NaN.
+// It is documented behaviour, not an accident: both backends write NaN explicitly.
+// Dtypes: CPU float32 only; CUDA F32, F16, BF16 (all of q, k, v, out the same) with fp32 math,
+// head_dim D in {32, 64, 128}. All tensors on one device.
+#pragma once
+
+#include <optional>
+
+#include "core/tensor.h"
+
+namespace omnirt::ops {
+
+struct AttentionOptions {
+  std::optional<float> scale;  // default 1 / sqrt(D)
+  bool causal = false;
+  Tensor mask;  // undefined = no mask; else [Sq, Sk] U8/Bool, nonzero = blocked
+};
+
+void attention(const Tensor& q, const Tensor& k, const Tensor& v, Tensor& out,
+               const AttentionOptions& options = {});
+
+// Resolved sizes, handed to the backends by the dispatcher.
+struct AttentionDims {
+  int64_t batch = 0, heads_q = 0, heads_kv = 0, seq_q = 0, seq_k = 0, head_dim = 0;
+  float scale = 1.f;
+  bool causal = false;
+};
+
+}  // namespace omnirt::ops

@@ -1,0 +1,287 @@
+// Fused attention kernel (flash-attention style, SIMT, fp32 math).
+//
+// Work split. GQA lets several query heads share one kv head, so a thread block owns one
+// (batch, kv head) pair and a tile of kRowsPerBlock "query rows" taken from the flattened
+// list of (query head in the group, query position) pairs: row r -> head = kv_head * group +
+// r / Sq, position = r % Sq. All of a block's rows read the same K/V, so each K/V tile loaded
+// into shared memory serves up to kRowsPerBlock rows (for decode with 8 query heads per kv
+// head, the 8 heads share one pass over the cache).
+//
+// Per K/V tile of kKeyTile = 32 keys (one key per lane):
+//   1. the block loads K and V (converted to float) into shared memory;
+//   2. each warp takes its kRowsPerWarp rows; lane j computes the score of key j against the
+//      row's query (q is pre-scaled by scale * log2(e) so exp2 gives the softmax exponent),
+//      blocked keys (past the end, causal, mask) get -inf;
+//   3. online softmax: new running max m' = max(m, max_j s_j); the old accumulator and
+//      denominator are rescaled by 2^(m - m'); p_j = 2^(s_j - m'); l += sum p_j;
+//   4. acc[d] += sum_j p_j V[j][d], lane owning dims d = lane + 32 c (p_j broadcast by shuffle).
+// At the end out = acc / l. l == 0 means every key was blocked: NaN is written on purpose
+// (documented, PyTorch's behaviour). The Sq x Sk score matrix never exists.
+//
+// Shared memory rows are padded to D + 1 floats so that lane j reading row j (step 2) hits
+// 32 different banks.
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <cmath>
+#include <limits>
+
+#include "core/cuda_check.h"
+#include "core/error.h"
+#include "ops/cuda/attention.h"
+
+namespace omnirt::ops::cuda {
+namespace {
+
+constexpr int kWarps = 4;
+constexpr int kThreads = kWarps * 32;
+constexpr int kRowsPerWarp = 4;
+constexpr int kRowsPerBlock = kWarps * kRowsPerWarp;
+constexpr int kKeyTile = 32;
+
+template <typename T>
+__device__ __forceinline__ float to_float(T x);
+template <>
+__device__ __forceinline__ float to_float<float>(float x) {
+  return x;
+}
+template <>
+__device__ __forceinline__ float to_float<__half>(__half x) {
+  return __half2float(x);
+}
+template <>
+__device__ __forceinline__ float to_float<__nv_bfloat16>(__nv_bfloat16 x) {
+  return __bfloat162float(x);
+}
+
+template <typename T>
+__device__ __forceinline__ T from_float(float x);
+template <>
+__device__ __forceinline__ float from_float<float>(float x) {
+  return x;
+}
+template <>
+__device__ __forceinline__ __half from_float<__half>(float x) {
+  return __float2half_rn(x);
+}
+template <>
+__device__ __forceinline__ __nv_bfloat16 from_float<__nv_bfloat16>(float x) {
+  return __float2bfloat16_rn(x);
+}
+
+__device__ __forceinline__ float warp_max(float x) {
+  for (int offset = 16; offset > 0; offset >>= 1) {
+    x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, offset));
+  }
+  return x;
+}
+__device__ __forceinline__ float warp_sum(float x) {
+  for (int offset = 16; offset > 0; offset >>= 1) x += __shfl_xor_sync(0xffffffffu, x, offset);
+  return x;
+}
+
+template <typename T>
+struct Params {
+  const T* q;
+  const T* k;
+  const T* v;
+  T* out;
+  const uint8_t* mask;  // [Sq, Sk] or nullptr
+  // Element strides of the batch, head and sequence dims (head_dim is contiguous).
+  int64_t q_stride[3], k_stride[3], v_stride[3], o_stride[3];
+  int group;     // query heads per kv head
+  int seq_q, seq_k;
+  int64_t rows;  // group * seq_q: rows per (batch, kv head)
+  float scale_log2;  // scale * log2(e)
+  bool causal;
+};
+
+template <typename T, int D>
+__global__ void __launch_bounds__(kThreads) attention_kernel(const Params<T> p) {
+  static_assert(D % 32 == 0, "head_dim must be a multiple of 32");
+  constexpr int kDimsPerLane = D / 32;
+  __shared__ float q_s[kRowsPerBlock][D];
+  __shared__ float k_s[kKeyTile][D + 1];
+  __shared__ float v_s[kKeyTile][D + 1];
+
+  const int warp = threadIdx.x / 32;
+  const int lane = threadIdx.x % 32;
+  const int kv_head = blockIdx.y;
+  const int64_t batch = blockIdx.z;
+  const int64_t row0 = static_cast<int64_t>(blockIdx.x) * kRowsPerBlock;
+
+  // Load (and pre-scale) this block's query rows.
+  for (int idx = threadIdx.x; idx < kRowsPerBlock * D; idx += kThreads) {
+    const int r = idx / D, e = idx % D;
+    const int64_t row = row0 + r;
+    float val = 0.f;
+    if (row < p.rows) {
+      const int64_t head = static_cast<int64_t>(kv_head) * p.group + row / p.seq_q;
+      const int64_t pos = row % p.seq_q;
+      val = to_float(p.q[batch * p.q_stride[0] + head * p.q_stride[1] + pos * p.q_stride[2] + e]) *
+            p.scale_log2;
+    }
+    q_s[r][e] = val;
+  }
+
+  // Keys this block needs: with causality, up to the last visible key of its latest row.
+  int kv_end = p.seq_k;
+  if (p.causal) {
+    const int64_t last_row = (row0 + kRowsPerBlock < p.rows ? row0 + kRowsPerBlock : p.rows) - 1;
+    const bool spans_heads = row0 / p.seq_q != last_row / p.seq_q;
+    const int64_t max_pos = spans_heads ? p.seq_q - 1 : last_row % p.seq_q;
+    const int64_t end = max_pos + 1 + p.seq_k - p.seq_q;
+    kv_end = static_cast<int>(end < p.seq_k ? end : p.seq_k);
+  }
+
+  // Per-row state for this warp's rows.
+  int64_t pos[kRowsPerWarp];
+  int visible_end[kRowsPerWarp];  // keys >= this are causally hidden
+  bool valid[kRowsPerWarp];
+  float m[kRowsPerWarp], l[kRowsPerWarp], acc[kRowsPerWarp][kDimsPerLane];
+#pragma unroll
+  for (int r = 0; r < kRowsPerWarp; ++r) {
+    const int64_t row = row0 + warp * kRowsPerWarp + r;
+    valid[r] = row < p.rows;
+    pos[r] = valid[r] ? row % p.seq_q : 0;
+    visible_end[r] = p.causal ? static_cast<int>(pos[r] + 1 + p.seq_k - p.seq_q) : p.seq_k;
+    m[r] = -INFINITY;
+    l[r] = 0.f;
+#pragma unroll
+    for (int c = 0; c < kDimsPerLane; ++c) acc[r][c] = 0.f;
+  }
+
+  const T* k_base = p.k + batch * p.k_stride[0] + kv_head * p.k_stride[1];
+  const T* v_base = p.v + batch * p.v_stride[0] + kv_head * p.v_stride[1];
+
+  for (int tile = 0; tile < kv_end; tile += kKeyTile) {
+    __syncthreads();  // everyone is done with the previous tile (and q_s is written)
+    for (int idx = threadIdx.x; idx < kKeyTile * D; idx += kThreads) {
+      const int j = idx / D, e = idx % D;
+      const int key = tile + j;
+      float kv = 0.f, vv = 0.f;
+      if (key < p.seq_k) {
+        kv = to_float(k_base[key * p.k_stride[2] + e]);
+        vv = to_float(v_base[key * p.v_stride[2] + e]);
+      }
+      k_s[j][e] = kv;
+      v_s[j][e] = vv;
+    }
+    __syncthreads();
+
+    const int key = tile + lane;  // this lane's key for the score step
+    float k_reg[D];
+#pragma unroll
+    for (int e = 0; e < D; ++e) k_reg[e] = k_s[lane][e];
+
+#pragma unroll
+    for (int r = 0; r < kRowsPerWarp; ++r) {
+      if (!valid[r]) continue;  // warp-uniform
+      const float* q_row = q_s[warp * kRowsPerWarp + r];
+      float s = 0.f;
+#pragma unroll
+      for (int e = 0; e < D; ++e) s = fmaf(q_row[e], k_reg[e], s);
+      bool blocked = key >= visible_end[r] || key >= p.seq_k;
+      if (!blocked && p.mask != nullptr) blocked = p.mask[pos[r] * p.seq_k + key] != 0;
+      if (blocked) s = -INFINITY;
+
+      const float m_new = fmaxf(m[r], warp_max(s));
+      if (m_new == -INFINITY) continue;  // nothing visible yet for this row (warp-uniform)
+      const float rescale = exp2f(m[r] - m_new);  // 0 when m[r] was -inf
+      const float prob = exp2f(s - m_new);        // 0 for blocked keys
+      l[r] = l[r] * rescale + warp_sum(prob);
+      m[r] = m_new;
+#pragma unroll
+      for (int c = 0; c < kDimsPerLane; ++c) acc[r][c] *= rescale;
+#pragma unroll 8
+      for (int j = 0; j < kKeyTile; ++j) {
+        const float pj = __shfl_sync(0xffffffffu, prob, j);
+#pragma unroll
+        for (int c = 0; c < kDimsPerLane; ++c) acc[r][c] = fmaf(pj, v_s[j][lane + 32 * c], acc[r][c]);
+      }
+    }
+  }
+
+#pragma unroll
+  for (int r = 0; r < kRowsPerWarp; ++r) {
+    if (!valid[r]) continue;
+    const int64_t row = row0 + warp * kRowsPerWarp + r;
+    const int64_t head = static_cast<int64_t>(kv_head) * p.group + row / p.seq_q;
+    T* o_row = p.out + batch * p.o_stride[0] + head * p.o_stride[1] + pos[r] * p.o_stride[2];
+    // l == 0: every key blocked -> NaN, documented (PyTorch's behaviour).
+    const float inv_l = l[r] > 0.f ? 1.f / l[r] : NAN;
+#pragma unroll
+    for (int c = 0; c < kDimsPerLane; ++c) o_row[lane + 32 * c] = from_float<T>(acc[r][c] * inv_l);
+  }
+}
+
+template <typename T>
+void launch(const AttentionDims& dims, const Tensor& q, const Tensor& k, const Tensor& v,
+            Tensor& out, const Tensor& mask) {
+  Params<T> p{};
+  p.q = static_cast<const T*>(q.raw());
+  p.k = static_cast<const T*>(k.raw());
+  p.v = static_cast<const T*>(v.raw());
+  p.out = static_cast<T*>(out.raw());
+  p.mask = mask.defined() ? static_cast<const uint8_t*>(mask.raw()) : nullptr;
+  for (int i = 0; i < 3; ++i) {
+    p.q_stride[i] = q.strides()[i];
+    p.k_stride[i] = k.strides()[i];
+    p.v_stride[i] = v.strides()[i];
+    p.o_stride[i] = out.strides()[i];
+  }
+  p.group = static_cast<int>(dims.heads_q / dims.heads_kv);
+  p.seq_q = static_cast<int>(dims.seq_q);
+  p.seq_k = static_cast<int>(dims.seq_k);
+  p.rows = dims.seq_q * p.group;
+  p.scale_log2 = dims.scale * 1.4426950408889634f;
+  p.causal = dims.causal;
+
+  const int64_t row_blocks = (p.rows + kRowsPerBlock - 1) / kRowsPerBlock;
+  OMNIRT_CHECK(row_blocks <= std::numeric_limits<int32_t>::max() && dims.heads_kv <= 65535 &&
+                   dims.batch <= 65535,
+               "attention (CUDA): grid too large (", row_blocks, " row blocks, ", dims.heads_kv,
+               " kv heads, batch ", dims.batch, ")");
+  const dim3 grid(static_cast<unsigned>(row_blocks), static_cast<unsigned>(dims.heads_kv),
+                  static_cast<unsigned>(dims.batch));
+  cudaStream_t stream = omnirt::cuda::current_stream();
+  switch (dims.head_dim) {
+    case 32:
+      attention_kernel<T, 32><<<grid, kThreads, 0, stream>>>(p);
+      break;
+    case 64:
+      attention_kernel<T, 64><<<grid, kThreads, 0, stream>>>(p);
+      break;
+    case 128:
+      attention_kernel<T, 128><<<grid, kThreads, 0, stream>>>(p);
+      break;
+    default:
+      OMNIRT_FAIL("attention (CUDA): unsupported head_dim ", dims.head_dim);
+  }
+  OMNIRT_CUDA_CHECK_LAUNCH("attention_kernel");
+}
+
+}  // namespace
+
+void attention(const AttentionDims& dims, const Tensor& q, const Tensor& k, const Tensor& v,
+               Tensor& out, const Tensor& mask) {
+  OMNIRT_CHECK(dims.seq_q <= std::numeric_limits<int32_t>::max() &&
+                   dims.seq_k <= std::numeric_limits<int32_t>::max(),
+               "attention (CUDA): sequence lengths must fit in 32 bits");
+  switch (q.dtype()) {
+    case DType::F32:
+      launch<float>(dims, q, k, v, out, mask);
+      break;
+    case DType::F16:
+      launch<__half>(dims, q, k, v, out, mask);
+      break;
+    case DType::BF16:
+      launch<__nv_bfloat16>(dims, q, k, v, out, mask);
+      break;
+    default:
+      OMNIRT_FAIL("attention (CUDA): unsupported dtype ", dtype_name(q.dtype()));
+  }
+}
+
+}  // namespace omnirt::ops::cuda
