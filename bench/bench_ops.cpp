@@ -1,0 +1,186 @@
+// GPU benchmarks of the GEMM and attention ops at OmniDrive's shapes.
+//
+// Times are GPU times from cudaEvents around a batch of launches (manual time); counters:
+// TFLOP/s (2MNK for GEMM, 4 * visible (query, key) pairs * D for attention) and GB/s (bytes of
+// the operands read + output written once, i.e. a lower bound on traffic). Without a CUDA device
+// (or a CUDA build) nothing is registered and the program says so.
+#include <benchmark/benchmark.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "core/device.h"
+#include "core/tensor.h"
+#include "ops/attention.h"
+#include "ops/gemm.h"
+
+#ifdef OMNIRT_WITH_CUDA
+#include <cuda_runtime.h>
+
+#include "core/cuda_check.h"
+
+namespace {
+
+using omnirt::Device;
+using omnirt::DType;
+using omnirt::Shape;
+using omnirt::Tensor;
+
+Tensor random_gpu(const Shape& shape, DType dtype, std::mt19937_64& rng, float lo = -1.f,
+                  float hi = 1.f) {
+  std::uniform_real_distribution<float> dist(lo, hi);
+  std::vector<float> v(omnirt::shape_numel(shape));
+  for (float& x : v) x = dist(rng);
+  return Tensor::from_vector(v, shape).to_dtype(dtype).to(Device::CUDA);
+}
+
+// Runs `fn` `inner` times between two events per benchmark iteration; reports GPU time.
+template <typename Fn>
+void time_gpu(benchmark::State& state, double flops, double bytes, Fn&& fn) {
+  cudaStream_t stream = omnirt::cuda::current_stream();
+  cudaEvent_t start, stop;
+  OMNIRT_CUDA_CHECK(cudaEventCreate(&start));
+  OMNIRT_CUDA_CHECK(cudaEventCreate(&stop));
+  for (int i = 0; i < 3; ++i) fn();  // warm-up (also builds cuBLASLt plans)
+  OMNIRT_CUDA_CHECK(cudaStreamSynchronize(stream));
+  constexpr int inner = 10;
+  double total_s = 0;
+  int64_t calls = 0;
+  for (auto _ : state) {
+    OMNIRT_CUDA_CHECK(cudaEventRecord(start, stream));
+    for (int i = 0; i < inner; ++i) fn();
+    OMNIRT_CUDA_CHECK(cudaEventRecord(stop, stream));
+    OMNIRT_CUDA_CHECK(cudaEventSynchronize(stop));
+    float ms = 0;
+    OMNIRT_CUDA_CHECK(cudaEventElapsedTime(&ms, start, stop));
+    const double per_call = ms * 1e-3 / inner;
+    state.SetIterationTime(per_call);
+    total_s += per_call * inner;
+    calls += inner;
+  }
+  OMNIRT_CUDA_CHECK(cudaEventDestroy(start));
+  OMNIRT_CUDA_CHECK(cudaEventDestroy(stop));
+  const double avg_s = total_s / static_cast<double>(calls);
+  state.counters["TFLOP/s"] = flops / avg_s * 1e-12;
+  state.counters["GB/s"] = bytes / avg_s * 1e-9;
+  state.counters["us"] = avg_s * 1e6;
+}
+
+struct GemmShape {
+  const char* name;
+  int64_t m, n, k;
+};
+const GemmShape kGemmShapes[] = {
+    {"eva_qkv_like", 9600, 768, 768},   {"eva_mlp", 9600, 2048, 768},
+    {"llama_prefill_attn", 577, 2048, 2048}, {"llama_prefill_mlp", 577, 5632, 2048},
+    {"llama_decode", 1, 2048, 2048}};
+
+struct GemmMode {
+  const char* name;
+  DType dtype;
+  omnirt::ops::Fp32Compute compute;
+};
+const GemmMode kGemmModes[] = {{"fp16", DType::F16, omnirt::ops::Fp32Compute::Exact},
+                               {"bf16", DType::BF16, omnirt::ops::Fp32Compute::Exact},
+                               {"tf32", DType::F32, omnirt::ops::Fp32Compute::TF32},
+                               {"fp32", DType::F32, omnirt::ops::Fp32Compute::Exact}};
+
+void bench_linear(benchmark::State& state, GemmShape s, GemmMode mode, bool bias) {
+  std::mt19937_64 rng(1);
+  Tensor x = random_gpu({s.m, s.k}, mode.dtype, rng);
+  Tensor w = random_gpu({s.n, s.k}, mode.dtype, rng);
+  Tensor b = bias ? random_gpu({s.n}, mode.dtype, rng) : Tensor();
+  Tensor y = Tensor::empty({s.m, s.n}, mode.dtype, Device::CUDA);
+  const double elem = omnirt::dtype_bits(mode.dtype) / 8.0;
+  const double flops = 2.0 * s.m * s.n * s.k;
+  const double bytes = elem * (s.m * s.k + s.n * s.k + s.m * s.n);
+  const omnirt::ops::GemmOptions opts{.fp32_compute = mode.compute};
+  time_gpu(state, flops, bytes, [&] { omnirt::ops::linear(x, w, b, y, opts); });
+}
+
+struct AttnShape {
+  const char* name;
+  int64_t batch, heads_q, heads_kv, seq_q, seq_k, head_dim;
+  bool causal, mask;
+};
+const AttnShape kAttnShapes[] = {
+    {"eva_window", 54, 12, 12, 256, 256, 64, false, false},
+    {"eva_global", 6, 12, 12, 1600, 1600, 64, false, false},
+    {"petr_self_masked", 1, 8, 8, 1156, 1456, 32, false, true},
+    {"petr_cross", 1, 8, 8, 1156, 9600, 32, false, false},
+    {"llm_prefill_causal", 1, 32, 4, 577, 577, 64, true, false},
+    {"llm_decode_2048", 1, 32, 4, 1, 2048, 64, true, false}};
+
+void bench_attention(benchmark::State& state, AttnShape s, DType dtype) {
+  std::mt19937_64 rng(2);
+  Tensor q = random_gpu({s.batch, s.heads_q, s.seq_q, s.head_dim}, dtype, rng);
+  Tensor k = random_gpu({s.batch, s.heads_kv, s.seq_k, s.head_dim}, dtype, rng);
+  Tensor v = random_gpu({s.batch, s.heads_kv, s.seq_k, s.head_dim}, dtype, rng);
+  Tensor out = Tensor::empty(q.shape(), dtype, Device::CUDA);
+  omnirt::ops::AttentionOptions opts{.causal = s.causal};
+  if (s.mask) {
+    std::vector<float> m(s.seq_q * s.seq_k);
+    std::bernoulli_distribution blocked(0.2);
+    for (int64_t i = 0; i < s.seq_q; ++i) {
+      for (int64_t j = 0; j < s.seq_k; ++j) m[i * s.seq_k + j] = (j != i && blocked(rng)) ? 1.f : 0.f;
+    }
+    opts.mask = Tensor::from_vector(m, {s.seq_q, s.seq_k}).to_dtype(DType::U8).to(Device::CUDA);
+  }
+  // Visible (query, key) pairs per head: all of them, or the causal band aligned to the end.
+  double pairs = 0;
+  for (int64_t i = 0; i < s.seq_q; ++i) {
+    pairs += s.causal ? std::min<int64_t>(s.seq_k, i + 1 + s.seq_k - s.seq_q) : s.seq_k;
+  }
+  const double flops = 4.0 * s.batch * s.heads_q * pairs * s.head_dim;
+  const double elem = omnirt::dtype_bits(dtype) / 8.0;
+  const double bytes = elem * (2.0 * q.numel() + k.numel() + v.numel());
+  time_gpu(state, flops, bytes, [&] { omnirt::ops::attention(q, k, v, out, opts); });
+}
+
+void register_all() {
+  for (const GemmShape& s : kGemmShapes) {
+    for (const GemmMode& mode : kGemmModes) {
+      for (bool bias : {false, true}) {
+        const std::string name = std::string("linear/") + s.name + "/" + std::to_string(s.m) +
+                                 "x" + std::to_string(s.n) + "x" + std::to_string(s.k) + "/" +
+                                 mode.name + (bias ? "/bias" : "");
+        benchmark::RegisterBenchmark(name.c_str(), bench_linear, s, mode, bias)
+            ->UseManualTime()
+            ->Unit(benchmark::kMicrosecond);
+      }
+    }
+  }
+  const std::pair<const char*, DType> attn_dtypes[] = {
+      {"fp16", DType::F16}, {"bf16", DType::BF16}, {"fp32", DType::F32}};
+  for (const AttnShape& s : kAttnShapes) {
+    for (const auto& [dname, dtype] : attn_dtypes) {
+      const std::string name = std::string("attention/") + s.name + "/" + dname;
+      benchmark::RegisterBenchmark(name.c_str(), bench_attention, s, dtype)
+          ->UseManualTime()
+          ->Unit(benchmark::kMicrosecond);
+    }
+  }
+}
+
+}  // namespace
+#endif  // OMNIRT_WITH_CUDA
+
+int main(int argc, char** argv) {
+  benchmark::Initialize(&argc, argv);
+#ifdef OMNIRT_WITH_CUDA
+  if (omnirt::cuda_available()) {
+    std::printf("device: %s\n", omnirt::cuda_device_description().c_str());
+    register_all();
+  } else {
+    std::printf("bench_ops: skipped: no CUDA device (the benchmarks are GPU-only)\n");
+  }
+#else
+  std::printf("bench_ops: skipped: omnirt was built without CUDA (the benchmarks are GPU-only)\n");
+#endif
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}
