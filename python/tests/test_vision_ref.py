@@ -723,3 +723,107 @@ def test_query_and_memory_positions_match_formulas(frames, model, cfg):
     want = _positions64(model, cfg, ((local - pc[:3]) / (pc[3:] - pc[:3])).flatten(-2), dt, pose)
     got = out["lane_temp_pos"][0].double()
     assert (got - want).abs().max() <= 1e-3 * float(want.abs().max())  # f32 global round trip
+
+
+# ------------------------------------------------------------------------------------------------
+# decoder layers and prediction branches against a naive float64 implementation
+# ------------------------------------------------------------------------------------------------
+def _mha64(mod, q_in, k_in, v_in, blocked, heads):
+    e = q_in.shape[-1]
+    d = e // heads
+    w, b = mod.in_proj_weight.double(), mod.in_proj_bias.double()
+    q = q_in @ w[:e].T + b[:e]
+    k = k_in @ w[e:2 * e].T + b[e:2 * e]
+    v = v_in @ w[2 * e:].T + b[2 * e:]
+    out = torch.zeros_like(q)
+    for h in range(heads):
+        sl = slice(h * d, (h + 1) * d)
+        s = q[:, sl] @ k[:, sl].T / math.sqrt(d)
+        if blocked is not None:
+            s = s.masked_fill(blocked, float("-inf"))
+        out[:, sl] = torch.softmax(s, dim=-1) @ v[:, sl]
+    return _lin(out, mod.out_proj)
+
+
+def _decoder_layer64(layer, cfg, tgt, qpos, mem, mem_pos, tmem, tpos, blocked):
+    t = layer.transformer_layers
+    ln = lambda i, x: _ln64(x, t[i].weight.double(), t[i].bias.double())
+    kv = torch.cat([tgt, tmem])
+    kpos = torch.cat([qpos, tpos])
+    x = ln(1, tgt + _mha64(t[0].attn, tgt + qpos, kv + kpos, kv, blocked, cfg.dec_heads))
+    x = ln(3, x + _mha64(t[2].attn, x + qpos, mem + mem_pos, mem, None, cfg.dec_heads))
+    f = t[4]._layers
+    return ln(5, x + _lin(torch.relu(_lin(x, f[0])), f[3]))
+
+
+def _branch64(seq, x):
+    for m in seq:
+        if isinstance(m, torch.nn.Linear):
+            x = _lin(x, m)
+        elif isinstance(m, torch.nn.LayerNorm):
+            x = _ln64(x, m.weight.double(), m.bias.double())
+        elif isinstance(m, torch.nn.ReLU):
+            x = torch.relu(x)
+    return x
+
+
+def _inv_sig64(x):
+    x = x.clamp(0, 1)
+    return torch.log(x.clamp(min=1e-5) / (1 - x).clamp(min=1e-5))
+
+
+@torch.no_grad()
+def test_decoders_and_branches_match_naive_float64(frames, model, cfg):
+    _, out = frames[1]
+    ne = cfg.num_extra
+    pc = torch.tensor(cfg.pc_range, dtype=torch.float64)
+    pos_embed = out["pos_embed"][0].double()
+    close = lambda a, b, tol=2e-4: (a.double() - b).abs().max() <= tol * max(1.0, float(b.abs().max()))
+    for name, head in (("box", model.pts_bbox_head), ("lane", model.map_head)):
+        mem = _lin(out["img_tokens"][0].double(), head.input_projection)
+        tmem = out["box_temp_memory"][0].double() if name == "box" else \
+            frames[1][0].memory_embedding_map[0, :cfg.lane_memory_len].double()
+        x = out[f"{name}_tgt"][0].double()
+        for l, layer in enumerate(head.transformer.query_decoder._layers):
+            x = _decoder_layer64(layer, cfg, x, out[f"{name}_query_pos"][0].double(), mem,
+                                 pos_embed, tmem, out[f"{name}_temp_pos"][0].double(),
+                                 out[f"{name}_attn_mask"])
+            assert close(out[f"{name}_outs_dec"][l, 0], x), (name, l)
+            # use our own float64 result for the next layer (no error feedback from the model)
+    # box branches
+    dec = out["box_outs_dec"][:, 0, ne:].double()
+    ref = _inv_sig64(out["box_reference_points"][0, ne:].double())
+    for l in range(cfg.dec_layers):
+        cls = _branch64(model.pts_bbox_head.cls_branches[l], dec[l])
+        assert close(out["all_cls_scores"][l, 0], cls), l
+        reg = _branch64(model.pts_bbox_head.reg_branches[l], dec[l])
+        xyz = torch.sigmoid(reg[:, :3] + ref) * (pc[3:] - pc[:3]) + pc[:3]
+        assert close(out["all_bbox_preds"][l, 0, :, :3], xyz), l
+        assert close(out["all_bbox_preds"][l, 0, :, 3:], reg[:, 3:]), l
+    # lane branches
+    dec = out["lane_outs_dec"][:, 0, ne:].double()
+    ref = _inv_sig64(out["lane_reference_points"][0].double())
+    n11 = cfg.num_lane_one2one
+    for l in range(cfg.dec_layers):
+        reg = _branch64(model.map_head.reg_branches[l], dec[l])
+        pts = (torch.sigmoid(reg + ref).view(-1, cfg.n_control, 3) * (pc[3:] - pc[:3]) + pc[:3])
+        pts = pts.flatten(-2)
+        assert close(out["all_lane_preds_one2one"][l, 0], pts[:n11]), l
+        assert close(out["all_lane_preds_one2many"][l, 0], pts[n11:]), l
+        cls = _branch64(model.map_head.cls_branches[l], dec[l])
+        assert close(out["all_lane_cls_one2one"][l, 0], cls[:n11]), l
+    # the 513 (here 17) tokens
+    assert close(out["box_tokens"][0], _lin(out["box_outs_dec"][-1, 0, :ne].double(),
+                                            model.pts_bbox_head.output_projection))
+    cb = model.pts_bbox_head.can_bus_embed
+    assert close(out["ego_token"][0, 0],
+                 _lin(torch.relu(_lin(out["box_can_bus_input"][0].double(), cb[0])), cb[2]))
+    assert close(out["lane_tokens"][0], _lin(out["lane_outs_dec"][-1, 0, :ne].double(),
+                                             model.map_head.output_projection))
+    # can-bus input: record | can-bus memory (frames t-1, t-2) | mean pose of each 300-block
+    f = make_frame(cfg, 0.5, seed=101, is_first_frame=False)
+    cbi = out["box_can_bus_input"][0].double()
+    prev = frames[1][0].memory_canbus_bbox[0, :cfg.can_bus_len].double().flatten()
+    blocks = out["box_pre_memory_egopose"][0].double().view(-1, cfg.topk, 16).mean(1).flatten()
+    want = torch.cat([f["command"].double(), f["can_bus"][0].double(), prev, blocks])
+    assert close(cbi, want, 1e-5)
