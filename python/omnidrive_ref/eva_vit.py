@@ -146,13 +146,11 @@ class Block(nn.Module):
         return x + self.mlp(self.norm2(x))
 
 
-def resize_abs_pos(pos_embed: torch.Tensor, hw: Tuple[int, int]) -> torch.Tensor:
-    """Drop the cls slot, bicubic-resize (align_corners=False, float32) the square grid to hw.
-    Returns [1, H, W, C]."""
+def resize_abs_pos(pos_embed: torch.Tensor, size: int, hw: Tuple[int, int]) -> torch.Tensor:
+    """Drop the cls slot, bicubic-resize (align_corners=False, float32) the size x size grid to hw.
+    Returns [1, H, W, C]. (`size` comes from the config, not from the tensor's shape, so that
+    tracing for ONNX sees Python ints.)"""
     abs_pos = pos_embed[:, 1:]
-    size = int(round(abs_pos.shape[1] ** 0.5))
-    if size * size != abs_pos.shape[1]:
-        raise ValueError(f"img_backbone.pos_embed: {abs_pos.shape[1]} grid rows is not a square")
     h, w = hw
     if size == h and size == w:
         return abs_pos.reshape(1, h, w, -1)
@@ -185,7 +183,8 @@ class EVAViT(nn.Module):
         """img [BN, 3, H, W] -> features [BN, C, H/16, W/16]. `taps` (optional) receives
         'patch_embed' (NHWC, before pos_embed), 'abs_pos' and 'block{i}' (NHWC) tensors."""
         x = self.patch_embed(img)
-        abs_pos = resize_abs_pos(self.pos_embed, (x.shape[1], x.shape[2]))
+        cfg = self.cfg
+        abs_pos = resize_abs_pos(self.pos_embed, cfg.pretrain_grid, (cfg.grid_h, cfg.grid_w))
         if taps is not None:
             taps["patch_embed"] = x
             taps["abs_pos"] = abs_pos
