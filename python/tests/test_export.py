@@ -169,15 +169,27 @@ def _canonical(name: str, t: torch.Tensor) -> torch.Tensor:
 def test_committed_fixtures_match_the_reference(tmp_path):
     """Regenerating the fixtures from the committed checkpoint gives the committed tensors (so
     they are not stale after a change of the reference)."""
+    try:
+        _compare_regenerated_fixtures(tmp_path)
+    except AssertionError as e:
+        raise AssertionError(f"{e}\nThe committed fixtures differ from what the reference computes "
+                             f"now; if the reference changed on purpose, regenerate them with "
+                             f"`python3 python/make_fixtures.py` and commit tests/data.") from None
+
+
+def _compare_regenerated_fixtures(tmp_path):
     out = str(tmp_path / "fx")
     paths = make_fixtures.write_fixtures(TINY_CKPT, out, "cpu", 32, taps=True)
     cfg = V.config_by_name("tiny")
     topk = {"bbox": cfg.topk, "map": cfg.lane_topk}
     for i, p in enumerate(paths):
+        # Same code on another CPU: frame 0 agrees to float32 rounding; frame 1 goes through the
+        # global-frame memory, which amplifies rounding differences (see fixture_compare).
+        tol = 1e-5 if i == 0 else rel_tol(i)
         ref = load_file(os.path.join(FIXTURES, os.path.basename(p)))
         got = load_file(p)
         assert set(ref) == set(got)
-        compare_memory(ref, got, topk, rel_tol(i), "state_out.", "state_out.")
+        compare_memory(ref, got, topk, tol, "state_out.", "state_out.")
         for k in sorted(ref):
             if k.startswith("state_out.memory_") and any(g in k for g in ("embedding", "reference_point", "timestamp", "egopose")) and "canbus" not in k:
                 continue  # compared above, up to the order of near-tied top-k rows
@@ -185,7 +197,7 @@ def test_committed_fixtures_match_the_reference(tmp_path):
                 continue  # compared below by producing query
             r, g = _canonical(k, ref[k]), _canonical(k, got[k])
             if r.is_floating_point():
-                assert_close_rel(k, r, g, rel_tol(i))
+                assert_close_rel(k, r, g, tol)
             else:
                 assert torch.equal(r, g), k
         order_r = ref["out.boxes.query"].argsort()
@@ -193,7 +205,7 @@ def test_committed_fixtures_match_the_reference(tmp_path):
         assert torch.equal(ref["out.boxes.query"][order_r], got["out.boxes.query"][order_g])
         assert torch.equal(ref["out.boxes.labels"][order_r], got["out.boxes.labels"][order_g])
         assert_close_rel("boxes.bboxes", ref["out.boxes.bboxes"][order_r],
-                         got["out.boxes.bboxes"][order_g], rel_tol(i))
+                         got["out.boxes.bboxes"][order_g], tol)
 
 
 def test_fixture_structure():

@@ -88,3 +88,17 @@ def test_is_first_frame_discards_the_incoming_memory(exported):
     feeds["is_first_frame"] = torch.zeros(1)
     c = E.run_onnx(sess, feeds)
     assert (c["all_cls_scores"] - b["all_cls_scores"]).abs().max() > 1e-3
+
+
+def test_full_size_io_shapes_are_the_reference_deployments():
+    from omnidrive_ref.config import OmniDriveConfig
+    s = E.input_shapes(OmniDriveConfig.full())
+    assert s["img"] == [1, 6, 3, 640, 640] and s["img2lidars"] == [1, 6, 4, 4]
+    assert s["memory_embedding_bbox_in"] == [1, 900, 256]
+    assert s["memory_reference_point_bbox_in"] == [1, 900, 3]
+    assert s["memory_timestamp_bbox_in"] == [1, 900, 1]
+    assert s["memory_egopose_bbox_in"] == [1, 900, 4, 4]
+    assert s["memory_canbus_bbox_in"] == [1, 3, 14]
+    assert s["memory_reference_point_map_in"] == [1, 900, 11, 3]
+    assert s["memory_embedding_map_in"] == [1, 900, 256]
+    assert s["sample_time_bbox_in"] == s["sample_time_map_in"] == s["timestamp"] == [1]
