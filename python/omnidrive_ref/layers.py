@@ -96,7 +96,7 @@ class MultiheadAttention(nn.Module):
         k = F.linear(key, w[e:2 * e], b[e:2 * e])
         v = F.linear(value, w[2 * e:], b[2 * e:])
         bsz, lq, lk = query.shape[0], query.shape[1], key.shape[1]
-        q = q.view(bsz, lq, h, d).transpose(1, 2) * (1.0 / math.sqrt(d))
+        q = q.view(bsz, lq, h, d).transpose(1, 2) * math.sqrt(1.0 / float(d))  # as torch's MHA
         k = k.view(bsz, lk, h, d).transpose(1, 2)
         v = v.view(bsz, lk, h, d).transpose(1, 2)
         out = attention(q, k, v, blocked)  # [B, h, Lq, d]
