@@ -73,10 +73,11 @@ struct GemmShape {
   const char* name;
   int64_t m, n, k;
 };
-const GemmShape kGemmShapes[] = {
-    {"eva_qkv_like", 9600, 768, 768},   {"eva_mlp", 9600, 2048, 768},
-    {"llama_prefill_attn", 577, 2048, 2048}, {"llama_prefill_mlp", 577, 5632, 2048},
-    {"llama_decode", 1, 2048, 2048}};
+const GemmShape kGemmShapes[] = {{"eva_qkv_like", 9600, 768, 768},
+                                 {"eva_mlp", 9600, 2048, 768},
+                                 {"llama_prefill_attn", 577, 2048, 2048},
+                                 {"llama_prefill_mlp", 577, 5632, 2048},
+                                 {"llama_decode", 1, 2048, 2048}};
 
 struct GemmMode {
   const char* name;
@@ -106,13 +107,12 @@ struct AttnShape {
   int64_t batch, heads_q, heads_kv, seq_q, seq_k, head_dim;
   bool causal, mask;
 };
-const AttnShape kAttnShapes[] = {
-    {"eva_window", 54, 12, 12, 256, 256, 64, false, false},
-    {"eva_global", 6, 12, 12, 1600, 1600, 64, false, false},
-    {"petr_self_masked", 1, 8, 8, 1156, 1456, 32, false, true},
-    {"petr_cross", 1, 8, 8, 1156, 9600, 32, false, false},
-    {"llm_prefill_causal", 1, 32, 4, 577, 577, 64, true, false},
-    {"llm_decode_2048", 1, 32, 4, 1, 2048, 64, true, false}};
+const AttnShape kAttnShapes[] = {{"eva_window", 54, 12, 12, 256, 256, 64, false, false},
+                                 {"eva_global", 6, 12, 12, 1600, 1600, 64, false, false},
+                                 {"petr_self_masked", 1, 8, 8, 1156, 1456, 32, false, true},
+                                 {"petr_cross", 1, 8, 8, 1156, 9600, 32, false, false},
+                                 {"llm_prefill_causal", 1, 32, 4, 577, 577, 64, true, false},
+                                 {"llm_decode_2048", 1, 32, 4, 1, 2048, 64, true, false}};
 
 void bench_attention(benchmark::State& state, AttnShape s, DType dtype) {
   std::mt19937_64 rng(2);
@@ -125,7 +125,8 @@ void bench_attention(benchmark::State& state, AttnShape s, DType dtype) {
     std::vector<float> m(s.seq_q * s.seq_k);
     std::bernoulli_distribution blocked(0.2);
     for (int64_t i = 0; i < s.seq_q; ++i) {
-      for (int64_t j = 0; j < s.seq_k; ++j) m[i * s.seq_k + j] = (j != i && blocked(rng)) ? 1.f : 0.f;
+      for (int64_t j = 0; j < s.seq_k; ++j)
+        m[i * s.seq_k + j] = (j != i && blocked(rng)) ? 1.f : 0.f;
     }
     opts.mask = Tensor::from_vector(m, {s.seq_q, s.seq_k}).to_dtype(DType::U8).to(Device::CUDA);
   }
@@ -144,9 +145,9 @@ void register_all() {
   for (const GemmShape& s : kGemmShapes) {
     for (const GemmMode& mode : kGemmModes) {
       for (bool bias : {false, true}) {
-        const std::string name = std::string("linear/") + s.name + "/" + std::to_string(s.m) +
-                                 "x" + std::to_string(s.n) + "x" + std::to_string(s.k) + "/" +
-                                 mode.name + (bias ? "/bias" : "");
+        const std::string name = std::string("linear/") + s.name + "/" + std::to_string(s.m) + "x" +
+                                 std::to_string(s.n) + "x" + std::to_string(s.k) + "/" + mode.name +
+                                 (bias ? "/bias" : "");
         benchmark::RegisterBenchmark(name.c_str(), bench_linear, s, mode, bias)
             ->UseManualTime()
             ->Unit(benchmark::kMicrosecond);

@@ -66,15 +66,17 @@ void attention(const Tensor& q, const Tensor& k, const Tensor& v, Tensor& out,
                ", got ", shape_str(v.shape()));
   OMNIRT_CHECK(out.shape() == q.shape(), "attention: out must have q's shape ",
                shape_str(q.shape()), ", got ", shape_str(out.shape()));
-  OMNIRT_CHECK(dims.heads_kv >= 1 && dims.heads_q % dims.heads_kv == 0,
-               "attention: query heads (", dims.heads_q, ") must be a multiple of kv heads (",
-               dims.heads_kv, ")");
+  OMNIRT_CHECK(dims.heads_kv >= 1 && dims.heads_q % dims.heads_kv == 0, "attention: query heads (",
+               dims.heads_q, ") must be a multiple of kv heads (", dims.heads_kv, ")");
   OMNIRT_CHECK(dims.seq_k >= 1, "attention: no keys (Sk = 0)");
   OMNIRT_CHECK(dims.head_dim >= 1, "attention: head_dim is 0");
   OMNIRT_CHECK(!options.causal || dims.seq_q <= dims.seq_k, "attention: causal with Sq (",
                dims.seq_q, ") > Sk (", dims.seq_k,
                ") would leave the first query rows without any visible key");
   dims.causal = options.causal;
+  OMNIRT_CHECK(options.cuda_kv_splits >= 0, "attention: cuda_kv_splits must be >= 0, got ",
+               options.cuda_kv_splits);
+  dims.kv_splits = options.cuda_kv_splits;
   dims.scale = options.scale ? *options.scale : 1.f / std::sqrt(static_cast<float>(dims.head_dim));
   OMNIRT_CHECK(std::isfinite(dims.scale), "attention: scale must be finite, got ", dims.scale);
 
@@ -83,8 +85,9 @@ void attention(const Tensor& q, const Tensor& k, const Tensor& v, Tensor& out,
     OMNIRT_CHECK(mask.dtype() == DType::U8 || mask.dtype() == DType::Bool,
                  "attention: mask must be U8 or Bool (nonzero = blocked), got ",
                  dtype_name(mask.dtype()));
-    OMNIRT_CHECK(mask.shape() == (Shape{dims.seq_q, dims.seq_k}), "attention: mask must be [Sq, Sk] = ",
-                 shape_str({dims.seq_q, dims.seq_k}), ", got ", shape_str(mask.shape()));
+    OMNIRT_CHECK(mask.shape() == (Shape{dims.seq_q, dims.seq_k}),
+                 "attention: mask must be [Sq, Sk] = ", shape_str({dims.seq_q, dims.seq_k}),
+                 ", got ", shape_str(mask.shape()));
     OMNIRT_CHECK(mask.device() == device, "attention: mask is on ", device_name(mask.device()),
                  ", expected ", device_name(device));
     OMNIRT_CHECK(mask.is_contiguous(), "attention: mask must be contiguous");
@@ -103,8 +106,7 @@ void attention(const Tensor& q, const Tensor& k, const Tensor& v, Tensor& out,
   OMNIRT_CHECK(dtype == DType::F32 || dtype == DType::F16 || dtype == DType::BF16,
                "attention: the CUDA backend supports F32, F16 and BF16, got ", dtype_name(dtype));
   OMNIRT_CHECK(dims.head_dim == 32 || dims.head_dim == 64 || dims.head_dim == 128,
-               "attention: the CUDA backend supports head_dim 32, 64 and 128, got ",
-               dims.head_dim);
+               "attention: the CUDA backend supports head_dim 32, 64 and 128, got ", dims.head_dim);
 #ifdef OMNIRT_WITH_CUDA
   cuda::attention(dims, q, k, v, out, mask);
 #else

@@ -28,6 +28,10 @@ struct AttentionOptions {
   std::optional<float> scale;  // default 1 / sqrt(D)
   bool causal = false;
   Tensor mask;  // undefined = no mask; else [Sq, Sk] U8/Bool, nonzero = blocked
+  // CUDA only, for tests and tuning: split the keys into this many chunks processed by separate
+  // blocks and merged afterwards (flash-decoding). 0 = automatic (split when the grid would
+  // leave most SMs idle, e.g. decode), 1 = never split. Results are the same up to rounding.
+  int cuda_kv_splits = 0;
 };
 
 void attention(const Tensor& q, const Tensor& k, const Tensor& v, Tensor& out,
@@ -38,6 +42,7 @@ struct AttentionDims {
   int64_t batch = 0, heads_q = 0, heads_kv = 0, seq_q = 0, seq_k = 0, head_dim = 0;
   float scale = 1.f;
   bool causal = false;
+  int kv_splits = 0;  // AttentionOptions::cuda_kv_splits
 };
 
 }  // namespace omnirt::ops

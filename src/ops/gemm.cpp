@@ -25,8 +25,7 @@ const char* gemm_activation_name(GemmActivation a) {
 
 namespace {
 
-void check_operand(const char* op, const char* name, const Tensor& t, DType dtype,
-                   Device device) {
+void check_operand(const char* op, const char* name, const Tensor& t, DType dtype, Device device) {
   OMNIRT_CHECK(t.defined(), op, ": ", name, " is missing");
   OMNIRT_CHECK(t.dtype() == dtype, op, ": ", name, " has dtype ", dtype_name(t.dtype()),
                ", expected ", dtype_name(dtype), " (all operands share one dtype)");
@@ -53,15 +52,14 @@ void run(const char* op, const GemmDims& dims, const Tensor& a, const Tensor& b,
   check_operand(op, c_name, c, dtype, device);
   if (bias.defined()) {
     check_operand(op, "bias", bias, dtype, device);
-    OMNIRT_CHECK(bias.ndim() == 1 && bias.dim(0) == dims.n, op, ": bias must have shape [",
-                 dims.n, "], got ", shape_str(bias.shape()));
+    OMNIRT_CHECK(bias.ndim() == 1 && bias.dim(0) == dims.n, op, ": bias must have shape [", dims.n,
+                 "], got ", shape_str(bias.shape()));
   }
   OMNIRT_CHECK(dims.k >= 1, op, ": the reduction dimension K is 0 (", a.describe(), ")");
   constexpr int64_t kMaxDim = std::numeric_limits<int32_t>::max();
-  OMNIRT_CHECK(dims.m <= kMaxDim && dims.n <= kMaxDim && dims.k <= kMaxDim &&
-                   dims.batch <= kMaxDim,
-               op, ": dimensions M=", dims.m, " N=", dims.n, " K=", dims.k, " batch=",
-               dims.batch, " exceed the 32-bit limit of the BLAS backends");
+  OMNIRT_CHECK(dims.m <= kMaxDim && dims.n <= kMaxDim && dims.k <= kMaxDim && dims.batch <= kMaxDim,
+               op, ": dimensions M=", dims.m, " N=", dims.n, " K=", dims.k, " batch=", dims.batch,
+               " exceed the 32-bit limit of the BLAS backends");
   OMNIRT_CHECK(!shares_storage(c, a) && !shares_storage(c, b), op, ": output ", c_name,
                " overlaps an input");
   if (dims.m == 0 || dims.n == 0 || dims.batch == 0) return;  // nothing to write
@@ -123,9 +121,8 @@ void gemm(const Tensor& a, const Tensor& b, Tensor& c, bool trans_a, bool trans_
   GemmDims dims;
   dims.batch = batched ? a.dim(0) : 1;
   if (batched) {
-    OMNIRT_CHECK(b.dim(0) == dims.batch && c.dim(0) == dims.batch, op,
-                 ": batch sizes differ: a ", shape_str(a.shape()), ", b ", shape_str(b.shape()),
-                 ", c ", shape_str(c.shape()));
+    OMNIRT_CHECK(b.dim(0) == dims.batch && c.dim(0) == dims.batch, op, ": batch sizes differ: a ",
+                 shape_str(a.shape()), ", b ", shape_str(b.shape()), ", c ", shape_str(c.shape()));
   }
   dims.m = trans_a ? a.dim(-1) : a.dim(-2);
   dims.k = trans_a ? a.dim(-2) : a.dim(-1);
@@ -134,8 +131,8 @@ void gemm(const Tensor& a, const Tensor& b, Tensor& c, bool trans_a, bool trans_
   OMNIRT_CHECK(kb == dims.k, op, ": K mismatch: op(a) is ", dims.m, "x", dims.k, " (a ",
                shape_str(a.shape()), trans_a ? " transposed" : "", ") but op(b) is ", kb, "x",
                dims.n, " (b ", shape_str(b.shape()), trans_b ? " transposed" : "", ")");
-  OMNIRT_CHECK(c.dim(-2) == dims.m && c.dim(-1) == dims.n, op, ": c must be ", dims.m, "x",
-               dims.n, " in its last two dims, got ", shape_str(c.shape()));
+  OMNIRT_CHECK(c.dim(-2) == dims.m && c.dim(-1) == dims.n, op, ": c must be ", dims.m, "x", dims.n,
+               " in its last two dims, got ", shape_str(c.shape()));
   run(op, dims, a, b, c, trans_a, trans_b, alpha, beta, bias, options, "a", "b", "c");
 }
 

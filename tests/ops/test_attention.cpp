@@ -213,8 +213,7 @@ TEST(AttentionErrors, BadArgumentsThrow) {
 
   Tensor k2 = random_tensor({1, 2, 7, 8}, rng), v2 = random_tensor({1, 2, 7, 8}, rng);
   EXPECT_NO_THROW(ops::attention(q, k2, v2, out));
-  expect_error([&] { ops::attention(q, random_tensor({1, 2, 7, 4}, rng), v2, out); },
-               "head_dim");
+  expect_error([&] { ops::attention(q, random_tensor({1, 2, 7, 4}, rng), v2, out); }, "head_dim");
   expect_error([&] { ops::attention(q, k2, random_tensor({1, 2, 6, 8}, rng), out); }, "v must");
   Tensor out_bad = Tensor::empty({1, 6, 5, 7}, DType::F32);
   expect_error([&] { ops::attention(q, k2, v2, out_bad); }, "out must");
@@ -222,10 +221,12 @@ TEST(AttentionErrors, BadArgumentsThrow) {
   // dtypes
   expect_error([&] { ops::attention(q, k2.to_dtype(DType::F16), v2, out); }, "dtype");
   Tensor out16 = Tensor::empty({1, 6, 5, 8}, DType::F16);
-  expect_error([&] {
-    ops::attention(q.to_dtype(DType::F16), k2.to_dtype(DType::F16), v2.to_dtype(DType::F16),
-                   out16);
-  }, "CPU backend supports F32");
+  expect_error(
+      [&] {
+        ops::attention(q.to_dtype(DType::F16), k2.to_dtype(DType::F16), v2.to_dtype(DType::F16),
+                       out16);
+      },
+      "CPU backend supports F32");
   // mask
   Tensor mask_f = random_tensor({5, 7}, rng);
   expect_error([&] { ops::attention(q, k2, v2, out, {.mask = mask_f}); }, "mask must be U8");
@@ -268,12 +269,19 @@ void expect_gpu_matches_cpu(const Case& c, std::mt19937_64& rng) {
     in.v = rounded(in.v, gd.dtype);
     Tensor want = Tensor::empty(in.q.shape(), DType::F32);
     ops::attention(in.q, in.k, in.v, want, {.causal = c.causal, .mask = in.mask});
-    Tensor out = nan_tensor(in.q.shape(), gd.dtype, Device::CUDA);
+    Tensor q = in.q.to_dtype(gd.dtype).to(Device::CUDA);
+    Tensor k = in.k.to_dtype(gd.dtype).to(Device::CUDA);
+    Tensor v = in.v.to_dtype(gd.dtype).to(Device::CUDA);
     ops::AttentionOptions opts{.causal = c.causal};
     if (in.mask.defined()) opts.mask = in.mask.to(Device::CUDA);
-    ops::attention(in.q.to_dtype(gd.dtype).to(Device::CUDA), in.k.to_dtype(gd.dtype).to(Device::CUDA),
-                   in.v.to_dtype(gd.dtype).to(Device::CUDA), out, opts);
-    EXPECT_LT(rel_error(out, want), gd.tol) << gd.name << " " << c.describe();
+    // Automatic key splitting, never split, and a forced split into 3 chunks.
+    for (int splits : {0, 1, 3}) {
+      opts.cuda_kv_splits = splits;
+      Tensor out = nan_tensor(in.q.shape(), gd.dtype, Device::CUDA);
+      ops::attention(q, k, v, out, opts);
+      EXPECT_LT(rel_error(out, want), gd.tol)
+          << gd.name << " " << c.describe() << " kv_splits=" << splits;
+    }
   }
 }
 
@@ -281,11 +289,11 @@ TEST(AttentionCuda, AwkwardShapesMatchCpu) {
   OMNIRT_REQUIRE_CUDA();
   std::mt19937_64 rng(test_seed());
   const std::vector<Case> cases = {
-      {2, 3, 3, 7, 33, 32, false, false},    {1, 4, 4, 1, 1, 64, false, false},
-      {3, 2, 2, 17, 17, 64, true, false},    {1, 8, 1, 100, 333, 64, true, false},
-      {1, 32, 4, 1, 2048, 64, true, false},  {2, 8, 1, 1, 517, 64, false, false},
-      {1, 4, 2, 45, 77, 32, true, true},     {2, 3, 3, 33, 65, 64, false, true},
-      {1, 4, 4, 19, 40, 128, true, true},    {1, 32, 4, 3, 130, 64, true, false},
+      {2, 3, 3, 7, 33, 32, false, false},   {1, 4, 4, 1, 1, 64, false, false},
+      {3, 2, 2, 17, 17, 64, true, false},   {1, 8, 1, 100, 333, 64, true, false},
+      {1, 32, 4, 1, 2048, 64, true, false}, {2, 8, 1, 1, 517, 64, false, false},
+      {1, 4, 2, 45, 77, 32, true, true},    {2, 3, 3, 33, 65, 64, false, true},
+      {1, 4, 4, 19, 40, 128, true, true},   {1, 32, 4, 3, 130, 64, true, false},
   };
   for (const Case& c : cases) expect_gpu_matches_cpu(c, rng);
 }
@@ -318,30 +326,35 @@ TEST(AttentionCuda, StridedViewsMatchCpu) {
   ops::attention(bhsd(qb.to(Device::CUDA)), bhsd(kb.to(Device::CUDA)), bhsd(vb.to(Device::CUDA)),
                  out, {.causal = true});
   // Compare in [B, S, H, D] order: ob holds the result contiguously.
-  EXPECT_LT(rel_error(ob.to_float_vector(), want.permute({0, 2, 1, 3}).contiguous().to_float_vector()),
-            1e-5);
+  EXPECT_LT(
+      rel_error(ob.to_float_vector(), want.permute({0, 2, 1, 3}).contiguous().to_float_vector()),
+      1e-5);
 }
 
 TEST(AttentionCuda, FullyBlockedRowIsNaN) {
   OMNIRT_REQUIRE_CUDA();
   std::mt19937_64 rng(test_seed());
-  const Case c{1, 4, 2, 40, 70, 64, true, true};
+  const Case c{1, 4, 2, 40, 700, 64, true, true};
   Inputs in = make_inputs(c, rng);
   for (int64_t j = 0; j < c.seq_k; ++j) in.mask.data<uint8_t>()[17 * c.seq_k + j] = 1;
   Tensor want = Tensor::empty(in.q.shape(), DType::F32);
   ops::attention(in.q, in.k, in.v, want, {.causal = true, .mask = in.mask});
-  Tensor out = Tensor::zeros(in.q.shape(), DType::F32, Device::CUDA);  // zeros: NaN must be written
-  ops::attention(in.q.to(Device::CUDA), in.k.to(Device::CUDA), in.v.to(Device::CUDA), out,
-                 {.causal = true, .mask = in.mask.to(Device::CUDA)});
-  const auto got = out.to_float_vector(), ref = want.to_float_vector();
-  for (int64_t h = 0; h < c.heads_q; ++h) {
-    for (int64_t i = 0; i < c.seq_q; ++i) {
-      for (int64_t e = 0; e < c.head_dim; ++e) {
-        const size_t idx = (h * c.seq_q + i) * c.head_dim + e;
-        if (i == 17) {
-          ASSERT_TRUE(std::isnan(got[idx])) << "h=" << h << " e=" << e;
-        } else {
-          ASSERT_NEAR(got[idx], ref[idx], 1e-4) << "h=" << h << " i=" << i << " e=" << e;
+  for (int splits : {1, 4, 0}) {
+    Tensor out =
+        Tensor::zeros(in.q.shape(), DType::F32, Device::CUDA);  // zeros: NaN must be written
+    ops::attention(in.q.to(Device::CUDA), in.k.to(Device::CUDA), in.v.to(Device::CUDA), out,
+                   {.causal = true, .mask = in.mask.to(Device::CUDA), .cuda_kv_splits = splits});
+    SCOPED_TRACE("kv_splits=" + std::to_string(splits));
+    const auto got = out.to_float_vector(), ref = want.to_float_vector();
+    for (int64_t h = 0; h < c.heads_q; ++h) {
+      for (int64_t i = 0; i < c.seq_q; ++i) {
+        for (int64_t e = 0; e < c.head_dim; ++e) {
+          const size_t idx = (h * c.seq_q + i) * c.head_dim + e;
+          if (i == 17) {
+            ASSERT_TRUE(std::isnan(got[idx])) << "h=" << h << " e=" << e;
+          } else {
+            ASSERT_NEAR(got[idx], ref[idx], 1e-4) << "h=" << h << " i=" << i << " e=" << e;
+          }
         }
       }
     }

@@ -33,9 +33,9 @@ double ref_activation(double x, ops::GemmActivation act) {
 
 // Naive float64 c = act(alpha op(a) op(b) + beta c + bias), one batch of row-major data.
 std::vector<double> ref_gemm(const std::vector<float>& a, const std::vector<float>& b,
-                             const std::vector<float>& c, const std::vector<float>& bias,
-                             int64_t m, int64_t n, int64_t k, bool ta, bool tb, double alpha,
-                             double beta, ops::GemmActivation act) {
+                             const std::vector<float>& c, const std::vector<float>& bias, int64_t m,
+                             int64_t n, int64_t k, bool ta, bool tb, double alpha, double beta,
+                             ops::GemmActivation act) {
   std::vector<double> out(m * n);
   for (int64_t i = 0; i < m; ++i) {
     for (int64_t j = 0; j < n; ++j) {
@@ -78,8 +78,8 @@ TEST(GemmCpu, LinearMatchesFloat64) {
       {1, 1, 1}, {7, 33, 257}, {33, 7, 1000}, {257, 1000, 33}, {1, 257, 7}};
   for (auto [m, n, k] : shapes) {
     for (bool with_bias : {false, true}) {
-      for (auto act : {ops::GemmActivation::None, ops::GemmActivation::Relu,
-                       ops::GemmActivation::GeluTanh}) {
+      for (auto act :
+           {ops::GemmActivation::None, ops::GemmActivation::Relu, ops::GemmActivation::GeluTanh}) {
         Tensor x = random_tensor({m, k}, rng);
         Tensor w = random_tensor({n, k}, rng);
         Tensor bias = with_bias ? random_tensor({n}, rng) : Tensor();
@@ -103,8 +103,8 @@ TEST(GemmCpu, LinearFlattensLeadingDims) {
   Tensor bias = random_tensor({17}, rng);
   Tensor y = nan_tensor({2, 3, 5, 17}, DType::F32, Device::CPU);
   ops::linear(x, w, bias, y);
-  auto want = ref_gemm(x.to_float_vector(), w.to_float_vector(), {}, bias.to_float_vector(), 30,
-                       17, 33, false, true, 1.0, 0.0, ops::GemmActivation::None);
+  auto want = ref_gemm(x.to_float_vector(), w.to_float_vector(), {}, bias.to_float_vector(), 30, 17,
+                       33, false, true, 1.0, 0.0, ops::GemmActivation::None);
   EXPECT_LT(rel_error64(y.to_float_vector(), want), 1e-5);
 }
 
@@ -198,9 +198,12 @@ const GpuCase kGpuCases[] = {{DType::F32, ops::Fp32Compute::Exact, 1e-5, "fp32"}
 
 // Rounds a host float32 tensor to `dtype` and back, so CPU and GPU see identical inputs.
 Tensor rounded(const Tensor& t, DType dtype) {
-  return dtype == DType::F32 ? t : Tensor::from_vector(t.to_dtype(dtype).to_float_vector(), t.shape());
+  return dtype == DType::F32 ? t
+                             : Tensor::from_vector(t.to_dtype(dtype).to_float_vector(), t.shape());
 }
-Tensor on_gpu(const Tensor& host_f32, DType dtype) { return host_f32.to_dtype(dtype).to(Device::CUDA); }
+Tensor on_gpu(const Tensor& host_f32, DType dtype) {
+  return host_f32.to_dtype(dtype).to(Device::CUDA);
+}
 
 TEST(GemmCuda, LinearMatchesCpuAllDtypes) {
   OMNIRT_REQUIRE_CUDA();
@@ -238,8 +241,10 @@ TEST(GemmCuda, BatchedAllTransposesAlphaBeta) {
   for (const GpuCase& gc : kGpuCases) {
     for (bool ta : {false, true}) {
       for (bool tb : {false, true}) {
-        Tensor a = rounded(random_tensor(ta ? Shape{batch, k, m} : Shape{batch, m, k}, rng), gc.dtype);
-        Tensor b = rounded(random_tensor(tb ? Shape{batch, n, k} : Shape{batch, k, n}, rng), gc.dtype);
+        Tensor a =
+            rounded(random_tensor(ta ? Shape{batch, k, m} : Shape{batch, m, k}, rng), gc.dtype);
+        Tensor b =
+            rounded(random_tensor(tb ? Shape{batch, n, k} : Shape{batch, k, n}, rng), gc.dtype);
         Tensor c = rounded(random_tensor({batch, m, n}, rng), gc.dtype);
         Tensor bias = rounded(random_tensor({n}, rng), gc.dtype);
         const ops::GemmOptions opts{.fp32_compute = gc.compute};

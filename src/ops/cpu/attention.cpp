@@ -35,8 +35,7 @@ void attention(const AttentionDims& dims, const Tensor& q, const Tensor& k, cons
         const float* qrow = qd + b * qs[0] + h * qs[1] + i * qs[2];
         float* orow = od + b * os[0] + h * os[1] + i * os[2];
         // Keys after `last_visible` are hidden by causality (aligned to the end of the keys).
-        const int64_t last_visible =
-            dims.causal ? i + (dims.seq_k - dims.seq_q) : dims.seq_k - 1;
+        const int64_t last_visible = dims.causal ? i + (dims.seq_k - dims.seq_q) : dims.seq_k - 1;
         float row_max = kNegInf;
         for (int64_t j = 0; j < dims.seq_k; ++j) {
           const bool blocked =

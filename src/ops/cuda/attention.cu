@@ -18,14 +18,23 @@
 // At the end out = acc / l. l == 0 means every key was blocked: NaN is written on purpose
 // (documented, PyTorch's behaviour). The Sq x Sk score matrix never exists.
 //
+// Split keys (flash-decoding). When the grid is too small to fill the GPU (decode: one block
+// per kv head), the keys are cut into `num_splits` chunks of `keys_per_split` (a multiple of
+// the tile, so tiles never straddle chunks) handled by separate blocks. Each block then writes
+// its unnormalised (m, l, acc) per row to a float workspace and a second kernel merges them:
+// M = max_s m_s, l = sum_s l_s 2^(m_s - M), out = sum_s acc_s 2^(m_s - M) / l.
+//
 // Shared memory rows are padded to D + 1 floats so that lane j reading row j (step 2) hits
 // 32 different banks.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
+#include <map>
+#include <utility>
 
 #include "core/cuda_check.h"
 #include "core/error.h"
@@ -90,11 +99,15 @@ struct Params {
   const uint8_t* mask;  // [Sq, Sk] or nullptr
   // Element strides of the batch, head and sequence dims (head_dim is contiguous).
   int64_t q_stride[3], k_stride[3], v_stride[3], o_stride[3];
-  int group;     // query heads per kv head
+  int group;  // query heads per kv head
   int seq_q, seq_k;
-  int64_t rows;  // group * seq_q: rows per (batch, kv head)
+  int64_t rows;      // group * seq_q: rows per (batch, kv head)
   float scale_log2;  // scale * log2(e)
   bool causal;
+  int num_splits;      // 1: no split, out written directly
+  int keys_per_split;  // multiple of kKeyTile
+  float* partial_acc;  // [B * Hkv * rows, num_splits, D] when num_splits > 1
+  float* partial_ml;   // [B * Hkv * rows, num_splits, 2] (running max in log2 units, sum)
 };
 
 template <typename T, int D>
@@ -109,7 +122,8 @@ __global__ void __launch_bounds__(kThreads) attention_kernel(const Params<T> p) 
   const int lane = threadIdx.x % 32;
   const int kv_head = blockIdx.y;
   const int64_t batch = blockIdx.z;
-  const int64_t row0 = static_cast<int64_t>(blockIdx.x) * kRowsPerBlock;
+  const int split = blockIdx.x % p.num_splits;
+  const int64_t row0 = static_cast<int64_t>(blockIdx.x / p.num_splits) * kRowsPerBlock;
 
   // Load (and pre-scale) this block's query rows.
   for (int idx = threadIdx.x; idx < kRowsPerBlock * D; idx += kThreads) {
@@ -155,7 +169,10 @@ __global__ void __launch_bounds__(kThreads) attention_kernel(const Params<T> p) 
   const T* k_base = p.k + batch * p.k_stride[0] + kv_head * p.k_stride[1];
   const T* v_base = p.v + batch * p.v_stride[0] + kv_head * p.v_stride[1];
 
-  for (int tile = 0; tile < kv_end; tile += kKeyTile) {
+  // This block's chunk of keys (all of them without a split).
+  const int key_begin = split * p.keys_per_split;
+  const int key_end = min(kv_end, key_begin + p.keys_per_split);
+  for (int tile = key_begin; tile < key_end; tile += kKeyTile) {
     __syncthreads();  // everyone is done with the previous tile (and q_s is written)
     for (int idx = threadIdx.x; idx < kKeyTile * D; idx += kThreads) {
       const int j = idx / D, e = idx % D;
@@ -187,7 +204,7 @@ __global__ void __launch_bounds__(kThreads) attention_kernel(const Params<T> p) 
       if (blocked) s = -INFINITY;
 
       const float m_new = fmaxf(m[r], warp_max(s));
-      if (m_new == -INFINITY) continue;  // nothing visible yet for this row (warp-uniform)
+      if (m_new == -INFINITY) continue;           // nothing visible yet for this row (warp-uniform)
       const float rescale = exp2f(m[r] - m_new);  // 0 when m[r] was -inf
       const float prob = exp2f(s - m_new);        // 0 for blocked keys
       l[r] = l[r] * rescale + warp_sum(prob);
@@ -198,7 +215,8 @@ __global__ void __launch_bounds__(kThreads) attention_kernel(const Params<T> p) 
       for (int j = 0; j < kKeyTile; ++j) {
         const float pj = __shfl_sync(0xffffffffu, prob, j);
 #pragma unroll
-        for (int c = 0; c < kDimsPerLane; ++c) acc[r][c] = fmaf(pj, v_s[j][lane + 32 * c], acc[r][c]);
+        for (int c = 0; c < kDimsPerLane; ++c)
+          acc[r][c] = fmaf(pj, v_s[j][lane + 32 * c], acc[r][c]);
       }
     }
   }
@@ -207,6 +225,17 @@ __global__ void __launch_bounds__(kThreads) attention_kernel(const Params<T> p) 
   for (int r = 0; r < kRowsPerWarp; ++r) {
     if (!valid[r]) continue;
     const int64_t row = row0 + warp * kRowsPerWarp + r;
+    if (p.num_splits > 1) {
+      // Unnormalised partial result of this chunk; merged by attention_merge_kernel.
+      const int64_t slot = ((batch * gridDim.y + kv_head) * p.rows + row) * p.num_splits + split;
+#pragma unroll
+      for (int c = 0; c < kDimsPerLane; ++c) p.partial_acc[slot * D + lane + 32 * c] = acc[r][c];
+      if (lane == 0) {
+        p.partial_ml[slot * 2] = m[r];
+        p.partial_ml[slot * 2 + 1] = l[r];
+      }
+      continue;
+    }
     const int64_t head = static_cast<int64_t>(kv_head) * p.group + row / p.seq_q;
     T* o_row = p.out + batch * p.o_stride[0] + head * p.o_stride[1] + pos[r] * p.o_stride[2];
     // l == 0: every key blocked -> NaN, documented (PyTorch's behaviour).
@@ -214,6 +243,89 @@ __global__ void __launch_bounds__(kThreads) attention_kernel(const Params<T> p) 
 #pragma unroll
     for (int c = 0; c < kDimsPerLane; ++c) o_row[lane + 32 * c] = from_float<T>(acc[r][c] * inv_l);
   }
+}
+
+// One warp per (batch, kv head, row): merges the num_splits partial results.
+template <typename T, int D>
+__global__ void __launch_bounds__(kThreads)
+    attention_merge_kernel(const Params<T> p, int heads_kv, int64_t total_rows) {
+  constexpr int kDimsPerLane = D / 32;
+  const int64_t rid = static_cast<int64_t>(blockIdx.x) * kWarps + threadIdx.x / 32;
+  const int lane = threadIdx.x % 32;
+  if (rid >= total_rows) return;  // whole warp
+  const float* ml = p.partial_ml + rid * p.num_splits * 2;
+  const float* acc = p.partial_acc + rid * p.num_splits * D;
+  float m_max = -INFINITY;
+  for (int s = 0; s < p.num_splits; ++s) m_max = fmaxf(m_max, ml[s * 2]);
+  float l = 0.f, out[kDimsPerLane];
+#pragma unroll
+  for (int c = 0; c < kDimsPerLane; ++c) out[c] = 0.f;
+  if (m_max != -INFINITY) {
+    for (int s = 0; s < p.num_splits; ++s) {
+      const float w = exp2f(ml[s * 2] - m_max);  // 0 for chunks that saw no visible key
+      l += ml[s * 2 + 1] * w;
+#pragma unroll
+      for (int c = 0; c < kDimsPerLane; ++c) out[c] += acc[s * D + lane + 32 * c] * w;
+    }
+  }
+  const int64_t row = rid % p.rows;
+  const int64_t kv_head = (rid / p.rows) % heads_kv;
+  const int64_t batch = rid / (p.rows * heads_kv);
+  const int64_t head = kv_head * p.group + row / p.seq_q;
+  const int64_t pos = row % p.seq_q;
+  T* o_row = p.out + batch * p.o_stride[0] + head * p.o_stride[1] + pos * p.o_stride[2];
+  const float inv_l = l > 0.f ? 1.f / l : NAN;  // every key blocked -> NaN (documented)
+#pragma unroll
+  for (int c = 0; c < kDimsPerLane; ++c) o_row[lane + 32 * c] = from_float<T>(out[c] * inv_l);
+}
+
+// Scratch for split partials: one growing buffer per (thread, device, stream), so work queued
+// on different streams never shares it. Freed at thread exit (errors ignored then).
+struct SplitWorkspace {
+  std::map<std::pair<int, cudaStream_t>, std::pair<void*, size_t>> buffers;
+  ~SplitWorkspace() {
+    for (auto& [key, buf] : buffers) cudaFree(buf.first);
+  }
+};
+thread_local SplitWorkspace t_split_ws;
+
+void* split_workspace(size_t bytes) {
+  int device = 0;
+  OMNIRT_CUDA_CHECK(cudaGetDevice(&device));
+  cudaStream_t stream = omnirt::cuda::current_stream();
+  auto& buf = t_split_ws.buffers[{device, stream}];
+  if (buf.second < bytes) {
+    if (buf.first != nullptr) {
+      // The old buffer may still be in use by queued kernels on this stream.
+      OMNIRT_CUDA_CHECK(cudaStreamSynchronize(stream));
+      OMNIRT_CUDA_CHECK(cudaFree(buf.first));
+      buf = {nullptr, 0};
+    }
+    OMNIRT_CUDA_CHECK(cudaMalloc(&buf.first, bytes));
+    buf.second = bytes;
+  }
+  return buf.first;
+}
+
+int sm_count() {
+  thread_local int cached = 0;
+  if (cached == 0) {
+    int device = 0;
+    OMNIRT_CUDA_CHECK(cudaGetDevice(&device));
+    OMNIRT_CUDA_CHECK(cudaDeviceGetAttribute(&cached, cudaDevAttrMultiProcessorCount, device));
+  }
+  return cached;
+}
+
+// How many key chunks: forced by the caller, or enough to give the GPU ~2 blocks per SM when
+// the plain grid is smaller than that, with chunks of at least 64 keys.
+int choose_splits(const AttentionDims& dims, int64_t base_blocks) {
+  if (dims.kv_splits > 0) return dims.kv_splits;
+  const int64_t want_blocks = 2 * static_cast<int64_t>(sm_count());
+  if (base_blocks >= want_blocks / 2 || dims.seq_k < 256) return 1;
+  const int64_t by_grid = (want_blocks + base_blocks - 1) / base_blocks;
+  const int64_t by_keys = dims.seq_k / 64;
+  return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>({by_grid, by_keys, 64})));
 }
 
 template <typename T>
@@ -239,27 +351,60 @@ void launch(const AttentionDims& dims, const Tensor& q, const Tensor& k, const T
   p.causal = dims.causal;
 
   const int64_t row_blocks = (p.rows + kRowsPerBlock - 1) / kRowsPerBlock;
-  OMNIRT_CHECK(row_blocks <= std::numeric_limits<int32_t>::max() && dims.heads_kv <= 65535 &&
-                   dims.batch <= 65535,
-               "attention (CUDA): grid too large (", row_blocks, " row blocks, ", dims.heads_kv,
-               " kv heads, batch ", dims.batch, ")");
-  const dim3 grid(static_cast<unsigned>(row_blocks), static_cast<unsigned>(dims.heads_kv),
+  const int64_t base_blocks = row_blocks * dims.heads_kv * dims.batch;
+  int splits = choose_splits(dims, base_blocks);
+  // Chunks are whole tiles; recompute the count so that no chunk is empty by construction.
+  const int64_t per_split_tiles =
+      (dims.seq_k + int64_t{kKeyTile} * splits - 1) / (int64_t{kKeyTile} * splits);
+  p.keys_per_split = static_cast<int>(per_split_tiles * kKeyTile);
+  splits = static_cast<int>((dims.seq_k + p.keys_per_split - 1) / p.keys_per_split);
+  p.num_splits = splits;
+  OMNIRT_CHECK(row_blocks * splits <= std::numeric_limits<int32_t>::max() &&
+                   dims.heads_kv <= 65535 && dims.batch <= 65535,
+               "attention (CUDA): grid too large (", row_blocks, " row blocks x ", splits,
+               " key splits, ", dims.heads_kv, " kv heads, batch ", dims.batch, ")");
+  const int64_t total_rows = dims.batch * dims.heads_kv * p.rows;
+  if (splits > 1) {
+    const size_t acc_floats = static_cast<size_t>(total_rows) * splits * dims.head_dim;
+    const size_t ml_floats = static_cast<size_t>(total_rows) * splits * 2;
+    float* ws = static_cast<float*>(split_workspace((acc_floats + ml_floats) * sizeof(float)));
+    p.partial_acc = ws;
+    p.partial_ml = ws + acc_floats;
+  }
+  const dim3 grid(static_cast<unsigned>(row_blocks * splits), static_cast<unsigned>(dims.heads_kv),
                   static_cast<unsigned>(dims.batch));
+  const unsigned merge_blocks = static_cast<unsigned>((total_rows + kWarps - 1) / kWarps);
   cudaStream_t stream = omnirt::cuda::current_stream();
+  const int heads_kv = static_cast<int>(dims.heads_kv);
   switch (dims.head_dim) {
     case 32:
       attention_kernel<T, 32><<<grid, kThreads, 0, stream>>>(p);
+      OMNIRT_CUDA_CHECK_LAUNCH("attention_kernel");
+      if (splits > 1) {
+        attention_merge_kernel<T, 32>
+            <<<merge_blocks, kThreads, 0, stream>>>(p, heads_kv, total_rows);
+      }
       break;
     case 64:
       attention_kernel<T, 64><<<grid, kThreads, 0, stream>>>(p);
+      OMNIRT_CUDA_CHECK_LAUNCH("attention_kernel");
+      if (splits > 1) {
+        attention_merge_kernel<T, 64>
+            <<<merge_blocks, kThreads, 0, stream>>>(p, heads_kv, total_rows);
+      }
       break;
     case 128:
       attention_kernel<T, 128><<<grid, kThreads, 0, stream>>>(p);
+      OMNIRT_CUDA_CHECK_LAUNCH("attention_kernel");
+      if (splits > 1) {
+        attention_merge_kernel<T, 128>
+            <<<merge_blocks, kThreads, 0, stream>>>(p, heads_kv, total_rows);
+      }
       break;
     default:
       OMNIRT_FAIL("attention (CUDA): unsupported head_dim ", dims.head_dim);
   }
-  OMNIRT_CUDA_CHECK_LAUNCH("attention_kernel");
+  OMNIRT_CUDA_CHECK_LAUNCH("attention_merge_kernel");
 }
 
 }  // namespace

@@ -32,12 +32,12 @@
 #include "core/cuda_check.h"
 #include "core/error.h"
 
-#define OMNIRT_CUBLAS_CHECK(call)                                                     \
-  do {                                                                                \
-    cublasStatus_t omnirt_st_ = (call);                                               \
-    if (omnirt_st_ != CUBLAS_STATUS_SUCCESS) {                                        \
+#define OMNIRT_CUBLAS_CHECK(call)                                                          \
+  do {                                                                                     \
+    cublasStatus_t omnirt_st_ = (call);                                                    \
+    if (omnirt_st_ != CUBLAS_STATUS_SUCCESS) {                                             \
       OMNIRT_FAIL("cuBLASLt error in ", #call, ": status ", static_cast<int>(omnirt_st_)); \
-    }                                                                                 \
+    }                                                                                      \
   } while (0)
 
 namespace omnirt::ops::cuda {
@@ -141,8 +141,8 @@ cublasLtMatrixLayout_t make_layout(cudaDataType_t type, int64_t rows, int64_t co
   if (batch > 1) {
     const int32_t count = static_cast<int32_t>(batch);
     const int64_t stride = rows * cols;
-    OMNIRT_CUBLAS_CHECK(cublasLtMatrixLayoutSetAttribute(
-        layout, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &count, sizeof(count)));
+    OMNIRT_CUBLAS_CHECK(cublasLtMatrixLayoutSetAttribute(layout, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT,
+                                                         &count, sizeof(count)));
     OMNIRT_CUBLAS_CHECK(cublasLtMatrixLayoutSetAttribute(
         layout, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &stride, sizeof(stride)));
   }
@@ -151,26 +151,26 @@ cublasLtMatrixLayout_t make_layout(cudaDataType_t type, int64_t rows, int64_t co
 
 Plan make_plan(cublasLtHandle_t handle, const PlanKey& key, const void* bias_ptr) {
   const cudaDataType_t type = cuda_type(key.dtype);
-  const cublasComputeType_t compute =
-      key.dtype == DType::F32 && key.compute == Fp32Compute::TF32 ? CUBLAS_COMPUTE_32F_FAST_TF32
-                                                                   : CUBLAS_COMPUTE_32F;
+  const cublasComputeType_t compute = key.dtype == DType::F32 && key.compute == Fp32Compute::TF32
+                                          ? CUBLAS_COMPUTE_32F_FAST_TF32
+                                          : CUBLAS_COMPUTE_32F;
   Plan plan;
   OMNIRT_CUBLAS_CHECK(cublasLtMatmulDescCreate(&plan.desc, compute, CUDA_R_32F));
   // Swapped operands (see the top of the file): cuBLASLt A = our b, cuBLASLt B = our a.
   const cublasOperation_t op_a = key.trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
   const cublasOperation_t op_b = key.trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
-  OMNIRT_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(plan.desc, CUBLASLT_MATMUL_DESC_TRANSA,
-                                                     &op_a, sizeof(op_a)));
-  OMNIRT_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(plan.desc, CUBLASLT_MATMUL_DESC_TRANSB,
-                                                     &op_b, sizeof(op_b)));
+  OMNIRT_CUBLAS_CHECK(
+      cublasLtMatmulDescSetAttribute(plan.desc, CUBLASLT_MATMUL_DESC_TRANSA, &op_a, sizeof(op_a)));
+  OMNIRT_CUBLAS_CHECK(
+      cublasLtMatmulDescSetAttribute(plan.desc, CUBLASLT_MATMUL_DESC_TRANSB, &op_b, sizeof(op_b)));
   const cublasLtEpilogue_t epilogue = epilogue_for(key.has_bias, key.activation);
   OMNIRT_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(plan.desc, CUBLASLT_MATMUL_DESC_EPILOGUE,
                                                      &epilogue, sizeof(epilogue)));
   if (key.has_bias) {
     OMNIRT_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(
         plan.desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &type, sizeof(type)));
-    OMNIRT_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(
-        plan.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias_ptr, sizeof(bias_ptr)));
+    OMNIRT_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(plan.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER,
+                                                       &bias_ptr, sizeof(bias_ptr)));
   }
   // Column-major layouts of the stored buffers (rows = the row-major row length).
   const int64_t m = key.m, n = key.n, k = key.k;
@@ -208,9 +208,9 @@ Plan make_plan(cublasLtHandle_t handle, const PlanKey& key, const void* bias_ptr
     cublasLtMatmulDescDestroy(plan.desc);
     OMNIRT_FAIL("gemm (CUDA): cuBLASLt found no algorithm for M=", m, " N=", n, " K=", k,
                 " batch=", key.batch, " dtype ", dtype_name(key.dtype), " activation ",
-                gemm_activation_name(key.activation), key.has_bias ? " with bias" : "",
-                " (status ", static_cast<int>(st), ", alignments a/b/c ", key.align_a, "/",
-                key.align_b, "/", key.align_c, ")");
+                gemm_activation_name(key.activation), key.has_bias ? " with bias" : "", " (status ",
+                static_cast<int>(st), ", alignments a/b/c ", key.align_a, "/", key.align_b, "/",
+                key.align_c, ")");
   }
   plan.algo = result.algo;
   return plan;
@@ -250,16 +250,15 @@ void gemm(const GemmDims& dims, const Tensor& a, const Tensor& b, Tensor& c, boo
   if (it == t_lt.plans.end()) it = t_lt.plans.emplace(key, make_plan(handle, key, bias_ptr)).first;
   Plan& plan = it->second;
   if (bias_ptr) {
-    OMNIRT_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(
-        plan.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias_ptr, sizeof(bias_ptr)));
+    OMNIRT_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(plan.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER,
+                                                       &bias_ptr, sizeof(bias_ptr)));
   }
   cudaStream_t stream = omnirt::cuda::current_stream();
   void* workspace = workspace_for(device, stream);
   // Swapped operands: cuBLASLt A = b, B = a (see the top of the file).
-  OMNIRT_CUBLAS_CHECK(cublasLtMatmul(handle, plan.desc, &alpha, b.raw(), plan.layout_a, a.raw(),
-                                     plan.layout_b, &beta, c.raw(), plan.layout_c, c.raw(),
-                                     plan.layout_c, &plan.algo, workspace, kWorkspaceBytes,
-                                     stream));
+  OMNIRT_CUBLAS_CHECK(cublasLtMatmul(
+      handle, plan.desc, &alpha, b.raw(), plan.layout_a, a.raw(), plan.layout_b, &beta, c.raw(),
+      plan.layout_c, c.raw(), plan.layout_c, &plan.algo, workspace, kWorkspaceBytes, stream));
 }
 
 }  // namespace omnirt::ops::cuda
