@@ -16,7 +16,7 @@ namespace omnirt {
 namespace {
 std::atomic<size_t> g_cuda_in_use{0};
 std::atomic<size_t> g_cuda_peak{0};
-constexpr size_t kHostAlign = 64;
+constexpr size_t kHostAlign = 256;  // like cudaMalloc, so Arena blocks are 256-aligned on both
 }  // namespace
 
 std::string device_name(Device d) { return d == Device::CPU ? "cpu" : "cuda"; }
