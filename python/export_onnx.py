@@ -105,34 +105,13 @@ def example_inputs(cfg, seed: int = 0) -> Dict[str, torch.Tensor]:
     return {k: torch.randn(*s, generator=g) for k, s in input_shapes(cfg).items()}
 
 
-class _StaticShapeRounding:
-    """While tracing, sizes read from `tensor.shape` are tensors; the reference code computes a few
-    static sizes with round() on them, which Tensor does not implement. Within this context
-    round(t) folds t to a Python number (a constant of the static-shape graph, exactly what the
-    reference export gets)."""
-
-    def __enter__(self):
-        self._had = "__round__" in torch.Tensor.__dict__
-        self._old = torch.Tensor.__dict__.get("__round__")
-        torch.Tensor.__round__ = lambda t, n=None: round(t.item(), n) if n is not None \
-            else round(t.item())
-        return self
-
-    def __exit__(self, *exc):
-        if self._had:
-            torch.Tensor.__round__ = self._old
-        else:
-            del torch.Tensor.__round__
-        return False
-
-
 def export(vision, path: str, opset: int = 17) -> None:
     import onnx
     cfg = vision.cfg
     wrapper = VisionOnnxWrapper(vision).eval()
     ex = example_inputs(cfg)
     args = tuple(ex[k] for k in INPUT_NAMES)
-    with warnings.catch_warnings(), _StaticShapeRounding():
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(wrapper, args, path, input_names=INPUT_NAMES, output_names=OUTPUT_NAMES,
                           opset_version=opset, do_constant_folding=True, dynamo=False)
