@@ -47,7 +47,7 @@ def export(args) -> str:
     if args.pth:
         size = args.vision_config or "full"
         vcfg = V.config_by_name(size)
-        sd = C.read_torch_state_dict(args.pth)
+        sd = C.read_torch_state_dict(args.pth, trust_pickle=getattr(args, "trust_pickle", False))
         vision_sd, llm_sd = C.split_omnidrive_state_dict(sd)
         C.check_state_dict(vision_sd, V.build_vision(vcfg).state_dict(),
                            f"{args.pth}: vision weights vs the {size} config")
@@ -115,6 +115,9 @@ def main(argv=None) -> int:
     ap.add_argument("--llm-dtype", choices=list(DTYPES), default="keep",
                     help="dtype of llm.safetensors (default: as the source; random tiny float32, "
                          "random full float16)")
+    ap.add_argument("--trust-pickle", action="store_true",
+                    help="read a .pth whose metadata holds arbitrary pickled objects (runs the "
+                         "pickle: only for trusted files)")
     ap.add_argument("--out", required=True, help="output folder")
     args = ap.parse_args(argv)
     if args.pth and args.random:

@@ -57,13 +57,20 @@ def vision_api():
 # ----------------------------------------------------------------------------------------------
 # State-dict helpers
 
-def read_torch_state_dict(path: str) -> Dict[str, torch.Tensor]:
+def read_torch_state_dict(path: str, trust_pickle: bool = False) -> Dict[str, torch.Tensor]:
     """A .pth / .bin state dict, possibly nested under "state_dict" / "model" (mmcv's
-    save_checkpoint) and possibly with a DataParallel "module." prefix."""
+    save_checkpoint) and possibly with a DataParallel "module." prefix.
+
+    Read with torch.load(weights_only=True), which refuses arbitrary pickled objects; an mmcv
+    checkpoint whose "meta" holds other objects needs trust_pickle=True (only for files you
+    trust: unpickling can run code)."""
+    if not os.path.isfile(path):
+        raise CheckpointError(f"{path}: no such file")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        obj = torch.load(path, map_location="cpu", weights_only=not trust_pickle)
     except Exception as e:  # noqa: BLE001 - report which file and why
-        raise CheckpointError(f"{path}: cannot read as a torch state dict ({e})") from e
+        hint = "" if trust_pickle else " (if the file is trusted, retry with --trust-pickle)"
+        raise CheckpointError(f"{path}: cannot read as a torch state dict ({e}){hint}") from e
     for key in ("state_dict", "model", "module"):
         if isinstance(obj, dict) and key in obj and isinstance(obj[key], dict):
             obj = obj[key]

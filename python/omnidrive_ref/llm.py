@@ -237,6 +237,7 @@ class SamplingConfig:
     top_p: float = 0.75
     top_k: int = 50
     seed: int = 0
+    method: str = "hf"  # "hf" (PyTorch reference) or "edgellm" (TRT-Edge-LLM's own sampler)
 
 
 def warp_logits(logits: torch.Tensor, cfg: SamplingConfig) -> torch.Tensor:
@@ -263,8 +264,26 @@ def warp_logits(logits: torch.Tensor, cfg: SamplingConfig) -> torch.Tensor:
 
 def sample_next(logits: torch.Tensor, cfg: SamplingConfig, gen: torch.Generator) -> int:
     """One token from logits [V]: warp, softmax, multinomial draw from the seeded generator."""
+    if cfg.method == "edgellm":
+        return sample_next_edgellm(logits, cfg, gen)
+    if cfg.method != "hf":
+        raise ValueError(f"sampling: unknown method {cfg.method!r} (hf, edgellm)")
     probs = warp_logits(logits, cfg).softmax(dim=-1)
     return int(torch.multinomial(probs, 1, generator=gen).item())
+
+
+def sample_next_edgellm(logits: torch.Tensor, cfg: SamplingConfig, gen: torch.Generator) -> int:
+    """TRT-Edge-LLM's sampler as spec §4.4 describes it (top_k 0): logits / temperature, sort
+    descending, softmax, cumulative sum, r ~ U(0, 1) * top_p, the first sorted index whose cumsum
+    >= r (inverse CDF restricted to the nucleus)."""
+    if cfg.temperature <= 0:
+        raise ValueError(f"sampling: temperature must be > 0, got {cfg.temperature}")
+    x = logits.float().cpu() / cfg.temperature
+    sorted_logits, sorted_idx = torch.sort(x, descending=True)
+    cum = sorted_logits.softmax(dim=-1).cumsum(dim=-1)
+    r = torch.rand((), generator=gen).item() * cfg.top_p
+    pos = int(torch.searchsorted(cum, torch.tensor([r]), right=False).item())
+    return int(sorted_idx[min(pos, x.numel() - 1)].item())
 
 
 def _cache_kwarg(model) -> str:

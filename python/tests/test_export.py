@@ -230,3 +230,19 @@ def test_fixture_structure():
         torch.testing.assert_close(f["llm.tf_logits"][row], f["llm.greedy_first_logits"],
                                    rtol=1e-5, atol=1e-5)
         assert f["llm.greedy_ids"][0].item() == f["llm.greedy_first_logits"].argmax().item()
+
+
+def test_pth_with_pickled_metadata_needs_trust(tmp_path, models):
+    import argparse
+    vision, llm = models
+    hf = _hf_folder(str(tmp_path / "hf"), llm)
+    pth = str(tmp_path / "meta.pth")
+    torch.save({"meta": {"config": argparse.Namespace(lr=1)}, "state_dict": vision.state_dict()}, pth)
+    with pytest.raises(C.CheckpointError, match="--trust-pickle"):
+        C.read_torch_state_dict(pth)
+    out = str(tmp_path / "ck")
+    assert omnidrive_export.main(["--pth", pth, "--vision-config", "tiny", "--hf-llama", hf,
+                                  "--trust-pickle", "--out", out]) == 0
+    _assert_same_weights(C.load_vision(out).state_dict(), vision.state_dict())
+    assert omnidrive_export.main(["--pth", pth, "--vision-config", "tiny", "--hf-llama", hf,
+                                  "--out", out]) == 1

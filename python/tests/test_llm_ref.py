@@ -174,3 +174,17 @@ def test_sampled_generation_is_seeded(tok, model):
     a = L.generate(model, e, 16, sampling=s).ids
     assert L.generate(model, e, 16, sampling=s).ids == a
     assert L.generate(model, e, 16, sampling=L.SamplingConfig(1.0, 0.95, 50, seed=5)).ids != a
+
+
+def test_edgellm_sampler_is_inverse_cdf_within_the_nucleus():
+    logits = torch.log(torch.tensor([0.05, 0.5, 0.1, 0.3, 0.05]))
+    cfg = L.SamplingConfig(temperature=1.0, top_p=0.75, seed=0, method="edgellm")
+    g = torch.Generator().manual_seed(0)
+    n = 20000
+    counts = torch.bincount(torch.tensor([L.sample_next(logits, cfg, g) for _ in range(n)]),
+                            minlength=5).float() / n
+    # r ~ U(0, 0.75): sorted cumsum 0.5 (id 1), 0.8 (id 3) -> P(id 1) = 0.5/0.75, P(id 3) = 0.25/0.75.
+    torch.testing.assert_close(counts, torch.tensor([0.0, 2 / 3, 0.0, 1 / 3, 0.0]), atol=0.015,
+                               rtol=0)
+    with pytest.raises(ValueError, match="unknown method"):
+        L.sample_next(logits, L.SamplingConfig(method="beam"), g)
