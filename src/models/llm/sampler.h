@@ -51,8 +51,8 @@ struct SamplingConfig {
   std::string describe() const;
 };
 
-// The CPU API below uses std::span (C++20). CUDA translation units are compiled as C++17 here
-// (CMake 3.25 passes no -std to nvcc 13), so they see only SamplingConfig and CudaSampler.
+// The CPU API below uses std::span (C++20); a translation unit compiled as C++17 (an nvcc without
+// the C++20 flag) sees only SamplingConfig and CudaSampler.
 #if __cplusplus >= 202002L
 // The probabilities the sampler draws from for one step, after all processors (double, sums to
 // 1; exactly one-hot for greedy). `history` = token ids already in the sequence.
