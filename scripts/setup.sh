@@ -33,7 +33,8 @@ if [ "${OMNIRT_SETUP_PYTHON:-1}" = "1" ]; then
   py_missing=0
   python3 - <<'PY' || py_missing=1
 import importlib, sys
-for m in ["torch", "numpy", "safetensors", "sentencepiece", "transformers", "pytest", "onnx", "onnxruntime"]:
+for m in ["torch", "numpy", "safetensors", "sentencepiece", "transformers", "pytest", "onnx", "onnxruntime",
+          "PIL", "cv2"]:
     importlib.import_module(m)
 PY
   if [ "$py_missing" = "1" ]; then
