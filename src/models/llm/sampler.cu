@@ -135,6 +135,8 @@ __global__ void __launch_bounds__(kThreads)
   __shared__ double s_mass_above;
   __shared__ int s_token;
   __shared__ int s_last_kept;
+  __shared__ int s_cand_id[kThreads];
+  __shared__ float s_cand_p[kThreads];
 
   const int V = prm.vocab;
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
@@ -238,16 +240,69 @@ __global__ void __launch_bounds__(kThreads)
     kth_key = prefix;
   }
 
+  // Per-thread contiguous id chunks for the id-order passes.
+  const int chunk = (V + kThreads - 1) / kThreads;
+  const int lo = min(V, tid * chunk), hi = min(V, lo + chunk);
+
+  // ---- fast path: top-k left at most kThreads candidates (e.g. OmniDrive's k = 50) ----------
+  // Compact them in id order into shared memory (one per thread); top-p's "mass ranked before"
+  // is then an O(n) loop per candidate and the draw one block scan, instead of full-vocab passes.
+  if (prm.top_k > 0 && prm.top_k < V) {
+    int c_local = 0;
+    for (int i = lo; i < hi; ++i) c_local += order_key(ws[i]) >= kth_key;
+    int n_cand = 0;
+    const int offset = block_exclusive_scan<int>(c_local, s_scan_i, n_cand);
+    if (n_cand <= kThreads) {  // block-uniform
+      for (int i = lo, o = offset; i < hi; ++i) {
+        const float l = ws[i];
+        if (order_key(l) >= kth_key) {
+          s_cand_id[o] = i;
+          s_cand_p[o] = expf(l - max_logit);
+          ++o;
+        }
+      }
+      if (tid == 0) {
+        s_token = 0x7FFFFFFF;
+        s_last_kept = -1;
+      }
+      __syncthreads();
+      const bool have = tid < n_cand;
+      const float p = have ? s_cand_p[tid] : 0.0f;
+      const int id = have ? s_cand_id[tid] : -1;
+      double z_cand = 0.0;
+      block_exclusive_scan<double>(have ? static_cast<double>(p) : 0.0, s_scan_d, z_cand);
+      const double limit_cand = static_cast<double>(prm.top_p) * z_cand;
+      bool keep = have && p > 0.0f;
+      if (keep && prm.top_p < 1.0f) {
+        // Candidates ranked before this one: larger probability, or equal and a lower id (the
+        // candidates are in ascending id order, so a lower index).
+        double before = 0.0;
+        for (int j = 0; j < n_cand; ++j) {
+          const float pj = s_cand_p[j];
+          if (pj > p || (pj == p && j < tid)) before += pj;
+        }
+        keep = before < limit_cand;
+      }
+      const double m = keep ? static_cast<double>(p) : 0.0;
+      double total_cand = 0.0;
+      const double excl_cand = block_exclusive_scan<double>(m, s_scan_d, total_cand);
+      const double target_cand = sampling_uniform(prm.seed, *step_ptr) * total_cand;
+      if (keep) {
+        atomicMax(&s_last_kept, id);
+        if (excl_cand <= target_cand && target_cand < excl_cand + m) atomicMin(&s_token, id);
+      }
+      __syncthreads();
+      finish(s_token != 0x7FFFFFFF ? s_token : s_last_kept);
+      return;
+    }
+  }
+
   // ---- 3. probabilities of the kept tokens (float, like the CPU), stored in place -----------
   for (int i = tid; i < V; i += kThreads) {
     const float l = ws[i];
     ws[i] = order_key(l) >= kth_key ? expf(l - max_logit) : 0.0f;
   }
   __syncthreads();
-
-  // Per-thread contiguous id chunks for the id-order passes.
-  const int chunk = (V + kThreads - 1) / kThreads;
-  const int lo = min(V, tid * chunk), hi = min(V, lo + chunk);
 
   double z_local = 0.0;
   for (int i = lo; i < hi; ++i) z_local += ws[i];

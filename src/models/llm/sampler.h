@@ -102,7 +102,10 @@ namespace omnirt::llm {
 //   1. load logits (F32/F16), repetition penalty, temperature; block argmax (greedy stops here);
 //   2. top-k: exact k-th largest value by 4-pass radix select (8 bits per pass) on the logits'
 //      order-preserving uint32 keys; kept = logit >= that value (HF keeps ties);
-//   3. probabilities exp(l - max) in double and their sum Z over the kept tokens;
+//   fast path: when top-k leaves <= 1024 candidates (OmniDrive: k = 50), they are compacted in id
+//      order into shared memory, one per thread; top-p's "mass ranked before" is an O(n) loop per
+//      candidate and the draw one block scan (steps 3-5 below are skipped);
+//   3. probabilities expf(l - max) (float, like the CPU) and their sum Z (double);
 //   4. top-p: the same radix select weighted by probability mass finds the logit value t with
 //      mass(l > t) < top_p * Z <= mass(l >= t); tokens above t are kept, tokens equal to t are
 //      kept in id order while the mass ranked before them is < top_p * Z (the CPU rule). This
