@@ -77,6 +77,10 @@ void attention(const Tensor& q, const Tensor& k, const Tensor& v, Tensor& out,
   OMNIRT_CHECK(options.cuda_kv_splits >= 0, "attention: cuda_kv_splits must be >= 0, got ",
                options.cuda_kv_splits);
   dims.kv_splits = options.cuda_kv_splits;
+  dims.kernel = options.cuda_kernel;
+  OMNIRT_CHECK(device == Device::CPU || options.cuda_kernel != AttentionKernel::TensorCore ||
+                   dtype != DType::F32,
+               "attention: the tensor-core kernel needs F16 or BF16 inputs, got F32");
   dims.scale = options.scale ? *options.scale : 1.f / std::sqrt(static_cast<float>(dims.head_dim));
   OMNIRT_CHECK(std::isfinite(dims.scale), "attention: scale must be finite, got ", dims.scale);
 

@@ -24,6 +24,11 @@
 
 namespace omnirt::ops {
 
+// Which CUDA kernel runs (tests and tuning; results agree up to rounding).
+//   Auto: tensor cores for F16/BF16 when a (batch, kv head) has >= 32 query rows (Hq/Hkv * Sq),
+//         else the SIMT kernel (decode). TensorCore: F16/BF16 only. Simt: any dtype.
+enum class AttentionKernel { Auto, Simt, TensorCore };
+
 struct AttentionOptions {
   std::optional<float> scale;  // default 1 / sqrt(D)
   bool causal = false;
@@ -32,6 +37,7 @@ struct AttentionOptions {
   // blocks and merged afterwards (flash-decoding). 0 = automatic (split when the grid would
   // leave most SMs idle, e.g. decode), 1 = never split. Results are the same up to rounding.
   int cuda_kv_splits = 0;
+  AttentionKernel cuda_kernel = AttentionKernel::Auto;
 };
 
 void attention(const Tensor& q, const Tensor& k, const Tensor& v, Tensor& out,
@@ -43,6 +49,7 @@ struct AttentionDims {
   float scale = 1.f;
   bool causal = false;
   int kv_splits = 0;  // AttentionOptions::cuda_kv_splits
+  AttentionKernel kernel = AttentionKernel::Auto;
 };
 
 }  // namespace omnirt::ops

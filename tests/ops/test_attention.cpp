@@ -274,13 +274,20 @@ void expect_gpu_matches_cpu(const Case& c, std::mt19937_64& rng) {
     Tensor v = in.v.to_dtype(gd.dtype).to(Device::CUDA);
     ops::AttentionOptions opts{.causal = c.causal};
     if (in.mask.defined()) opts.mask = in.mask.to(Device::CUDA);
-    // Automatic key splitting, never split, and a forced split into 3 chunks.
-    for (int splits : {0, 1, 3}) {
-      opts.cuda_kv_splits = splits;
-      Tensor out = nan_tensor(in.q.shape(), gd.dtype, Device::CUDA);
-      ops::attention(q, k, v, out, opts);
-      EXPECT_LT(rel_error(out, want), gd.tol)
-          << gd.name << " " << c.describe() << " kv_splits=" << splits;
+    // Every kernel (tensor cores for F16/BF16 only) with automatic key splitting, never split,
+    // and a forced split into 3 chunks.
+    for (auto kernel : {ops::AttentionKernel::Auto, ops::AttentionKernel::Simt,
+                        ops::AttentionKernel::TensorCore}) {
+      if (kernel == ops::AttentionKernel::TensorCore && gd.dtype == DType::F32) continue;
+      for (int splits : {0, 1, 3}) {
+        opts.cuda_kv_splits = splits;
+        opts.cuda_kernel = kernel;
+        Tensor out = nan_tensor(in.q.shape(), gd.dtype, Device::CUDA);
+        ops::attention(q, k, v, out, opts);
+        EXPECT_LT(rel_error(out, want), gd.tol)
+            << gd.name << " " << c.describe() << " kernel=" << static_cast<int>(kernel)
+            << " kv_splits=" << splits;
+      }
     }
   }
 }
@@ -335,25 +342,44 @@ TEST(AttentionCuda, FullyBlockedRowIsNaN) {
   OMNIRT_REQUIRE_CUDA();
   std::mt19937_64 rng(test_seed());
   const Case c{1, 4, 2, 40, 700, 64, true, true};
-  Inputs in = make_inputs(c, rng);
-  for (int64_t j = 0; j < c.seq_k; ++j) in.mask.data<uint8_t>()[17 * c.seq_k + j] = 1;
-  Tensor want = Tensor::empty(in.q.shape(), DType::F32);
-  ops::attention(in.q, in.k, in.v, want, {.causal = true, .mask = in.mask});
-  for (int splits : {1, 4, 0}) {
-    Tensor out =
-        Tensor::zeros(in.q.shape(), DType::F32, Device::CUDA);  // zeros: NaN must be written
-    ops::attention(in.q.to(Device::CUDA), in.k.to(Device::CUDA), in.v.to(Device::CUDA), out,
-                   {.causal = true, .mask = in.mask.to(Device::CUDA), .cuda_kv_splits = splits});
-    SCOPED_TRACE("kv_splits=" + std::to_string(splits));
-    const auto got = out.to_float_vector(), ref = want.to_float_vector();
-    for (int64_t h = 0; h < c.heads_q; ++h) {
-      for (int64_t i = 0; i < c.seq_q; ++i) {
-        for (int64_t e = 0; e < c.head_dim; ++e) {
-          const size_t idx = (h * c.seq_q + i) * c.head_dim + e;
-          if (i == 17) {
-            ASSERT_TRUE(std::isnan(got[idx])) << "h=" << h << " e=" << e;
-          } else {
-            ASSERT_NEAR(got[idx], ref[idx], 1e-4) << "h=" << h << " i=" << i << " e=" << e;
+  struct Variant {
+    DType dtype;
+    ops::AttentionKernel kernel;
+    double abs_tol;
+  };
+  const Variant variants[] = {{DType::F32, ops::AttentionKernel::Simt, 1e-4},
+                              {DType::F16, ops::AttentionKernel::TensorCore, 2e-2},
+                              {DType::BF16, ops::AttentionKernel::TensorCore, 4e-2}};
+  for (const Variant& var : variants) {
+    Inputs in = make_inputs(c, rng);
+    in.q = rounded(in.q, var.dtype);
+    in.k = rounded(in.k, var.dtype);
+    in.v = rounded(in.v, var.dtype);
+    for (int64_t j = 0; j < c.seq_k; ++j) in.mask.data<uint8_t>()[17 * c.seq_k + j] = 1;
+    Tensor want = Tensor::empty(in.q.shape(), DType::F32);
+    ops::attention(in.q, in.k, in.v, want, {.causal = true, .mask = in.mask});
+    const auto ref = want.to_float_vector();
+    for (int splits : {1, 4, 0}) {
+      SCOPED_TRACE(std::string(dtype_name(var.dtype)) + " kv_splits=" + std::to_string(splits));
+      // Zeros, not NaN, beforehand: the NaN row must be written by the kernel.
+      Tensor out = Tensor::zeros(in.q.shape(), var.dtype, Device::CUDA);
+      ops::attention(in.q.to_dtype(var.dtype).to(Device::CUDA),
+                     in.k.to_dtype(var.dtype).to(Device::CUDA),
+                     in.v.to_dtype(var.dtype).to(Device::CUDA), out,
+                     {.causal = true,
+                      .mask = in.mask.to(Device::CUDA),
+                      .cuda_kv_splits = splits,
+                      .cuda_kernel = var.kernel});
+      const auto got = out.to_float_vector();
+      for (int64_t h = 0; h < c.heads_q; ++h) {
+        for (int64_t i = 0; i < c.seq_q; ++i) {
+          for (int64_t e = 0; e < c.head_dim; ++e) {
+            const size_t idx = (h * c.seq_q + i) * c.head_dim + e;
+            if (i == 17) {
+              ASSERT_TRUE(std::isnan(got[idx])) << "h=" << h << " e=" << e;
+            } else {
+              ASSERT_NEAR(got[idx], ref[idx], var.abs_tol) << "h=" << h << " i=" << i << " e=" << e;
+            }
           }
         }
       }
@@ -378,6 +404,8 @@ TEST(AttentionCuda, BadArgumentsThrow) {
   EXPECT_THROW(ops::attention(q48, k48, k48, out48), Error);  // head_dim 48 unsupported on GPU
   Tensor out16 = Tensor::empty({1, 4, 5, 64}, DType::F16, Device::CUDA);
   EXPECT_THROW(ops::attention(q, k, v, out16), Error);  // mixed dtypes
+  EXPECT_THROW(ops::attention(q, k, v, out, {.cuda_kernel = ops::AttentionKernel::TensorCore}),
+               Error);  // tensor cores need F16/BF16
 }
 
 }  // namespace

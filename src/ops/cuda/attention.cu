@@ -29,11 +29,13 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
+#include <mma.h>
 
 #include <algorithm>
 #include <cmath>
 #include <limits>
 #include <map>
+#include <type_traits>
 #include <utility>
 
 #include "core/cuda_check.h"
@@ -279,6 +281,193 @@ __global__ void __launch_bounds__(kThreads)
   for (int c = 0; c < kDimsPerLane; ++c) o_row[lane + 32 * c] = from_float<T>(out[c] * inv_l);
 }
 
+// ---------------------------------------------------------------------------------------------
+// Tensor-core variant for F16/BF16 (WMMA 16x16x16, fp32 accumulation).
+//
+// Same row mapping, causal/mask rules, split-key scheme and partial format as attention_kernel,
+// with bigger tiles: a block owns kTcRows = 64 query rows (16 per warp) and walks the keys in
+// tiles of kTcKeys = 64. Per tile and warp:
+//   S[16, 64] = Q_w K^T on tensor cores, stored to shared memory as float;
+//   softmax step in plain code: lanes 2r and 2r+1 own row r (32 columns each), apply scale,
+//     causal and mask, update the running max m and sum l, write P = 2^(S - m) in T, and
+//     rescale the row of the float accumulator O (kept in shared memory, because WMMA's
+//     accumulator layout is opaque and the per-row rescale needs to know rows);
+//   O[16, D] += P V on tensor cores (O loaded from and stored back to shared memory).
+// P is rounded to T before the second product (as FlashAttention does); l uses fp32 P.
+constexpr int kTcRows = 64;
+constexpr int kTcKeys = 64;
+
+template <int D>
+struct TcLayout {
+  static constexpr int kLdh = D + 8;        // T elements per Q/K/V row in shared memory
+  static constexpr int kLdS = kTcKeys + 4;  // floats per S row
+  static constexpr int kLdP = kTcKeys + 8;  // T elements per P row
+  static constexpr int kLdO = D + 4;        // floats per O row
+  // Byte offsets; every section size is a multiple of 128 bytes, keeping WMMA's 32-byte
+  // pointer alignment for each 16-row/16-column fragment.
+  static constexpr size_t kQ = 0;
+  static constexpr size_t kK = kQ + size_t{kTcRows} * kLdh * 2;
+  static constexpr size_t kV = kK + size_t{kTcKeys} * kLdh * 2;
+  static constexpr size_t kS = kV + size_t{kTcKeys} * kLdh * 2;
+  static constexpr size_t kP = kS + size_t{kWarps} * 16 * kLdS * 4;
+  static constexpr size_t kO = kP + size_t{kWarps} * 16 * kLdP * 2;
+  static constexpr size_t kBytes = kO + size_t{kWarps} * 16 * kLdO * 4;
+};
+
+template <typename T, int D>
+__global__ void __launch_bounds__(kThreads) attention_tc_kernel(const Params<T> p) {
+  using namespace nvcuda;
+  using L = TcLayout<D>;
+  extern __shared__ __align__(128) unsigned char smem[];
+  T* q_s = reinterpret_cast<T*>(smem + L::kQ);
+  T* k_s = reinterpret_cast<T*>(smem + L::kK);
+  T* v_s = reinterpret_cast<T*>(smem + L::kV);
+  const int warp = threadIdx.x / 32;
+  const int lane = threadIdx.x % 32;
+  float* s_w = reinterpret_cast<float*>(smem + L::kS) + warp * 16 * L::kLdS;
+  T* p_w = reinterpret_cast<T*>(smem + L::kP) + warp * 16 * L::kLdP;
+  float* o_w = reinterpret_cast<float*>(smem + L::kO) + warp * 16 * L::kLdO;
+
+  const int kv_head = blockIdx.y;
+  const int64_t batch = blockIdx.z;
+  const int split = blockIdx.x % p.num_splits;
+  const int64_t row0 = static_cast<int64_t>(blockIdx.x / p.num_splits) * kTcRows;
+
+  // Query rows (unscaled, in T); rows past the end are zero.
+  for (int idx = threadIdx.x; idx < kTcRows * D; idx += kThreads) {
+    const int r = idx / D, e = idx % D;
+    const int64_t row = row0 + r;
+    T val = from_float<T>(0.f);
+    if (row < p.rows) {
+      const int64_t head = static_cast<int64_t>(kv_head) * p.group + row / p.seq_q;
+      const int64_t pos = row % p.seq_q;
+      val = p.q[batch * p.q_stride[0] + head * p.q_stride[1] + pos * p.q_stride[2] + e];
+    }
+    q_s[r * L::kLdh + e] = val;
+  }
+  for (int idx = lane; idx < 16 * L::kLdO; idx += 32) o_w[idx] = 0.f;
+
+  int kv_end = p.seq_k;
+  if (p.causal) {
+    const int64_t last_row = (row0 + kTcRows < p.rows ? row0 + kTcRows : p.rows) - 1;
+    const bool spans_heads = row0 / p.seq_q != last_row / p.seq_q;
+    const int64_t max_pos = spans_heads ? p.seq_q - 1 : last_row % p.seq_q;
+    const int64_t end = max_pos + 1 + p.seq_k - p.seq_q;
+    kv_end = static_cast<int>(end < p.seq_k ? end : p.seq_k);
+  }
+
+  // Softmax ownership: lanes 2r, 2r+1 hold row r of this warp's 16; `half` picks 32 columns.
+  const int my_r = lane / 2;
+  const int half = lane % 2;
+  const int64_t my_row = row0 + warp * 16 + my_r;
+  const bool my_valid = my_row < p.rows;
+  const int64_t my_pos = my_valid ? my_row % p.seq_q : 0;
+  const int my_visible_end = p.causal ? static_cast<int>(my_pos + 1 + p.seq_k - p.seq_q) : p.seq_k;
+  float m = -INFINITY, l = 0.f;
+
+  const T* k_base = p.k + batch * p.k_stride[0] + kv_head * p.k_stride[1];
+  const T* v_base = p.v + batch * p.v_stride[0] + kv_head * p.v_stride[1];
+  const int key_begin = split * p.keys_per_split;
+  const int key_end = min(kv_end, key_begin + p.keys_per_split);
+  for (int tile = key_begin; tile < key_end; tile += kTcKeys) {
+    __syncthreads();  // previous tile fully consumed; q_s written on the first pass
+    for (int idx = threadIdx.x; idx < kTcKeys * D; idx += kThreads) {
+      const int j = idx / D, e = idx % D;
+      const int key = tile + j;
+      T kv = from_float<T>(0.f), vv = from_float<T>(0.f);
+      if (key < p.seq_k) {
+        kv = k_base[key * p.k_stride[2] + e];
+        vv = v_base[key * p.v_stride[2] + e];
+      }
+      k_s[j * L::kLdh + e] = kv;
+      v_s[j * L::kLdh + e] = vv;
+    }
+    __syncthreads();
+
+    // S = Q_w K^T. K is stored [key][d], i.e. K^T column-major with leading dimension kLdh.
+#pragma unroll
+    for (int n = 0; n < kTcKeys / 16; ++n) {
+      wmma::fragment<wmma::accumulator, 16, 16, 16, float> s_frag;
+      wmma::fill_fragment(s_frag, 0.f);
+#pragma unroll
+      for (int kk = 0; kk < D / 16; ++kk) {
+        wmma::fragment<wmma::matrix_a, 16, 16, 16, T, wmma::row_major> q_frag;
+        wmma::fragment<wmma::matrix_b, 16, 16, 16, T, wmma::col_major> k_frag;
+        wmma::load_matrix_sync(q_frag, q_s + (warp * 16) * L::kLdh + kk * 16, L::kLdh);
+        wmma::load_matrix_sync(k_frag, k_s + (n * 16) * L::kLdh + kk * 16, L::kLdh);
+        wmma::mma_sync(s_frag, q_frag, k_frag, s_frag);
+      }
+      wmma::store_matrix_sync(s_w + n * 16, s_frag, L::kLdS, wmma::mem_row_major);
+    }
+    __syncwarp();
+
+    // Online softmax for row my_r, columns [32 * half, 32 * half + 32).
+    float s[32];
+    float tile_max = -INFINITY;
+#pragma unroll
+    for (int c = 0; c < 32; ++c) {
+      const int col = half * 32 + c;
+      const int key = tile + col;
+      bool blocked = !my_valid || key >= my_visible_end || key >= p.seq_k;
+      if (!blocked && p.mask != nullptr) blocked = p.mask[my_pos * p.seq_k + key] != 0;
+      s[c] = blocked ? -INFINITY : s_w[my_r * L::kLdS + col] * p.scale_log2;
+      tile_max = fmaxf(tile_max, s[c]);
+    }
+    tile_max = fmaxf(tile_max, __shfl_xor_sync(0xffffffffu, tile_max, 1));
+    const float m_new = fmaxf(m, tile_max);
+    // A row with nothing visible so far keeps O = 0, l = 0 (rescale 1, P = 0).
+    const float rescale = m_new == -INFINITY ? 1.f : exp2f(m - m_new);
+    float row_sum = 0.f;
+#pragma unroll
+    for (int c = 0; c < 32; ++c) {
+      const float prob = m_new == -INFINITY ? 0.f : exp2f(s[c] - m_new);
+      row_sum += prob;
+      p_w[my_r * L::kLdP + half * 32 + c] = from_float<T>(prob);
+    }
+    row_sum += __shfl_xor_sync(0xffffffffu, row_sum, 1);
+    l = l * rescale + row_sum;
+    m = m_new;
+#pragma unroll
+    for (int d = 0; d < D / 2; ++d) o_w[my_r * L::kLdO + half * (D / 2) + d] *= rescale;
+    __syncwarp();
+
+    // O_w += P V. V is stored [key][d]: row-major with leading dimension kLdh.
+#pragma unroll
+    for (int dn = 0; dn < D / 16; ++dn) {
+      wmma::fragment<wmma::accumulator, 16, 16, 16, float> o_frag;
+      wmma::load_matrix_sync(o_frag, o_w + dn * 16, L::kLdO, wmma::mem_row_major);
+#pragma unroll
+      for (int kk = 0; kk < kTcKeys / 16; ++kk) {
+        wmma::fragment<wmma::matrix_a, 16, 16, 16, T, wmma::row_major> p_frag;
+        wmma::fragment<wmma::matrix_b, 16, 16, 16, T, wmma::row_major> v_frag;
+        wmma::load_matrix_sync(p_frag, p_w + kk * 16, L::kLdP);
+        wmma::load_matrix_sync(v_frag, v_s + (kk * 16) * L::kLdh + dn * 16, L::kLdh);
+        wmma::mma_sync(o_frag, p_frag, v_frag, o_frag);
+      }
+      wmma::store_matrix_sync(o_w + dn * 16, o_frag, L::kLdO, wmma::mem_row_major);
+    }
+    __syncwarp();
+  }
+  __syncwarp();
+
+  if (!my_valid) return;
+  const float* o_row = o_w + my_r * L::kLdO + half * (D / 2);
+  if (p.num_splits > 1) {
+    const int64_t slot = ((batch * gridDim.y + kv_head) * p.rows + my_row) * p.num_splits + split;
+    for (int d = 0; d < D / 2; ++d) p.partial_acc[slot * D + half * (D / 2) + d] = o_row[d];
+    if (half == 0) {
+      p.partial_ml[slot * 2] = m;
+      p.partial_ml[slot * 2 + 1] = l;
+    }
+    return;
+  }
+  const int64_t head = static_cast<int64_t>(kv_head) * p.group + my_row / p.seq_q;
+  T* out = p.out + batch * p.o_stride[0] + head * p.o_stride[1] + my_pos * p.o_stride[2] +
+           half * (D / 2);
+  const float inv_l = l > 0.f ? 1.f / l : NAN;  // every key blocked -> NaN (documented)
+  for (int d = 0; d < D / 2; ++d) out[d] = from_float<T>(o_row[d] * inv_l);
+}
+
 // Scratch for split partials: one growing buffer per (thread, device, stream), so work queued
 // on different streams never shares it. Freed at thread exit (errors ignored then).
 struct SplitWorkspace {
@@ -350,13 +539,26 @@ void launch(const AttentionDims& dims, const Tensor& q, const Tensor& k, const T
   p.scale_log2 = dims.scale * 1.4426950408889634f;
   p.causal = dims.causal;
 
-  const int64_t row_blocks = (p.rows + kRowsPerBlock - 1) / kRowsPerBlock;
+  // Tensor cores for F16/BF16 when there are enough rows to fill their 64-row blocks.
+  bool use_tc = false;
+  if constexpr (!std::is_same_v<T, float>) {
+    use_tc = dims.kernel == AttentionKernel::TensorCore ||
+             (dims.kernel == AttentionKernel::Auto && p.rows >= 32);
+  } else {
+    OMNIRT_CHECK(dims.kernel != AttentionKernel::TensorCore,
+                 "attention (CUDA): the tensor-core kernel needs F16 or BF16 inputs, got F32");
+  }
+  const int rows_per_block = use_tc ? kTcRows : kRowsPerBlock;
+  const int key_tile = use_tc ? kTcKeys : kKeyTile;
+
+  const int64_t row_blocks = (p.rows + rows_per_block - 1) / rows_per_block;
   const int64_t base_blocks = row_blocks * dims.heads_kv * dims.batch;
   int splits = choose_splits(dims, base_blocks);
-  // Chunks are whole tiles; recompute the count so that no chunk is empty by construction.
+  // Chunks are whole tiles (so tiles never straddle chunks); recompute the count so that no
+  // chunk starts past the last key.
   const int64_t per_split_tiles =
-      (dims.seq_k + int64_t{kKeyTile} * splits - 1) / (int64_t{kKeyTile} * splits);
-  p.keys_per_split = static_cast<int>(per_split_tiles * kKeyTile);
+      (dims.seq_k + int64_t{key_tile} * splits - 1) / (int64_t{key_tile} * splits);
+  p.keys_per_split = static_cast<int>(per_split_tiles * key_tile);
   splits = static_cast<int>((dims.seq_k + p.keys_per_split - 1) / p.keys_per_split);
   p.num_splits = splits;
   OMNIRT_CHECK(row_blocks * splits <= std::numeric_limits<int32_t>::max() &&
@@ -376,35 +578,41 @@ void launch(const AttentionDims& dims, const Tensor& q, const Tensor& k, const T
   const unsigned merge_blocks = static_cast<unsigned>((total_rows + kWarps - 1) / kWarps);
   cudaStream_t stream = omnirt::cuda::current_stream();
   const int heads_kv = static_cast<int>(dims.heads_kv);
+
+  auto run = [&](auto head_dim) {
+    constexpr int D = decltype(head_dim)::value;
+    if (use_tc) {
+      if constexpr (!std::is_same_v<T, float>) {
+        constexpr size_t smem = TcLayout<D>::kBytes;
+        // Opt in to more than 48 KiB of dynamic shared memory (per device and thread; cheap).
+        OMNIRT_CUDA_CHECK(cudaFuncSetAttribute(attention_tc_kernel<T, D>,
+                                               cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                               static_cast<int>(smem)));
+        attention_tc_kernel<T, D><<<grid, kThreads, smem, stream>>>(p);
+        OMNIRT_CUDA_CHECK_LAUNCH("attention_tc_kernel");
+      }
+    } else {
+      attention_kernel<T, D><<<grid, kThreads, 0, stream>>>(p);
+      OMNIRT_CUDA_CHECK_LAUNCH("attention_kernel");
+    }
+    if (splits > 1) {
+      attention_merge_kernel<T, D><<<merge_blocks, kThreads, 0, stream>>>(p, heads_kv, total_rows);
+      OMNIRT_CUDA_CHECK_LAUNCH("attention_merge_kernel");
+    }
+  };
   switch (dims.head_dim) {
     case 32:
-      attention_kernel<T, 32><<<grid, kThreads, 0, stream>>>(p);
-      OMNIRT_CUDA_CHECK_LAUNCH("attention_kernel");
-      if (splits > 1) {
-        attention_merge_kernel<T, 32>
-            <<<merge_blocks, kThreads, 0, stream>>>(p, heads_kv, total_rows);
-      }
+      run(std::integral_constant<int, 32>{});
       break;
     case 64:
-      attention_kernel<T, 64><<<grid, kThreads, 0, stream>>>(p);
-      OMNIRT_CUDA_CHECK_LAUNCH("attention_kernel");
-      if (splits > 1) {
-        attention_merge_kernel<T, 64>
-            <<<merge_blocks, kThreads, 0, stream>>>(p, heads_kv, total_rows);
-      }
+      run(std::integral_constant<int, 64>{});
       break;
     case 128:
-      attention_kernel<T, 128><<<grid, kThreads, 0, stream>>>(p);
-      OMNIRT_CUDA_CHECK_LAUNCH("attention_kernel");
-      if (splits > 1) {
-        attention_merge_kernel<T, 128>
-            <<<merge_blocks, kThreads, 0, stream>>>(p, heads_kv, total_rows);
-      }
+      run(std::integral_constant<int, 128>{});
       break;
     default:
       OMNIRT_FAIL("attention (CUDA): unsupported head_dim ", dims.head_dim);
   }
-  OMNIRT_CUDA_CHECK_LAUNCH("attention_merge_kernel");
 }
 
 }  // namespace
