@@ -1,0 +1,816 @@
+// The CUDA LLaMA engine: prefill with cuBLAS GEMMs + a fused causal attention kernel, decode
+// with hand-written GEMVs (norm / SwiGLU fused into their input staging, residual add fused into
+// their output), RoPE fused with the KV-cache write, and the whole decode step captured in one
+// CUDA graph.
+//
+// Numerics (all dtypes): the residual stream is float32; matmul inputs/outputs, the KV cache and
+// the weights are in the engine dtype T; every dot product accumulates in float32; RMSNorm,
+// softmax and SwiGLU are computed in float32 and rounded to T once.
+#include <cublas_v2.h>
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "core/cuda_check.h"
+#include "core/error.h"
+#include "models/llm/llama_cuda.h"
+#include "models/llm/llm_engine_impl.h"
+
+#define OMNIRT_CUBLAS_CHECK(call)                                                      \
+  do {                                                                                 \
+    cublasStatus_t omnirt_st_ = (call);                                                \
+    if (omnirt_st_ != CUBLAS_STATUS_SUCCESS)                                           \
+      OMNIRT_FAIL("cuBLAS error in ", #call, ": ", cublasGetStatusString(omnirt_st_)); \
+  } while (0)
+
+namespace omnirt::llm {
+namespace {
+
+// ---------------------------------------------------------------------------------------------
+// Scalar conversions
+template <typename T>
+__device__ __forceinline__ float to_f(T v);
+template <>
+__device__ __forceinline__ float to_f<float>(float v) {
+  return v;
+}
+template <>
+__device__ __forceinline__ float to_f<__half>(__half v) {
+  return __half2float(v);
+}
+template <>
+__device__ __forceinline__ float to_f<__nv_bfloat16>(__nv_bfloat16 v) {
+  return __bfloat162float(v);
+}
+template <typename T>
+__device__ __forceinline__ T from_f(float v);
+template <>
+__device__ __forceinline__ float from_f<float>(float v) {
+  return v;
+}
+template <>
+__device__ __forceinline__ __half from_f<__half>(float v) {
+  return __float2half_rn(v);
+}
+template <>
+__device__ __forceinline__ __nv_bfloat16 from_f<__nv_bfloat16>(float v) {
+  return __float2bfloat16_rn(v);
+}
+
+template <typename T>
+cudaDataType_t cuda_type();
+template <>
+cudaDataType_t cuda_type<float>() {
+  return CUDA_R_32F;
+}
+template <>
+cudaDataType_t cuda_type<__half>() {
+  return CUDA_R_16F;
+}
+template <>
+cudaDataType_t cuda_type<__nv_bfloat16>() {
+  return CUDA_R_16BF;
+}
+
+__device__ __forceinline__ float warp_sum(float v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+__device__ __forceinline__ float warp_max(float v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  return v;
+}
+// Sum over the block; every thread gets the result. `red` holds >= 32 floats.
+__device__ float block_sum(float v, float* red) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarps = (blockDim.x + 31) >> 5;
+  v = warp_sum(v);
+  __syncthreads();  // `red` may still be read by a previous reduction
+  if (lane == 0) red[warp] = v;
+  __syncthreads();
+  float t = lane < nwarps ? red[lane] : 0.f;
+  return warp_sum(t);
+}
+__device__ float block_max(float v, float* red) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarps = (blockDim.x + 31) >> 5;
+  v = warp_max(v);
+  __syncthreads();
+  if (lane == 0) red[warp] = v;
+  __syncthreads();
+  float t = lane < nwarps ? red[lane] : -INFINITY;
+  return warp_max(t);
+}
+
+__device__ __forceinline__ float silu(float g) { return g / (1.0f + __expf(-g)); }
+
+// ---------------------------------------------------------------------------------------------
+// Small kernels
+
+template <typename T>
+__global__ void fill_hash_kernel(T* dst, int64_t n, uint64_t seed, float scale, float offset) {
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x)
+    dst[i] = from_f<T>(offset + scale * hash_uniform(seed, static_cast<uint64_t>(i)));
+}
+
+// resid[0, :] = table[*token, :] (float32 residual stream)
+template <typename T>
+__global__ void embed_kernel(const T* table, const int32_t* token, float* resid, int H) {
+  const int64_t row = static_cast<int64_t>(*token) * H;
+  for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < H; i += gridDim.x * blockDim.x)
+    resid[i] = to_f(table[row + i]);
+}
+
+__global__ void advance_pos_kernel(int32_t* pos, int n) { *pos += n; }
+__global__ void set_pos_kernel(int32_t* pos, int value) { *pos = value; }
+
+// out[r, :] = w * x[r, :] * rsqrt(mean(x[r, :]^2) + eps); one block per row.
+template <typename T>
+__global__ void rmsnorm_kernel(const float* x, const float* w, T* out, int H, float eps) {
+  __shared__ float red[32];
+  const float* xr = x + static_cast<int64_t>(blockIdx.x) * H;
+  float ss = 0.f;
+  for (int i = threadIdx.x; i < H; i += blockDim.x) ss += xr[i] * xr[i];
+  ss = block_sum(ss, red);
+  const float inv = rsqrtf(ss / static_cast<float>(H) + eps);
+  T* o = out + static_cast<int64_t>(blockIdx.x) * H;
+  for (int i = threadIdx.x; i < H; i += blockDim.x) o[i] = from_f<T>(w[i] * (xr[i] * inv));
+}
+
+// act[r, i] = silu(gu[r, i]) * gu[r, I + i]
+template <typename T>
+__global__ void swiglu_kernel(const T* gu, T* act, int rows, int I) {
+  const int64_t n = static_cast<int64_t>(rows) * I;
+  for (int64_t idx = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; idx < n;
+       idx += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t r = idx / I, i = idx % I;
+    const float g = to_f(gu[r * 2 * I + i]), u = to_f(gu[r * 2 * I + I + i]);
+    act[idx] = from_f<T>(silu(g) * u);
+  }
+}
+
+// RoPE (HF half-split) on the q and k heads of `rows` rows of qkv [rows, stride] at positions
+// *pos0 + r, rotating q in place and writing rotated k and plain v into the layer's cache
+// [Hkv, max_ctx, D]. One block per row.
+template <typename T>
+__global__ void rope_kv_kernel(T* qkv, int stride, const float* cos_tab, const float* sin_tab,
+                               const int32_t* pos0, T* kc, T* vc, int Hq, int Hkv, int D,
+                               int max_ctx) {
+  const int r = blockIdx.x;
+  const int p = *pos0 + r;
+  const int half = D / 2;
+  T* row = qkv + static_cast<int64_t>(r) * stride;
+  const float* c = cos_tab + static_cast<int64_t>(p) * half;
+  const float* s = sin_tab + static_cast<int64_t>(p) * half;
+  for (int idx = threadIdx.x; idx < (Hq + Hkv) * half; idx += blockDim.x) {
+    const int head = idx / half, i = idx % half;
+    T* v = row + head * D;  // q heads then k heads are contiguous in the row
+    const float a = to_f(v[i]), b = to_f(v[i + half]);
+    const float ra = a * c[i] - b * s[i], rb = b * c[i] + a * s[i];
+    if (head < Hq) {
+      v[i] = from_f<T>(ra);
+      v[i + half] = from_f<T>(rb);
+    } else {
+      T* dst = kc + (static_cast<int64_t>(head - Hq) * max_ctx + p) * D;
+      dst[i] = from_f<T>(ra);
+      dst[i + half] = from_f<T>(rb);
+    }
+  }
+  const T* vsrc = row + (Hq + Hkv) * D;
+  for (int idx = threadIdx.x; idx < Hkv * D; idx += blockDim.x) {
+    const int h = idx / D, d = idx % D;
+    vc[(static_cast<int64_t>(h) * max_ctx + p) * D + d] = vsrc[idx];
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Prefill attention: causal (query r at absolute position *pos0 + r sees keys 0..*pos0 + r), GQA,
+// K/V from the cache. One thread per query, 64 queries per block, one head per blockIdx.y; K/V
+// tiles of kTileK keys staged in shared memory (every thread reads the same key: broadcast);
+// softmax online per tile, in float32 with exp2.
+constexpr int kAttnQ = 64;
+constexpr int kAttnTileK = 32;
+
+template <typename T, int D>
+__global__ void __launch_bounds__(kAttnQ)
+    attn_prefill_kernel(const T* qkv, int n, int stride, const T* kc, const T* vc,
+                        const int32_t* pos0_ptr, int max_ctx, int group, T* out, int out_stride,
+                        float scale_log2) {
+  __shared__ float ks[kAttnTileK][D];
+  __shared__ float vs[kAttnTileK][D];
+  __shared__ float sc[kAttnQ][kAttnTileK + 1];
+  const int h = blockIdx.y, kvh = h / group;
+  const int r = blockIdx.x * kAttnQ + threadIdx.x;
+  const bool active = r < n;
+  const int pos0 = *pos0_ptr;
+  const int my_last = pos0 + r;  // last key this query may see
+  const int block_last = pos0 + min(n - 1, static_cast<int>(blockIdx.x) * kAttnQ + kAttnQ - 1);
+  float q[D], o[D];
+  if (active) {
+    const T* qp = qkv + static_cast<int64_t>(r) * stride + h * D;
+#pragma unroll
+    for (int d = 0; d < D; ++d) q[d] = to_f(qp[d]) * scale_log2;
+  }
+#pragma unroll
+  for (int d = 0; d < D; ++d) o[d] = 0.f;
+  float m = -INFINITY, l = 0.f;
+  const T* kbase = kc + static_cast<int64_t>(kvh) * max_ctx * D;
+  const T* vbase = vc + static_cast<int64_t>(kvh) * max_ctx * D;
+  for (int j0 = 0; j0 <= block_last; j0 += kAttnTileK) {
+    const int nk = min(kAttnTileK, block_last + 1 - j0);
+    __syncthreads();
+    for (int idx = threadIdx.x; idx < nk * D; idx += blockDim.x) {
+      ks[idx / D][idx % D] = to_f(kbase[static_cast<int64_t>(j0) * D + idx]);
+      vs[idx / D][idx % D] = to_f(vbase[static_cast<int64_t>(j0) * D + idx]);
+    }
+    __syncthreads();
+    if (!active || j0 > my_last) continue;
+    const int jmax = min(nk, my_last + 1 - j0);
+    float tile_max = -INFINITY;
+    for (int j = 0; j < jmax; ++j) {
+      float s = 0.f;
+#pragma unroll
+      for (int d = 0; d < D; ++d) s += q[d] * ks[j][d];
+      sc[threadIdx.x][j] = s;
+      tile_max = fmaxf(tile_max, s);
+    }
+    const float m_new = fmaxf(m, tile_max);
+    const float corr = exp2f(m - m_new);  // 0 on the first tile (m = -inf)
+    l *= corr;
+#pragma unroll
+    for (int d = 0; d < D; ++d) o[d] *= corr;
+    for (int j = 0; j < jmax; ++j) {
+      const float p = exp2f(sc[threadIdx.x][j] - m_new);
+      l += p;
+#pragma unroll
+      for (int d = 0; d < D; ++d) o[d] += p * vs[j][d];
+    }
+    m = m_new;
+  }
+  if (active) {
+    const float inv = 1.0f / l;
+    T* op = out + static_cast<int64_t>(r) * out_stride + h * D;
+#pragma unroll
+    for (int d = 0; d < D; ++d) op[d] = from_f<T>(o[d] * inv);
+  }
+}
+
+// Decode attention for one new query per head (row 0 of qkv, already rotated) over the
+// *pos + 1 cached keys. One block per query head; scores in dynamic shared memory.
+constexpr int kDecodeAttnThreads = 256;
+
+template <typename T, int D>
+__global__ void __launch_bounds__(kDecodeAttnThreads)
+    attn_decode_kernel(const T* qkv, const T* kc, const T* vc, const int32_t* pos_ptr,
+                       int max_ctx, int group, T* out, float scale_log2) {
+  extern __shared__ float smem[];
+  __shared__ float qs[D];
+  __shared__ float red[32];
+  __shared__ float part[kDecodeAttnThreads / D][D];
+  float* scores = smem;  // [max_ctx]
+  const int h = blockIdx.x, kvh = h / group;
+  const int nkeys = *pos_ptr + 1;
+  for (int d = threadIdx.x; d < D; d += blockDim.x) qs[d] = to_f(qkv[h * D + d]) * scale_log2;
+  __syncthreads();
+  const T* kbase = kc + static_cast<int64_t>(kvh) * max_ctx * D;
+  const T* vbase = vc + static_cast<int64_t>(kvh) * max_ctx * D;
+  float mx = -INFINITY;
+  for (int j = threadIdx.x; j < nkeys; j += blockDim.x) {
+    const T* k = kbase + static_cast<int64_t>(j) * D;
+    float s = 0.f;
+#pragma unroll
+    for (int d = 0; d < D; ++d) s += qs[d] * to_f(k[d]);
+    scores[j] = s;
+    mx = fmaxf(mx, s);
+  }
+  mx = block_max(mx, red);
+  float sum = 0.f;
+  for (int j = threadIdx.x; j < nkeys; j += blockDim.x) {
+    const float p = exp2f(scores[j] - mx);
+    scores[j] = p;
+    sum += p;
+  }
+  sum = block_sum(sum, red);  // also a barrier: all scores are written
+  constexpr int kSlices = kDecodeAttnThreads / D;
+  const int d = threadIdx.x % D, slice = threadIdx.x / D;
+  float acc = 0.f;
+  for (int j = slice; j < nkeys; j += kSlices)
+    acc += scores[j] * to_f(vbase[static_cast<int64_t>(j) * D + d]);
+  part[slice][d] = acc;
+  __syncthreads();
+  if (threadIdx.x < D) {
+    float t = 0.f;
+#pragma unroll
+    for (int s2 = 0; s2 < kSlices; ++s2) t += part[s2][threadIdx.x];
+    out[h * D + threadIdx.x] = from_f<T>(t / sum);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Decode GEMV: y[n] (op)= sum_k W[n, k] x[k] for W [N, K] row-major in T, batch 1. The input
+// vector is staged once per block in shared memory as float32, with the preceding op fused in:
+//   kInPlain : x = in (T)
+//   kInNorm  : x = rmsnorm(in (F32 residual), norm_w)
+//   kInSwiglu: x[k] = silu(in[k]) * in[K + k] (in: T [2K], the gate/up GEMV's output)
+// Output: kOutT (y in T), kOutF32 (y in F32), kOutAddF32 (y += result in F32: the residual add).
+// 8 warps per block, 2 rows per warp; each lane loads 16 bytes of both rows per step.
+enum InMode { kInPlain, kInNorm, kInSwiglu };
+enum OutMode { kOutT, kOutF32, kOutAddF32 };
+constexpr int kGemvThreads = 256;
+constexpr int kGemvRowsPerWarp = 2;
+constexpr int kGemvRowsPerBlock = (kGemvThreads / 32) * kGemvRowsPerWarp;
+
+template <typename T>
+struct Vec16 {
+  static constexpr int kElems = 16 / sizeof(T);
+};
+
+template <typename T>
+__device__ __forceinline__ float dot16(const uint4& w, const float* x) {
+  const T* e = reinterpret_cast<const T*>(&w);
+  float s = 0.f;
+#pragma unroll
+  for (int i = 0; i < Vec16<T>::kElems; ++i) s += to_f(e[i]) * x[i];
+  return s;
+}
+
+template <typename T, int IN, int OUT, bool VEC>
+__global__ void __launch_bounds__(kGemvThreads)
+    gemv_kernel(const T* __restrict__ W, int N, int K, const void* __restrict__ in,
+                const float* __restrict__ norm_w, float eps, void* __restrict__ y) {
+  extern __shared__ float xs[];  // [K]
+  __shared__ float red[32];
+  if constexpr (IN == kInNorm) {
+    const float* x = static_cast<const float*>(in);
+    float ss = 0.f;
+    for (int k = threadIdx.x; k < K; k += blockDim.x) ss += x[k] * x[k];
+    ss = block_sum(ss, red);
+    const float inv = rsqrtf(ss / static_cast<float>(K) + eps);
+    for (int k = threadIdx.x; k < K; k += blockDim.x) xs[k] = norm_w[k] * (x[k] * inv);
+  } else if constexpr (IN == kInSwiglu) {
+    const T* x = static_cast<const T*>(in);
+    for (int k = threadIdx.x; k < K; k += blockDim.x) xs[k] = silu(to_f(x[k])) * to_f(x[K + k]);
+  } else {
+    const T* x = static_cast<const T*>(in);
+    for (int k = threadIdx.x; k < K; k += blockDim.x) xs[k] = to_f(x[k]);
+  }
+  __syncthreads();
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int r0 = blockIdx.x * kGemvRowsPerBlock + warp * kGemvRowsPerWarp;
+  if (r0 >= N) return;
+  const bool has1 = r0 + 1 < N;
+  const T* w0 = W + static_cast<int64_t>(r0) * K;
+  const T* w1 = W + static_cast<int64_t>(has1 ? r0 + 1 : r0) * K;
+  float a0 = 0.f, a1 = 0.f;
+  if constexpr (VEC) {
+    constexpr int E = Vec16<T>::kElems;
+    const int chunks = K / E;
+    const uint4* v0 = reinterpret_cast<const uint4*>(w0);
+    const uint4* v1 = reinterpret_cast<const uint4*>(w1);
+#pragma unroll 4
+    for (int c = lane; c < chunks; c += 32) {
+      const uint4 p0 = __ldg(v0 + c);
+      const uint4 p1 = __ldg(v1 + c);
+      a0 += dot16<T>(p0, xs + c * E);
+      a1 += dot16<T>(p1, xs + c * E);
+    }
+  } else {
+    for (int k = lane; k < K; k += 32) {
+      a0 += to_f(w0[k]) * xs[k];
+      a1 += to_f(w1[k]) * xs[k];
+    }
+  }
+  a0 = warp_sum(a0);
+  a1 = warp_sum(a1);
+  if (lane == 0) {
+    auto store = [&](int r, float v) {
+      if constexpr (OUT == kOutT) {
+        static_cast<T*>(y)[r] = from_f<T>(v);
+      } else if constexpr (OUT == kOutF32) {
+        static_cast<float*>(y)[r] = v;
+      } else {
+        static_cast<float*>(y)[r] += v;
+      }
+    };
+    store(r0, a0);
+    if (has1) store(r0 + 1, a1);
+  }
+}
+
+// Greedy sampler: token = argmax(logits) (lowest id on ties). One block.
+__global__ void argmax_kernel(const float* logits, int n, int32_t* token) {
+  __shared__ float bv[32];
+  __shared__ int bi[32];
+  float best = -INFINITY;
+  int idx = n;  // NaN logits never win; if all are NaN the result is 0
+  for (int i = threadIdx.x; i < n; i += blockDim.x) {
+    const float v = logits[i];
+    if (v > best || (v == best && i < idx)) {
+      best = v;
+      idx = i;
+    }
+  }
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) {
+    const float ov = __shfl_xor_sync(0xffffffffu, best, o);
+    const int oi = __shfl_xor_sync(0xffffffffu, idx, o);
+    if (ov > best || (ov == best && oi < idx)) {
+      best = ov;
+      idx = oi;
+    }
+  }
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  if (lane == 0) {
+    bv[warp] = best;
+    bi[warp] = idx;
+  }
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    for (int w = 1; w < static_cast<int>(blockDim.x >> 5); ++w)
+      if (bv[w] > best || (bv[w] == best && bi[w] < idx)) {
+        best = bv[w];
+        idx = bi[w];
+      }
+    *token = idx < n ? idx : 0;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The engine
+
+int grid_for(int64_t n, int threads) {
+  return static_cast<int>(std::min<int64_t>((n + threads - 1) / threads, 65535));
+}
+
+template <typename T>
+class CudaLlama final : public detail::LlamaImpl {
+ public:
+  CudaLlama(const LlamaConfig& cfg, LlamaWeights w, const LlmEngineOptions& opt, int64_t max_ctx)
+      : cfg_(cfg), w_(std::move(w)), opt_(opt), max_ctx_(max_ctx), chunk_(opt.max_prefill_chunk) {
+    const int64_t D = cfg.head_dim;
+    OMNIRT_CHECK(D == 32 || D == 64 || D == 128, "CUDA LLM engine: head_dim ", D,
+                 " is not supported (32, 64 or 128)");
+    OMNIRT_CHECK(max_ctx * sizeof(float) <= 160 * 1024, "CUDA LLM engine: max_context ", max_ctx,
+                 " is too long for the decode attention kernel");
+    OMNIRT_CHECK(std::max(cfg.hidden_size, cfg.intermediate_size) * sizeof(float) <= 160 * 1024,
+                 "CUDA LLM engine: hidden/intermediate size too large for the decode GEMV");
+    OMNIRT_CUDA_CHECK(cudaStreamCreate(&stream_));  // blocking: the legacy stream syncs with it
+    OMNIRT_CUBLAS_CHECK(cublasCreate(&cublas_));
+    OMNIRT_CUBLAS_CHECK(cublasSetStream(cublas_, stream_));
+    OMNIRT_CUBLAS_CHECK(cublasSetMathMode(cublas_, CUBLAS_DEFAULT_MATH));  // exact fp32, no TF32
+
+    const int64_t H = cfg.hidden_size, I = cfg.intermediate_size, V = cfg.vocab_size;
+    const DType dt = opt.dtype;
+    cache_ = KvCache(cfg, max_ctx, dt, Device::CUDA);
+    // Every activation buffer is planned here, in one arena.
+    const size_t elem = dtype_nbytes(dt, 1);
+    const int64_t logit_rows = opt.all_logits ? chunk_ : 1;
+    const size_t need = chunk_ * H * 4 + chunk_ * H * elem + chunk_ * cfg.qkv_dim() * elem +
+                        chunk_ * cfg.q_dim() * elem + chunk_ * 2 * I * elem + chunk_ * I * elem +
+                        logit_rows * V * 4 + 2 * max_ctx * (D / 2) * 4 + 16 * 256;
+    arena_ = std::make_unique<Arena>(Device::CUDA, need);
+    resid_ = arena_->alloc({chunk_, H}, DType::F32);
+    xn_ = arena_->alloc({chunk_, H}, dt);
+    qkv_ = arena_->alloc({chunk_, cfg.qkv_dim()}, dt);
+    attn_ = arena_->alloc({chunk_, cfg.q_dim()}, dt);
+    gu_ = arena_->alloc({chunk_, 2 * I}, dt);
+    act_ = arena_->alloc({chunk_, I}, dt);
+    logits_ = arena_->alloc({logit_rows, V}, DType::F32);
+    Tensor cos_h, sin_h;
+    llama_rope_tables(cfg, max_ctx, cos_h, sin_h);
+    cos_ = arena_->alloc(cos_h.shape(), DType::F32);
+    sin_ = arena_->alloc(sin_h.shape(), DType::F32);
+    cos_.copy_from(cos_h);
+    sin_.copy_from(sin_h);
+    pos_ = arena_->alloc({1}, DType::I32);
+    token_ = arena_->alloc({1}, DType::I32);
+    OMNIRT_CUDA_CHECK(cudaMemsetAsync(pos_.raw(), 0, 4, stream_));
+    OMNIRT_CUDA_CHECK(cudaMemsetAsync(token_.raw(), 0, 4, stream_));
+    last_logits_ = logits_.select(0, 0);
+    sampler_ = [](const Tensor& logits, Tensor& tok) {
+      argmax_kernel<<<1, 1024, 0, cuda::current_stream()>>>(
+          logits.data<float>(), static_cast<int>(logits.numel()), tok.data<int32_t>());
+      OMNIRT_CUDA_CHECK_LAUNCH("argmax");
+    };
+    configure_smem();
+    OMNIRT_CUDA_CHECK(cudaStreamSynchronize(stream_));
+  }
+
+  ~CudaLlama() override {
+    if (graph_exec_) cudaGraphExecDestroy(graph_exec_);
+    if (cublas_) cublasDestroy(cublas_);
+    if (stream_) cudaStreamDestroy(stream_);
+  }
+
+  Tensor forward(const Tensor& emb, int64_t pos, bool all_logits) override {
+    const int64_t n = emb.dim(0), H = cfg_.hidden_size;
+    OMNIRT_CUDA_CHECK(cudaMemcpyAsync(resid_.raw(), emb.raw(), emb.nbytes(),
+                                      cudaMemcpyHostToDevice, stream_));
+    set_pos_kernel<<<1, 1, 0, stream_>>>(pos_.data<int32_t>(), static_cast<int>(pos));
+    OMNIRT_CUDA_CHECK_LAUNCH("set_pos");
+    for (int64_t l = 0; l < cfg_.num_hidden_layers; ++l) prefill_layer(l, n);
+    Tensor out;
+    if (all_logits) {
+      rmsnorm_kernel<T><<<static_cast<int>(n), 256, 0, stream_>>>(
+          resid_.data<float>(), w_.final_norm.data<float>(), xn_.data<T>(), static_cast<int>(H),
+          eps());
+      OMNIRT_CUDA_CHECK_LAUNCH("rmsnorm");
+      Tensor lg = logits_.slice(0, 0, n);
+      gemm(xn_, w_.lm_head, lg, n, 0.f);
+      last_logits_ = logits_.select(0, n - 1);
+      out = lg;
+    } else {
+      gemv<kInNorm, kOutF32>(w_.lm_head, resid_.data<float>() + (n - 1) * H,
+                             w_.final_norm.data<float>(), logits_.raw());
+      last_logits_ = logits_.select(0, 0);
+      out = last_logits_;
+    }
+    advance_pos_kernel<<<1, 1, 0, stream_>>>(pos_.data<int32_t>(), static_cast<int>(n));
+    OMNIRT_CUDA_CHECK_LAUNCH("advance_pos");
+    OMNIRT_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    return out;
+  }
+
+  Tensor decode(int32_t token, int64_t pos) override {
+    OMNIRT_CUDA_CHECK(cudaMemcpyAsync(token_.raw(), &token, 4, cudaMemcpyHostToDevice, stream_));
+    set_pos_kernel<<<1, 1, 0, stream_>>>(pos_.data<int32_t>(), static_cast<int>(pos));
+    OMNIRT_CUDA_CHECK_LAUNCH("set_pos");
+    run_step();
+    OMNIRT_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    return last_logits_;
+  }
+
+  void set_sampler(DeviceSampler s) override {
+    sampler_ = std::move(s);
+    drop_graph();  // the captured step contains the old sampler
+  }
+  void sample_last() override {
+    cuda::StreamGuard g(stream_);
+    sampler_(last_logits_, token_);
+  }
+  void decode_next(int64_t pos) override {
+    (void)pos;  // the device-side position is advanced by the step itself
+    run_step();
+  }
+  int32_t read_token() override {
+    int32_t v = 0;
+    OMNIRT_CUDA_CHECK(cudaMemcpyAsync(&v, token_.raw(), 4, cudaMemcpyDeviceToHost, stream_));
+    OMNIRT_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    return v;
+  }
+  const Tensor& embed_table() const override { return w_.embed; }
+  size_t kv_cache_bytes() const override { return cache_.bytes(); }
+  size_t workspace_bytes() const override { return arena_->capacity(); }
+
+ private:
+  float eps() const { return static_cast<float>(cfg_.rms_norm_eps); }
+  float scale_log2() const {
+    return static_cast<float>(1.4426950408889634 / std::sqrt(static_cast<double>(cfg_.head_dim)));
+  }
+
+  void configure_smem() {
+    const int64_t K = std::max(cfg_.hidden_size, std::max(cfg_.intermediate_size, cfg_.q_dim()));
+    const int gemv_smem = static_cast<int>(K * sizeof(float));
+    set_gemv_smem<kInNorm, kOutT>(gemv_smem);
+    set_gemv_smem<kInNorm, kOutF32>(gemv_smem);
+    set_gemv_smem<kInPlain, kOutAddF32>(gemv_smem);
+    set_gemv_smem<kInSwiglu, kOutAddF32>(gemv_smem);
+    const int attn_smem = static_cast<int>(max_ctx_ * sizeof(float));
+    switch (cfg_.head_dim) {
+      case 32:
+        OMNIRT_CUDA_CHECK(cudaFuncSetAttribute(attn_decode_kernel<T, 32>,
+                                               cudaFuncAttributeMaxDynamicSharedMemorySize, attn_smem));
+        break;
+      case 64:
+        OMNIRT_CUDA_CHECK(cudaFuncSetAttribute(attn_decode_kernel<T, 64>,
+                                               cudaFuncAttributeMaxDynamicSharedMemorySize, attn_smem));
+        break;
+      default:
+        OMNIRT_CUDA_CHECK(cudaFuncSetAttribute(attn_decode_kernel<T, 128>,
+                                               cudaFuncAttributeMaxDynamicSharedMemorySize, attn_smem));
+    }
+  }
+  template <int IN, int OUT>
+  void set_gemv_smem(int bytes) {
+    OMNIRT_CUDA_CHECK(cudaFuncSetAttribute(gemv_kernel<T, IN, OUT, true>,
+                                           cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
+    OMNIRT_CUDA_CHECK(cudaFuncSetAttribute(gemv_kernel<T, IN, OUT, false>,
+                                           cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
+  }
+
+  // y = W x for one row; the 16-byte path needs 16-byte aligned rows.
+  template <int IN, int OUT>
+  void gemv(const Tensor& W, const void* in, const float* norm_w, void* y) {
+    const int N = static_cast<int>(W.dim(0)), K = static_cast<int>(W.dim(1));
+    const bool vec = (K * sizeof(T)) % 16 == 0 && reinterpret_cast<uintptr_t>(W.raw()) % 16 == 0;
+    const int blocks = (N + kGemvRowsPerBlock - 1) / kGemvRowsPerBlock;
+    const size_t smem = static_cast<size_t>(K) * sizeof(float);
+    if (vec)
+      gemv_kernel<T, IN, OUT, true><<<blocks, kGemvThreads, smem, stream_>>>(
+          W.data<T>(), N, K, in, norm_w, eps(), y);
+    else
+      gemv_kernel<T, IN, OUT, false><<<blocks, kGemvThreads, smem, stream_>>>(
+          W.data<T>(), N, K, in, norm_w, eps(), y);
+    OMNIRT_CUDA_CHECK_LAUNCH("gemv");
+  }
+
+  // out[M, N] = beta * out + x[M, K] W[N, K]^T, out in T or F32 (row-major).
+  void gemm(const Tensor& x, const Tensor& W, Tensor& out, int64_t m, float beta) {
+    const int N = static_cast<int>(W.dim(0)), K = static_cast<int>(W.dim(1));
+    const float alpha = 1.f;
+    const cudaDataType_t ct = out.dtype() == DType::F32 ? CUDA_R_32F : cuda_type<T>();
+    OMNIRT_CUBLAS_CHECK(cublasGemmEx(cublas_, CUBLAS_OP_T, CUBLAS_OP_N, N, static_cast<int>(m), K,
+                                     &alpha, W.raw(), cuda_type<T>(), K, x.raw(), cuda_type<T>(),
+                                     K, &beta, out.raw(), ct, N, CUBLAS_COMPUTE_32F,
+                                     CUBLAS_GEMM_DEFAULT));
+  }
+
+  template <int D>
+  void attn_prefill(int64_t l, int64_t n) {
+    dim3 grid(static_cast<unsigned>((n + kAttnQ - 1) / kAttnQ),
+              static_cast<unsigned>(cfg_.num_attention_heads));
+    attn_prefill_kernel<T, D><<<grid, kAttnQ, 0, stream_>>>(
+        qkv_.data<T>(), static_cast<int>(n), static_cast<int>(cfg_.qkv_dim()),
+        cache_.keys(l).template data<T>(), cache_.values(l).template data<T>(),
+        pos_.data<int32_t>(), static_cast<int>(max_ctx_),
+        static_cast<int>(cfg_.num_attention_heads / cfg_.num_key_value_heads), attn_.data<T>(),
+        static_cast<int>(cfg_.q_dim()), scale_log2());
+    OMNIRT_CUDA_CHECK_LAUNCH("attn_prefill");
+  }
+  template <int D>
+  void attn_decode(int64_t l) {
+    attn_decode_kernel<T, D><<<static_cast<unsigned>(cfg_.num_attention_heads), kDecodeAttnThreads,
+                               max_ctx_ * sizeof(float), stream_>>>(
+        qkv_.data<T>(), cache_.keys(l).template data<T>(), cache_.values(l).template data<T>(),
+        pos_.data<int32_t>(), static_cast<int>(max_ctx_),
+        static_cast<int>(cfg_.num_attention_heads / cfg_.num_key_value_heads), attn_.data<T>(),
+        scale_log2());
+    OMNIRT_CUDA_CHECK_LAUNCH("attn_decode");
+  }
+
+  void rope_kv(int64_t l, int64_t n) {
+    rope_kv_kernel<T><<<static_cast<unsigned>(n), 128, 0, stream_>>>(
+        qkv_.data<T>(), static_cast<int>(cfg_.qkv_dim()), cos_.data<float>(), sin_.data<float>(),
+        pos_.data<int32_t>(), cache_.keys(l).template data<T>(),
+        cache_.values(l).template data<T>(), static_cast<int>(cfg_.num_attention_heads),
+        static_cast<int>(cfg_.num_key_value_heads), static_cast<int>(cfg_.head_dim),
+        static_cast<int>(max_ctx_));
+    OMNIRT_CUDA_CHECK_LAUNCH("rope_kv");
+  }
+
+  void prefill_layer(int64_t l, int64_t n) {
+    const LlamaLayerWeights& lw = w_.layers[l];
+    const int H = static_cast<int>(cfg_.hidden_size), I = static_cast<int>(cfg_.intermediate_size);
+    Tensor resid = resid_.slice(0, 0, n), xn = xn_.slice(0, 0, n), qkv = qkv_.slice(0, 0, n);
+    Tensor attn = attn_.slice(0, 0, n), gu = gu_.slice(0, 0, n), act = act_.slice(0, 0, n);
+    rmsnorm_kernel<T><<<static_cast<unsigned>(n), 256, 0, stream_>>>(
+        resid_.data<float>(), lw.attn_norm.data<float>(), xn_.data<T>(), H, eps());
+    OMNIRT_CUDA_CHECK_LAUNCH("rmsnorm");
+    gemm(xn, lw.wqkv, qkv, n, 0.f);
+    rope_kv(l, n);
+    switch (cfg_.head_dim) {
+      case 32:
+        attn_prefill<32>(l, n);
+        break;
+      case 64:
+        attn_prefill<64>(l, n);
+        break;
+      default:
+        attn_prefill<128>(l, n);
+    }
+    gemm(attn, lw.wo, resid, n, 1.f);  // resid += o_proj(attn)
+    rmsnorm_kernel<T><<<static_cast<unsigned>(n), 256, 0, stream_>>>(
+        resid_.data<float>(), lw.mlp_norm.data<float>(), xn_.data<T>(), H, eps());
+    OMNIRT_CUDA_CHECK_LAUNCH("rmsnorm");
+    gemm(xn, lw.w_gate_up, gu, n, 0.f);
+    swiglu_kernel<T><<<grid_for(n * I, 256), 256, 0, stream_>>>(gu_.data<T>(), act_.data<T>(),
+                                                                 static_cast<int>(n), I);
+    OMNIRT_CUDA_CHECK_LAUNCH("swiglu");
+    gemm(act, lw.w_down, resid, n, 1.f);  // resid += down(act)
+  }
+
+  // One decode step for the token in token_ at position *pos_: logits into logits_[0], the
+  // sampler's next token into token_, position advanced. Only kernel launches: capturable.
+  void enqueue_step() {
+    const int H = static_cast<int>(cfg_.hidden_size);
+    embed_kernel<T><<<grid_for(H, 256), 256, 0, stream_>>>(w_.embed.data<T>(),
+                                                          token_.data<int32_t>(),
+                                                          resid_.data<float>(), H);
+    OMNIRT_CUDA_CHECK_LAUNCH("embed");
+    float* resid = resid_.data<float>();
+    for (int64_t l = 0; l < cfg_.num_hidden_layers; ++l) {
+      const LlamaLayerWeights& lw = w_.layers[l];
+      gemv<kInNorm, kOutT>(lw.wqkv, resid, lw.attn_norm.data<float>(), qkv_.raw());
+      rope_kv(l, 1);
+      switch (cfg_.head_dim) {
+        case 32:
+          attn_decode<32>(l);
+          break;
+        case 64:
+          attn_decode<64>(l);
+          break;
+        default:
+          attn_decode<128>(l);
+      }
+      gemv<kInPlain, kOutAddF32>(lw.wo, attn_.raw(), nullptr, resid);
+      gemv<kInNorm, kOutT>(lw.w_gate_up, resid, lw.mlp_norm.data<float>(), gu_.raw());
+      gemv<kInSwiglu, kOutAddF32>(lw.w_down, gu_.raw(), nullptr, resid);
+    }
+    gemv<kInNorm, kOutF32>(w_.lm_head, resid, w_.final_norm.data<float>(), logits_.raw());
+    {
+      cuda::StreamGuard g(stream_);
+      Tensor lg = logits_.select(0, 0);
+      sampler_(lg, token_);
+    }
+    advance_pos_kernel<<<1, 1, 0, stream_>>>(pos_.data<int32_t>(), 1);
+    OMNIRT_CUDA_CHECK_LAUNCH("advance_pos");
+  }
+
+  void run_step() {
+    last_logits_ = logits_.select(0, 0);
+    if (!opt_.cuda_graph) {
+      enqueue_step();
+      return;
+    }
+    if (!graph_exec_) {
+      cudaGraph_t graph = nullptr;
+      OMNIRT_CUDA_CHECK(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal));
+      try {
+        enqueue_step();
+      } catch (...) {
+        cudaStreamEndCapture(stream_, &graph);
+        if (graph) cudaGraphDestroy(graph);
+        throw;
+      }
+      OMNIRT_CUDA_CHECK(cudaStreamEndCapture(stream_, &graph));
+      const cudaError_t err = cudaGraphInstantiate(&graph_exec_, graph, 0);
+      cudaGraphDestroy(graph);
+      OMNIRT_CUDA_CHECK(err);
+    }
+    OMNIRT_CUDA_CHECK(cudaGraphLaunch(graph_exec_, stream_));
+  }
+
+  void drop_graph() {
+    if (graph_exec_) cudaGraphExecDestroy(graph_exec_);
+    graph_exec_ = nullptr;
+  }
+
+  LlamaConfig cfg_;
+  LlamaWeights w_;
+  LlmEngineOptions opt_;
+  int64_t max_ctx_, chunk_;
+  KvCache cache_;
+  std::unique_ptr<Arena> arena_;
+  Tensor resid_, xn_, qkv_, attn_, gu_, act_, logits_, cos_, sin_, pos_, token_, last_logits_;
+  DeviceSampler sampler_;
+  cudaStream_t stream_ = nullptr;
+  cublasHandle_t cublas_ = nullptr;
+  cudaGraphExec_t graph_exec_ = nullptr;
+};
+
+}  // namespace
+
+void cuda_fill_hash_uniform(void* dst, DType dtype, int64_t n, uint64_t seed, float scale,
+                            float offset) {
+  const int blocks = grid_for(n, 256);
+  cudaStream_t s = cuda::current_stream();
+  switch (dtype) {
+    case DType::F32:
+      fill_hash_kernel<float><<<blocks, 256, 0, s>>>(static_cast<float*>(dst), n, seed, scale, offset);
+      break;
+    case DType::F16:
+      fill_hash_kernel<__half><<<blocks, 256, 0, s>>>(static_cast<__half*>(dst), n, seed, scale, offset);
+      break;
+    case DType::BF16:
+      fill_hash_kernel<__nv_bfloat16><<<blocks, 256, 0, s>>>(static_cast<__nv_bfloat16*>(dst), n,
+                                                             seed, scale, offset);
+      break;
+    default:
+      OMNIRT_FAIL("cuda_fill_hash_uniform: unsupported dtype ", dtype_name(dtype));
+  }
+  OMNIRT_CUDA_CHECK_LAUNCH("fill_hash");
+}
+
+namespace detail {
+std::unique_ptr<LlamaImpl> make_cuda_llama(const LlamaConfig& cfg, LlamaWeights weights,
+                                           const LlmEngineOptions& opt, int64_t max_context) {
+  OMNIRT_CHECK(cuda_available(), "the CUDA LLM engine was requested but no CUDA device is usable");
+  OMNIRT_CHECK(weights.device == Device::CUDA, "CUDA LLM engine: weights must be on the GPU");
+  switch (opt.dtype) {
+    case DType::F32:
+      return std::make_unique<CudaLlama<float>>(cfg, std::move(weights), opt, max_context);
+    case DType::F16:
+      return std::make_unique<CudaLlama<__half>>(cfg, std::move(weights), opt, max_context);
+    case DType::BF16:
+      return std::make_unique<CudaLlama<__nv_bfloat16>>(cfg, std::move(weights), opt, max_context);
+    default:
+      OMNIRT_FAIL("CUDA LLM engine: dtype must be F32, F16 or BF16, got ", dtype_name(opt.dtype));
+  }
+}
+}  // namespace detail
+
+}  // namespace omnirt::llm
