@@ -16,15 +16,15 @@ namespace omnirt::llm::testing {
 
 using Checkpoint = std::map<std::string, Tensor>;
 
-// A small config with GQA (2 query heads per kv head); every size is a non-multiple of 32/128
-// where the kernels allow it.
+// A small config with GQA (3 query heads per kv head, 2 kv heads, so a wrong head mapping such as
+// h % kv_heads shows); every size is a non-multiple of 32/128 where the kernels allow it.
 inline LlamaConfig tiny_config() {
   LlamaConfig c;
   c.hidden_size = 160;
   c.intermediate_size = 328;
   c.num_hidden_layers = 2;
-  c.num_attention_heads = 5;
-  c.num_key_value_heads = 1;  // GQA group of 5
+  c.num_attention_heads = 6;
+  c.num_key_value_heads = 2;  // GQA group of 3
   c.head_dim = 32;
   c.vocab_size = 301;
   c.max_position_embeddings = 96;

@@ -135,7 +135,7 @@ TEST(LlmEngineCpu, PromptEmbeddingsSpliceVisionAtPlaceholder) {
   Checkpoint ck = random_checkpoint(c, rng);
   auto eng = make_engine(c, ck, {});
   Tensor vision = random_tensor({7, c.hidden_size}, rng);
-  const std::vector<int32_t> ids = {1, 5, kImageTokenId, 9, 2};
+  const std::vector<int32_t> ids = {1, 5, kImageTokenIndex, 9, 2};
   Tensor e = eng->build_prompt_embeddings(ids, vision);
   ASSERT_EQ(e.shape(), (Shape{4 + 7, c.hidden_size}));
   const auto v = e.to_float_vector();
@@ -169,7 +169,7 @@ TEST(LlmEngineErrors, ContextOverflow) {
   opt.max_context = 20;
   auto eng = make_engine(c, ck, opt);
   Tensor vision = random_tensor({18, c.hidden_size}, rng);
-  expect_error([&] { eng->build_prompt_embeddings({1, 2, kImageTokenId, 3, 4}, vision); },
+  expect_error([&] { eng->build_prompt_embeddings({1, 2, kImageTokenIndex, 3, 4}, vision); },
                {"prompt too long", "4 text tokens + 18 vision", "22", "20"});
   expect_error([&] { eng->prefill(random_tensor({21, c.hidden_size}, rng)); }, {"context holds 20"});
   eng->prefill(random_tensor({19, c.hidden_size}, rng));
@@ -204,11 +204,24 @@ TEST(LlmEngineErrors, MissingAndMisshapedTensors) {
   Checkpoint bad = ck;
   bad["model.layers.0.self_attn.k_proj.weight"] = random_tensor({33, 160}, rng);
   expect_error([&] { load_llama_weights(c, lookup_of(bad), Device::CPU, DType::F32, "ck"); },
-               {"model.layers.0.self_attn.k_proj.weight", "[33, 160]", "expected [32, 160]"});
+               {"model.layers.0.self_attn.k_proj.weight", "[33, 160]", "expected [64, 160]"});
   Checkpoint nohead = ck;
   nohead.erase("lm_head.weight");
   expect_error([&] { load_llama_weights(c, lookup_of(nohead), Device::CPU, DType::F32, "ck"); },
                {"lm_head.weight"});
+}
+
+TEST(LlmEngineErrors, TokenizerLargerThanVocab) {
+  const Tokenizer tok = Tokenizer::load(std::string(OMNIRT_TEST_DATA_DIR) +
+                                        "/tokenizer/test_tokenizer.model");
+  LlamaConfig c = tiny_config();  // 301 rows < the test tokenizer's pieces
+  ASSERT_GT(tok.vocab_size(), c.vocab_size);
+  expect_error([&] { check_tokenizer_vocab(tok, c); },
+               {std::to_string(tok.vocab_size()), std::to_string(c.vocab_size)});
+  c.vocab_size = tok.vocab_size();
+  check_tokenizer_vocab(tok, c);  // equal: fine
+  c.vocab_size = tok.vocab_size() + 100;
+  check_tokenizer_vocab(tok, c);  // the LLM may have more rows than the tokenizer has pieces
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -237,6 +250,16 @@ TEST(LlamaConfigTest, PlainHfAndOurLlmSection) {
       LlamaConfig::from_folder(write_config("ours", R"({"vision": {}, "llm": )" + hf + "}"));
   EXPECT_EQ(b.num_hidden_layers, 22);
   EXPECT_EQ(b.vocab_size, 32000);
+  // The short spellings of python/omnidrive_ref/checkpoint.py's "llm" section.
+  const LlamaConfig s = LlamaConfig::from_folder(write_config("short", R"({"format": "omnirt-checkpoint",
+    "llm": {"vocab_size": 301, "hidden_size": 160, "intermediate_size": 328, "num_layers": 2,
+    "num_heads": 5, "num_kv_heads": 1, "head_dim": 32, "rms_norm_eps": 1e-5, "rope_theta": 10000.0,
+    "max_position_embeddings": 96, "tie_word_embeddings": false, "architecture": "llama",
+    "hidden_act": "silu", "rope_convention": "half_split"}})"));
+  EXPECT_EQ(s.num_hidden_layers, 2);
+  EXPECT_EQ(s.num_attention_heads, 5);
+  EXPECT_EQ(s.num_key_value_heads, 1);
+  EXPECT_EQ(s.head_dim, 32);
 }
 
 TEST(LlamaConfigTest, BadFields) {
@@ -338,7 +361,7 @@ TEST(LlmEngineCudaOnly, DecodeAfterPrefillEqualsLongerPrefill) {
     }
     auto all = b->prefill_all_logits(longer).to_float_vector();
     const size_t V = static_cast<size_t>(c.vocab_size);
-    EXPECT_LE(rel_error(dec, slice_vec(all, L * V, 4 * V)), dt == DType::F32 ? 1e-5 : 5e-3)
+    EXPECT_LE(rel_error(dec, slice_vec(all, L * V, 4 * V)), dt == DType::F32 ? 1e-4 : 5e-3)
         << dtype_name(dt);
   }
 }

@@ -55,14 +55,21 @@ static double get_double(const nlohmann::json& j, const char* field, const std::
   return j[field].get<double>();
 }
 
+// Our checkpoint's "llm" section (python/omnidrive_ref/checkpoint.py) spells three HF fields
+// shorter; both spellings are accepted (HF's wins when both are present).
+static const char* field_alias(const nlohmann::json& j, const char* hf, const char* ours) {
+  return j.contains(hf) || !j.contains(ours) ? hf : ours;
+}
+
 LlamaConfig LlamaConfig::from_json(const nlohmann::json& j, const std::string& what) {
   OMNIRT_CHECK(j.is_object(), what, ": expected a JSON object");
   LlamaConfig c;
   c.hidden_size = get_int(j, "hidden_size", what);
   c.intermediate_size = get_int(j, "intermediate_size", what);
-  c.num_hidden_layers = get_int(j, "num_hidden_layers", what);
-  c.num_attention_heads = get_int(j, "num_attention_heads", what);
-  c.num_key_value_heads = get_int(j, "num_key_value_heads", what, c.num_attention_heads);
+  c.num_hidden_layers = get_int(j, field_alias(j, "num_hidden_layers", "num_layers"), what);
+  c.num_attention_heads = get_int(j, field_alias(j, "num_attention_heads", "num_heads"), what);
+  c.num_key_value_heads = get_int(j, field_alias(j, "num_key_value_heads", "num_kv_heads"), what,
+                                  c.num_attention_heads);
   c.vocab_size = get_int(j, "vocab_size", what);
   c.max_position_embeddings = get_int(j, "max_position_embeddings", what, 2048);
   OMNIRT_CHECK(c.num_attention_heads > 0, what, ": num_attention_heads must be positive, got ",
@@ -83,6 +90,10 @@ LlamaConfig LlamaConfig::from_json(const nlohmann::json& j, const std::string& w
     OMNIRT_CHECK(j["rope_scaling"].is_null(), what,
                  ": rope_scaling is not supported (expected null, got ", j["rope_scaling"].dump(),
                  ")");
+  if (j.contains("rope_convention"))
+    OMNIRT_CHECK(j["rope_convention"] == "half_split", what,
+                 ": rope_convention must be \"half_split\" (HF rotate_half), got ",
+                 j["rope_convention"].dump());
   if (j.contains("hidden_act"))
     OMNIRT_CHECK(j["hidden_act"] == "silu", what, ": hidden_act must be \"silu\", got ",
                  j["hidden_act"].dump());

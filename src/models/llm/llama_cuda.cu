@@ -107,6 +107,22 @@ __device__ float block_max(float v, float* red) {
 
 __device__ __forceinline__ float silu(float g) { return g / (1.0f + __expf(-g)); }
 
+// 16 bytes of T (one uint4 load) dotted with float32 x[0..kElems).
+template <typename T>
+struct Vec16 {
+  static constexpr int kElems = 16 / sizeof(T);
+};
+
+template <typename T>
+__device__ __forceinline__ float dot16(const uint4& w, const float* x) {
+  const T* e = reinterpret_cast<const T*>(&w);
+  float s = 0.f;
+#pragma unroll
+  for (int i = 0; i < Vec16<T>::kElems; ++i) s += to_f(e[i]) * x[i];
+  return s;
+}
+
+
 // ---------------------------------------------------------------------------------------------
 // Small kernels
 
@@ -114,15 +130,20 @@ template <typename T>
 __global__ void fill_hash_kernel(T* dst, int64_t n, uint64_t seed, float scale, float offset) {
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x)
-    dst[i] = from_f<T>(offset + scale * hash_uniform(seed, static_cast<uint64_t>(i)));
+    // Explicit round-to-nearest ops (no FMA contraction) so the host fill gives the same bits.
+    dst[i] = from_f<T>(__fadd_rn(offset, __fmul_rn(scale, hash_uniform(seed, static_cast<uint64_t>(i)))));
 }
 
-// resid[0, :] = table[*token, :] (float32 residual stream)
+// resid[0, :] = table[*token, :] (float32 residual stream). A token outside the vocabulary (the
+// sampler writes -1 after non-finite logits) yields NaN rows instead of reading out of bounds;
+// the host loop sees the -1 and stops with an error.
 template <typename T>
-__global__ void embed_kernel(const T* table, const int32_t* token, float* resid, int H) {
-  const int64_t row = static_cast<int64_t>(*token) * H;
+__global__ void embed_kernel(const T* table, const int32_t* token, float* resid, int H, int V) {
+  const int32_t tok = *token;
+  const bool ok = tok >= 0 && tok < V;
+  const int64_t row = static_cast<int64_t>(ok ? tok : 0) * H;
   for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < H; i += gridDim.x * blockDim.x)
-    resid[i] = to_f(table[row + i]);
+    resid[i] = ok ? to_f(table[row + i]) : __int_as_float(0x7fc00000);
 }
 
 __global__ void advance_pos_kernel(int32_t* pos, int n) { *pos += n; }
@@ -279,11 +300,13 @@ __global__ void __launch_bounds__(kDecodeAttnThreads)
   const T* kbase = kc + static_cast<int64_t>(kvh) * max_ctx * D;
   const T* vbase = vc + static_cast<int64_t>(kvh) * max_ctx * D;
   float mx = -INFINITY;
+  constexpr int E = Vec16<T>::kElems;
+  static_assert(D % E == 0, "head_dim must fill whole 16-byte vectors");
   for (int j = threadIdx.x; j < nkeys; j += blockDim.x) {
-    const T* k = kbase + static_cast<int64_t>(j) * D;
+    const uint4* k = reinterpret_cast<const uint4*>(kbase + static_cast<int64_t>(j) * D);
     float s = 0.f;
 #pragma unroll
-    for (int d = 0; d < D; ++d) s += qs[d] * to_f(k[d]);
+    for (int c = 0; c < D / E; ++c) s += dot16<T>(k[c], qs + c * E);
     scores[j] = s;
     mx = fmaxf(mx, s);
   }
@@ -324,26 +347,36 @@ constexpr int kGemvThreads = 256;
 constexpr int kGemvRowsPerWarp = 2;
 constexpr int kGemvRowsPerBlock = (kGemvThreads / 32) * kGemvRowsPerWarp;
 
-template <typename T>
-struct Vec16 {
-  static constexpr int kElems = 16 / sizeof(T);
-};
-
-template <typename T>
-__device__ __forceinline__ float dot16(const uint4& w, const float* x) {
-  const T* e = reinterpret_cast<const T*>(&w);
-  float s = 0.f;
-#pragma unroll
-  for (int i = 0; i < Vec16<T>::kElems; ++i) s += to_f(e[i]) * x[i];
-  return s;
-}
-
 template <typename T, int IN, int OUT, bool VEC>
 __global__ void __launch_bounds__(kGemvThreads)
     gemv_kernel(const T* __restrict__ W, int N, int K, const void* __restrict__ in,
                 const float* __restrict__ norm_w, float eps, void* __restrict__ y) {
   extern __shared__ float xs[];  // [K]
   __shared__ float red[32];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int r0 = blockIdx.x * kGemvRowsPerBlock + warp * kGemvRowsPerWarp;
+  const bool has0 = r0 < N, has1 = r0 + 1 < N;
+  // Rows past N read row N-1 (valid memory) and are never stored.
+  const T* w0 = W + static_cast<int64_t>(min(r0, N - 1)) * K;
+  const T* w1 = W + static_cast<int64_t>(min(r0 + 1, N - 1)) * K;
+  constexpr int E = Vec16<T>::kElems;
+  constexpr int kPre = VEC ? 8 : 1;  // 16-byte chunks per row loaded before the input is staged
+  const int chunks = VEC ? K / E : 0;
+  uint4 pre0[kPre], pre1[kPre];
+  if constexpr (VEC) {
+    // The weight loads do not depend on the input: issue the first ones now so their latency
+    // overlaps the staging (norm / SwiGLU) below.
+    const uint4* v0 = reinterpret_cast<const uint4*>(w0);
+    const uint4* v1 = reinterpret_cast<const uint4*>(w1);
+#pragma unroll
+    for (int i = 0; i < kPre; ++i) {
+      const int c = lane + i * 32;
+      if (c < chunks) {
+        pre0[i] = __ldg(v0 + c);
+        pre1[i] = __ldg(v1 + c);
+      }
+    }
+  }
   if constexpr (IN == kInNorm) {
     const float* x = static_cast<const float*>(in);
     float ss = 0.f;
@@ -359,20 +392,21 @@ __global__ void __launch_bounds__(kGemvThreads)
     for (int k = threadIdx.x; k < K; k += blockDim.x) xs[k] = to_f(x[k]);
   }
   __syncthreads();
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  const int r0 = blockIdx.x * kGemvRowsPerBlock + warp * kGemvRowsPerWarp;
-  if (r0 >= N) return;
-  const bool has1 = r0 + 1 < N;
-  const T* w0 = W + static_cast<int64_t>(r0) * K;
-  const T* w1 = W + static_cast<int64_t>(has1 ? r0 + 1 : r0) * K;
+  if (!has0) return;
   float a0 = 0.f, a1 = 0.f;
   if constexpr (VEC) {
-    constexpr int E = Vec16<T>::kElems;
-    const int chunks = K / E;
+#pragma unroll
+    for (int i = 0; i < kPre; ++i) {
+      const int c = lane + i * 32;
+      if (c < chunks) {
+        a0 += dot16<T>(pre0[i], xs + c * E);
+        a1 += dot16<T>(pre1[i], xs + c * E);
+      }
+    }
     const uint4* v0 = reinterpret_cast<const uint4*>(w0);
     const uint4* v1 = reinterpret_cast<const uint4*>(w1);
 #pragma unroll 4
-    for (int c = lane; c < chunks; c += 32) {
+    for (int c = lane + kPre * 32; c < chunks; c += 32) {
       const uint4 p0 = __ldg(v0 + c);
       const uint4 p1 = __ldg(v1 + c);
       a0 += dot16<T>(p0, xs + c * E);
@@ -548,6 +582,11 @@ class CudaLlama final : public detail::LlamaImpl {
     sampler_ = std::move(s);
     drop_graph();  // the captured step contains the old sampler
   }
+  void reset() override {
+    set_pos_kernel<<<1, 1, 0, stream_>>>(pos_.data<int32_t>(), 0);
+    OMNIRT_CUDA_CHECK_LAUNCH("set_pos");
+    OMNIRT_CUDA_CHECK(cudaStreamSynchronize(stream_));
+  }
   void sample_last() override {
     cuda::StreamGuard g(stream_);
     sampler_(last_logits_, token_);
@@ -699,7 +738,8 @@ class CudaLlama final : public detail::LlamaImpl {
     const int H = static_cast<int>(cfg_.hidden_size);
     embed_kernel<T><<<grid_for(H, 256), 256, 0, stream_>>>(w_.embed.data<T>(),
                                                           token_.data<int32_t>(),
-                                                          resid_.data<float>(), H);
+                                                          resid_.data<float>(), H,
+                                                          static_cast<int>(cfg_.vocab_size));
     OMNIRT_CUDA_CHECK_LAUNCH("embed");
     float* resid = resid_.data<float>();
     for (int64_t l = 0; l < cfg_.num_hidden_layers; ++l) {

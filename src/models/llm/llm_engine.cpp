@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "core/error.h"
+#include "core/log.h"
 #include "models/llm/llm_engine_impl.h"
 
 namespace omnirt::llm {
@@ -36,7 +37,10 @@ LlmEngine::LlmEngine(const LlamaConfig& config, LlamaWeights weights,
 
 LlmEngine::~LlmEngine() = default;
 
-void LlmEngine::reset() { position_ = 0; }
+void LlmEngine::reset() {
+  impl_->reset();
+  position_ = 0;
+}
 
 size_t LlmEngine::kv_cache_bytes() const { return impl_->kv_cache_bytes(); }
 size_t LlmEngine::workspace_bytes() const { return impl_->workspace_bytes(); }
@@ -125,10 +129,10 @@ Tensor LlmEngine::embed_tokens(const std::vector<int32_t>& ids) const {
 Tensor LlmEngine::build_prompt_embeddings(const std::vector<int32_t>& ids,
                                           const Tensor& vision) const {
   const int64_t H = config_.hidden_size;
-  const int64_t placeholders = std::count(ids.begin(), ids.end(), kImageTokenId);
+  const int64_t placeholders = std::count(ids.begin(), ids.end(), kImageTokenIndex);
   const int64_t R = vision.defined() ? vision.dim(0) : 0;
   OMNIRT_CHECK(placeholders <= 1, "build_prompt_embeddings: ", placeholders,
-               " image placeholders (", kImageTokenId, ") in the prompt; expected at most one");
+               " image placeholders (", kImageTokenIndex, ") in the prompt; expected at most one");
   if (placeholders == 0)
     OMNIRT_CHECK(R == 0, "build_prompt_embeddings: ", R,
                  " vision rows given but the prompt has no image placeholder");
@@ -145,7 +149,7 @@ Tensor LlmEngine::build_prompt_embeddings(const std::vector<int32_t>& ids,
   float* dst = out.data<float>();
   std::vector<int32_t> text;
   for (int32_t id : ids) {
-    if (id == kImageTokenId) {
+    if (id == kImageTokenIndex) {
       if (R > 0) {
         std::vector<float> v = vision.to_float_vector();
         std::memcpy(dst, v.data(), v.size() * sizeof(float));
@@ -158,6 +162,14 @@ Tensor LlmEngine::build_prompt_embeddings(const std::vector<int32_t>& ids,
     dst += H;
   }
   return out;
+}
+
+void check_tokenizer_vocab(const Tokenizer& tokenizer, const LlamaConfig& config) {
+  if (tokenizer.vocab_size() > config.vocab_size)
+    tokenizer.expect_vocab(static_cast<int>(config.vocab_size));
+  if (tokenizer.vocab_size() < config.vocab_size)
+    LOG_WARN(tokenizer.source(), " has ", tokenizer.vocab_size(), " pieces, fewer than the LLM's ",
+             "vocab_size ", config.vocab_size, ": generated ids past the tokenizer decode to nothing");
 }
 
 int32_t argmax_host(const Tensor& logits) {

@@ -20,11 +20,10 @@
 #include "core/tensor.h"
 #include "models/llm/kv_cache.h"
 #include "models/llm/llama.h"
+#include "models/llm/prompt.h"  // kImageTokenIndex
+#include "models/llm/tokenizer.h"
 
 namespace omnirt::llm {
-
-// The LLaVA image placeholder id in prompt token sequences (spec §4.1).
-constexpr int32_t kImageTokenId = -200;
 
 struct LlmEngineOptions {
   Device device = Device::CPU;
@@ -86,7 +85,7 @@ class LlmEngine {
 
   // Text embeddings of `ids` (F32 [n, hidden], host), rows of the embedding table.
   Tensor embed_tokens(const std::vector<int32_t>& ids) const;
-  // Prompt ids with exactly one kImageTokenId -> F32 [n - 1 + R, hidden] host: text rows with
+  // Prompt ids with exactly one kImageTokenIndex -> F32 [n - 1 + R, hidden] host: text rows with
   // the R rows of `vision` (F32 [R, hidden], host or device) spliced at the placeholder. Without
   // a placeholder, `vision` must be undefined or empty. Checks the context budget.
   Tensor build_prompt_embeddings(const std::vector<int32_t>& ids, const Tensor& vision) const;
@@ -106,6 +105,12 @@ class LlmEngine {
   size_t weight_bytes_ = 0;
   std::unique_ptr<detail::LlamaImpl> impl_;
 };
+
+// A tokenizer must not produce ids the LLM has no embedding for: more pieces than vocab_size is an
+// error (Tokenizer::expect_vocab's message). Fewer pieces is allowed with a warning (our random
+// full-size checkpoints pair the 512-piece test tokenizer with a 32000-row LLM; ids past the
+// tokenizer decode to nothing).
+void check_tokenizer_vocab(const Tokenizer& tokenizer, const LlamaConfig& config);
 
 // Greedy argmax over F32 logits on the host (ties: lowest id), used by tests and the CPU path.
 int32_t argmax_host(const Tensor& logits);

@@ -4,14 +4,13 @@
 //   h = h + down(silu(gate(n)) * up(n))            n = rmsnorm(h)
 //   rmsnorm(x) = w * (x * rsqrt(mean(x^2) + eps))
 //   rope: half-split rotate_half, positions 0..L-1
-#include <cblas.h>
-
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 
 #include "core/error.h"
 #include "models/llm/llm_engine_impl.h"
+#include "ops/gemm.h"
 
 namespace omnirt::llm::detail {
 namespace {
@@ -27,12 +26,10 @@ void rmsnorm_rows(const float* x, const float* w, float* out, int64_t rows, int6
   }
 }
 
-// y[M, N] = beta * y + x[M, K] * W[N, K]^T   (nn.Linear layout, no bias)
-void linear_rows(const float* x, const float* w, float* y, int64_t m, int64_t n, int64_t k,
-                 float beta) {
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(m), static_cast<int>(n),
-              static_cast<int>(k), 1.0f, x, static_cast<int>(k), w, static_cast<int>(k), beta, y,
-              static_cast<int>(n));
+// y[:m] = beta * y[:m] + x[:m] W^T (nn.Linear layout, no bias); beta = 1 is the residual add.
+void linear_rows(const Tensor& x, const Tensor& w, Tensor& y, int64_t m, float beta) {
+  Tensor ym = y.slice(0, 0, m);
+  ops::gemm(x.slice(0, 0, m), w, ym, /*trans_a=*/false, /*trans_b=*/true, 1.0f, beta);
 }
 
 // HF rotate_half on one head vector: (x1, x2) -> (x1 cos - x2 sin, x2 cos + x1 sin), halves of D.
@@ -81,7 +78,10 @@ class CpuLlama final : public LlamaImpl {
   void set_sampler(DeviceSampler s) override { sampler_ = std::move(s); }
   void sample_last() override { sampler_(last_logits_, token_); }
   void decode_next(int64_t pos) override {
-    decode(token_.data<int32_t>()[0], pos);
+    const int32_t tok = token_.data<int32_t>()[0];
+    OMNIRT_CHECK(tok >= 0 && tok < cfg_.vocab_size, "decode: the sampler produced token ", tok,
+                 " outside the vocabulary [0, ", cfg_.vocab_size, ")");
+    decode(tok, pos);
     sample_last();
   }
   int32_t read_token() override { return token_.data<int32_t>()[0]; }
@@ -111,7 +111,7 @@ class CpuLlama final : public LlamaImpl {
       float* vc = cache_.values(l).data<float>();  // [Hkv, max_ctx, D]
       // --- attention block ---
       rmsnorm_rows(resid, lw.attn_norm.data<float>(), xn, n, H, cfg_.rms_norm_eps);
-      linear_rows(xn, lw.wqkv.data<float>(), qkv, n, QKV, H, 0.f);
+      linear_rows(xn_, lw.wqkv, qkv_, n, 0.f);
       for (int64_t t = 0; t < n; ++t) {
         const int64_t p = pos + t;
         float* row = qkv + t * QKV;
@@ -152,25 +152,25 @@ class CpuLlama final : public LlamaImpl {
           }
         }
       }
-      linear_rows(attn, lw.wo.data<float>(), resid, n, H, cfg_.q_dim(), 1.f);  // resid +=
+      linear_rows(attn_, lw.wo, resid_, n, 1.f);  // resid +=
       // --- MLP block ---
       rmsnorm_rows(resid, lw.mlp_norm.data<float>(), xn, n, H, cfg_.rms_norm_eps);
-      linear_rows(xn, lw.w_gate_up.data<float>(), gu, n, 2 * I, H, 0.f);
+      linear_rows(xn_, lw.w_gate_up, gu_, n, 0.f);
       for (int64_t t = 0; t < n; ++t)
         for (int64_t i = 0; i < I; ++i) {
           const float g = gu[t * 2 * I + i], u = gu[t * 2 * I + I + i];
           act[t * I + i] = g / (1.0f + std::exp(-g)) * u;
         }
-      linear_rows(act, lw.w_down.data<float>(), resid, n, H, I, 1.f);  // resid +=
+      linear_rows(act_, lw.w_down, resid_, n, 1.f);  // resid +=
     }
   }
 
   Tensor head(int64_t n, bool all_logits) {
-    const int64_t H = cfg_.hidden_size, V = cfg_.vocab_size;
+    const int64_t H = cfg_.hidden_size;
     const int64_t first = all_logits ? 0 : n - 1, rows = n - first;
     rmsnorm_rows(resid_.data<float>() + first * H, w_.final_norm.data<float>(), xn_.data<float>(),
                  rows, H, cfg_.rms_norm_eps);
-    linear_rows(xn_.data<float>(), w_.lm_head.data<float>(), logits_.data<float>(), rows, V, H, 0.f);
+    linear_rows(xn_, w_.lm_head, logits_, rows, 0.f);
     last_logits_ = logits_.select(0, rows - 1);
     return all_logits ? logits_.slice(0, 0, rows) : last_logits_;
   }

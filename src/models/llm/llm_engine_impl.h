@@ -18,6 +18,8 @@ class LlamaImpl {
   virtual Tensor forward(const Tensor& emb, int64_t pos, bool all_logits) = 0;
   // One token at `pos`; returns F32 [vocab] on the backend device.
   virtual Tensor decode(int32_t token, int64_t pos) = 0;
+  // The sequence restarts at position 0.
+  virtual void reset() {}
   // Device-resident generation (see LlmEngine).
   virtual void set_sampler(DeviceSampler sampler) = 0;
   virtual void sample_last() = 0;
