@@ -1,6 +1,9 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
 
 #include "core/error.h"
 #include "llm/llm_test_util.h"
@@ -80,6 +83,77 @@ TEST(Prompt, TextPromptHasBos) {
   EXPECT_EQ(p.ids[0], tok.bos_id());
   EXPECT_EQ(tok.decode(p.ids), "Hello road");
   EXPECT_EQ(p.sequence_length(513), static_cast<int>(p.ids.size()));
+}
+
+}  // namespace
+}  // namespace omnirt::llm
+
+// ---- cross-check with the Python reference's golden fixtures (tests/data/fixtures) -----------
+// The fixtures were made by python/make_fixtures.py with the committed test tokenizer; reading
+// their int64 tensors needs only the safetensors header (8-byte length + JSON), done here so the
+// test does not depend on the io layer.
+namespace omnirt::llm {
+namespace {
+
+std::vector<int64_t> read_i64(const std::string& file, const std::string& name) {
+  std::ifstream f(file, std::ios::binary);
+  EXPECT_TRUE(f.good()) << file;
+  uint64_t header_len = 0;
+  f.read(reinterpret_cast<char*>(&header_len), 8);
+  std::string header(header_len, '\0');
+  f.read(header.data(), static_cast<std::streamsize>(header_len));
+  const auto j = nlohmann::json::parse(header);
+  const auto& t = j.at(name);
+  EXPECT_EQ(t.at("dtype"), "I64");
+  const size_t begin = t.at("data_offsets")[0], end = t.at("data_offsets")[1];
+  std::vector<int64_t> v((end - begin) / 8);
+  f.seekg(static_cast<std::streamoff>(8 + header_len + begin));
+  f.read(reinterpret_cast<char*>(v.data()), static_cast<std::streamsize>(end - begin));
+  return v;
+}
+
+std::string metadata(const std::string& file, const std::string& key) {
+  std::ifstream f(file, std::ios::binary);
+  uint64_t header_len = 0;
+  f.read(reinterpret_cast<char*>(&header_len), 8);
+  std::string header(header_len, '\0');
+  f.read(header.data(), static_cast<std::streamsize>(header_len));
+  return nlohmann::json::parse(header).at("__metadata__").at(key).get<std::string>();
+}
+
+TEST(PythonFixtures, PromptIdsAnswerIdsAndGreedyTextMatch) {
+  const std::string dir = std::string(OMNIRT_TEST_DATA_DIR) + "/fixtures";
+  const std::string model = std::string(OMNIRT_TEST_DATA_DIR) + "/tiny_ckpt/tokenizer.model";
+  if (!std::filesystem::exists(dir + "/frame0.safetensors") || !std::filesystem::exists(model)) {
+    GTEST_SKIP() << "skipped: no Python fixtures in " << dir;
+  }
+  const Tokenizer tok = Tokenizer::load(model);
+  for (const char* frame : {"frame0.safetensors", "frame1.safetensors"}) {
+    const std::string file = dir + "/" + frame;
+    const std::string location = metadata(file, "location");
+    PromptIds p = build_planning_prompt(tok, location);
+    EXPECT_EQ(planning_prompt(location), metadata(file, "prompt"));
+    const std::vector<int64_t> want = read_i64(file, "llm.prompt_ids");
+    EXPECT_EQ(std::vector<int64_t>(p.ids.begin(), p.ids.end()), want) << frame;
+    EXPECT_EQ(p.image_position, read_i64(file, "llm.image_token_pos").at(0)) << frame;
+
+    std::vector<int32_t> answer = tok.encode(metadata(file, "answer"), false);
+    answer.push_back(tok.eos_id());
+    const std::vector<int64_t> want_answer = read_i64(file, "llm.answer_ids");
+    EXPECT_EQ(std::vector<int64_t>(answer.begin(), answer.end()), want_answer) << frame;
+
+    // Random-weight greedy output: byte pieces, U+FFFD and all. decode and the streaming
+    // detokenizer must both give Python's text.
+    const std::vector<int64_t> g64 = read_i64(file, "llm.greedy_ids");
+    const std::vector<int32_t> greedy(g64.begin(), g64.end());
+    const std::string text = metadata(file, "greedy_text");
+    EXPECT_EQ(tok.decode(greedy), text) << frame;
+    StreamingDetokenizer detok(tok);
+    std::string streamed;
+    for (int32_t id : greedy) streamed += detok.push(id);
+    streamed += detok.finish();
+    EXPECT_EQ(streamed, text) << frame;
+  }
 }
 
 }  // namespace
