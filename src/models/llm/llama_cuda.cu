@@ -1,4 +1,4 @@
-// The CUDA LLaMA engine: prefill with cuBLAS GEMMs + a fused causal attention kernel, decode
+// The CUDA LLaMA engine: prefill with cuBLAS GEMMs + ops::attention (fused, causal), decode
 // with hand-written GEMVs (norm / SwiGLU fused into their input staging, residual add fused into
 // their output), RoPE fused with the KV-cache write, and the whole decode step captured in one
 // CUDA graph.
@@ -18,6 +18,8 @@
 #include "core/error.h"
 #include "models/llm/llama_cuda.h"
 #include "models/llm/llm_engine_impl.h"
+#include "ops/activation.h"
+#include "ops/attention.h"
 
 #define OMNIRT_CUBLAS_CHECK(call)                                                      \
   do {                                                                                 \
@@ -162,18 +164,6 @@ __global__ void rmsnorm_kernel(const float* x, const float* w, T* out, int H, fl
   for (int i = threadIdx.x; i < H; i += blockDim.x) o[i] = from_f<T>(w[i] * (xr[i] * inv));
 }
 
-// act[r, i] = silu(gu[r, i]) * gu[r, I + i]
-template <typename T>
-__global__ void swiglu_kernel(const T* gu, T* act, int rows, int I) {
-  const int64_t n = static_cast<int64_t>(rows) * I;
-  for (int64_t idx = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; idx < n;
-       idx += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    const int64_t r = idx / I, i = idx % I;
-    const float g = to_f(gu[r * 2 * I + i]), u = to_f(gu[r * 2 * I + I + i]);
-    act[idx] = from_f<T>(silu(g) * u);
-  }
-}
-
 // RoPE (HF half-split) on the q and k heads of `rows` rows of qkv [rows, stride] at positions
 // *pos0 + r, rotating q in place and writing rotated k and plain v into the layer's cache
 // [Hkv, max_ctx, D]. One block per row.
@@ -209,77 +199,6 @@ __global__ void rope_kv_kernel(T* qkv, int stride, const float* cos_tab, const f
 }
 
 // ---------------------------------------------------------------------------------------------
-// Prefill attention: causal (query r at absolute position *pos0 + r sees keys 0..*pos0 + r), GQA,
-// K/V from the cache. One thread per query, 64 queries per block, one head per blockIdx.y; K/V
-// tiles of kTileK keys staged in shared memory (every thread reads the same key: broadcast);
-// softmax online per tile, in float32 with exp2.
-constexpr int kAttnQ = 64;
-constexpr int kAttnTileK = 32;
-
-template <typename T, int D>
-__global__ void __launch_bounds__(kAttnQ)
-    attn_prefill_kernel(const T* qkv, int n, int stride, const T* kc, const T* vc,
-                        const int32_t* pos0_ptr, int max_ctx, int group, T* out, int out_stride,
-                        float scale_log2) {
-  __shared__ float ks[kAttnTileK][D];
-  __shared__ float vs[kAttnTileK][D];
-  __shared__ float sc[kAttnQ][kAttnTileK + 1];
-  const int h = blockIdx.y, kvh = h / group;
-  const int r = blockIdx.x * kAttnQ + threadIdx.x;
-  const bool active = r < n;
-  const int pos0 = *pos0_ptr;
-  const int my_last = pos0 + r;  // last key this query may see
-  const int block_last = pos0 + min(n - 1, static_cast<int>(blockIdx.x) * kAttnQ + kAttnQ - 1);
-  float q[D], o[D];
-  if (active) {
-    const T* qp = qkv + static_cast<int64_t>(r) * stride + h * D;
-#pragma unroll
-    for (int d = 0; d < D; ++d) q[d] = to_f(qp[d]) * scale_log2;
-  }
-#pragma unroll
-  for (int d = 0; d < D; ++d) o[d] = 0.f;
-  float m = -INFINITY, l = 0.f;
-  const T* kbase = kc + static_cast<int64_t>(kvh) * max_ctx * D;
-  const T* vbase = vc + static_cast<int64_t>(kvh) * max_ctx * D;
-  for (int j0 = 0; j0 <= block_last; j0 += kAttnTileK) {
-    const int nk = min(kAttnTileK, block_last + 1 - j0);
-    __syncthreads();
-    for (int idx = threadIdx.x; idx < nk * D; idx += blockDim.x) {
-      ks[idx / D][idx % D] = to_f(kbase[static_cast<int64_t>(j0) * D + idx]);
-      vs[idx / D][idx % D] = to_f(vbase[static_cast<int64_t>(j0) * D + idx]);
-    }
-    __syncthreads();
-    if (!active || j0 > my_last) continue;
-    const int jmax = min(nk, my_last + 1 - j0);
-    float tile_max = -INFINITY;
-    for (int j = 0; j < jmax; ++j) {
-      float s = 0.f;
-#pragma unroll
-      for (int d = 0; d < D; ++d) s += q[d] * ks[j][d];
-      sc[threadIdx.x][j] = s;
-      tile_max = fmaxf(tile_max, s);
-    }
-    const float m_new = fmaxf(m, tile_max);
-    const float corr = exp2f(m - m_new);  // 0 on the first tile (m = -inf)
-    l *= corr;
-#pragma unroll
-    for (int d = 0; d < D; ++d) o[d] *= corr;
-    for (int j = 0; j < jmax; ++j) {
-      const float p = exp2f(sc[threadIdx.x][j] - m_new);
-      l += p;
-#pragma unroll
-      for (int d = 0; d < D; ++d) o[d] += p * vs[j][d];
-    }
-    m = m_new;
-  }
-  if (active) {
-    const float inv = 1.0f / l;
-    T* op = out + static_cast<int64_t>(r) * out_stride + h * D;
-#pragma unroll
-    for (int d = 0; d < D; ++d) op[d] = from_f<T>(o[d] * inv);
-  }
-}
-
 // Decode attention for one new query per head (row 0 of qkv, already rotated) over the
 // *pos + 1 cached keys. One block per query head; scores in dynamic shared memory.
 constexpr int kDecodeAttnThreads = 256;
@@ -546,7 +465,7 @@ class CudaLlama final : public detail::LlamaImpl {
                                       cudaMemcpyHostToDevice, stream_));
     set_pos_kernel<<<1, 1, 0, stream_>>>(pos_.data<int32_t>(), static_cast<int>(pos));
     OMNIRT_CUDA_CHECK_LAUNCH("set_pos");
-    for (int64_t l = 0; l < cfg_.num_hidden_layers; ++l) prefill_layer(l, n);
+    for (int64_t l = 0; l < cfg_.num_hidden_layers; ++l) prefill_layer(l, n, pos);
     Tensor out;
     if (all_logits) {
       rmsnorm_kernel<T><<<static_cast<int>(n), 256, 0, stream_>>>(
@@ -668,17 +587,21 @@ class CudaLlama final : public detail::LlamaImpl {
                                      CUBLAS_GEMM_DEFAULT));
   }
 
-  template <int D>
-  void attn_prefill(int64_t l, int64_t n) {
-    dim3 grid(static_cast<unsigned>((n + kAttnQ - 1) / kAttnQ),
-              static_cast<unsigned>(cfg_.num_attention_heads));
-    attn_prefill_kernel<T, D><<<grid, kAttnQ, 0, stream_>>>(
-        qkv_.data<T>(), static_cast<int>(n), static_cast<int>(cfg_.qkv_dim()),
-        cache_.keys(l).template data<T>(), cache_.values(l).template data<T>(),
-        pos_.data<int32_t>(), static_cast<int>(max_ctx_),
-        static_cast<int>(cfg_.num_attention_heads / cfg_.num_key_value_heads), attn_.data<T>(),
-        static_cast<int>(cfg_.q_dim()), scale_log2());
-    OMNIRT_CUDA_CHECK_LAUNCH("attn_prefill");
+  // Causal attention of the n new queries (rotated in qkv_) over the pos + n cached keys with
+  // ops::attention (tensor cores for F16/BF16), on strided views of qkv_, the cache and attn_.
+  // kv_splits = 1: no split workspace, so nothing is allocated after load.
+  void attn_prefill(int64_t l, int64_t n, int64_t pos) {
+    const int64_t Hq = cfg_.num_attention_heads, Hkv = cfg_.num_key_value_heads, D = cfg_.head_dim;
+    Tensor q = qkv_.slice(0, 0, n).reshape({n, Hq + 2 * Hkv, D}).slice(1, 0, Hq).unsqueeze(0)
+                   .permute({0, 2, 1, 3});
+    Tensor k = cache_.keys(l).slice(1, 0, pos + n).unsqueeze(0);
+    Tensor v = cache_.values(l).slice(1, 0, pos + n).unsqueeze(0);
+    Tensor o = attn_.slice(0, 0, n).reshape({n, Hq, D}).unsqueeze(0).permute({0, 2, 1, 3});
+    ops::AttentionOptions ao;
+    ao.causal = true;
+    ao.cuda_kv_splits = 1;
+    cuda::StreamGuard g(stream_);
+    ops::attention(q, k, v, o, ao);
   }
   template <int D>
   void attn_decode(int64_t l) {
@@ -701,9 +624,9 @@ class CudaLlama final : public detail::LlamaImpl {
     OMNIRT_CUDA_CHECK_LAUNCH("rope_kv");
   }
 
-  void prefill_layer(int64_t l, int64_t n) {
+  void prefill_layer(int64_t l, int64_t n, int64_t pos) {
     const LlamaLayerWeights& lw = w_.layers[l];
-    const int H = static_cast<int>(cfg_.hidden_size), I = static_cast<int>(cfg_.intermediate_size);
+    const int H = static_cast<int>(cfg_.hidden_size);
     Tensor resid = resid_.slice(0, 0, n), xn = xn_.slice(0, 0, n), qkv = qkv_.slice(0, 0, n);
     Tensor attn = attn_.slice(0, 0, n), gu = gu_.slice(0, 0, n), act = act_.slice(0, 0, n);
     rmsnorm_kernel<T><<<static_cast<unsigned>(n), 256, 0, stream_>>>(
@@ -711,24 +634,16 @@ class CudaLlama final : public detail::LlamaImpl {
     OMNIRT_CUDA_CHECK_LAUNCH("rmsnorm");
     gemm(xn, lw.wqkv, qkv, n, 0.f);
     rope_kv(l, n);
-    switch (cfg_.head_dim) {
-      case 32:
-        attn_prefill<32>(l, n);
-        break;
-      case 64:
-        attn_prefill<64>(l, n);
-        break;
-      default:
-        attn_prefill<128>(l, n);
-    }
+    attn_prefill(l, n, pos);
     gemm(attn, lw.wo, resid, n, 1.f);  // resid += o_proj(attn)
     rmsnorm_kernel<T><<<static_cast<unsigned>(n), 256, 0, stream_>>>(
         resid_.data<float>(), lw.mlp_norm.data<float>(), xn_.data<T>(), H, eps());
     OMNIRT_CUDA_CHECK_LAUNCH("rmsnorm");
     gemm(xn, lw.w_gate_up, gu, n, 0.f);
-    swiglu_kernel<T><<<grid_for(n * I, 256), 256, 0, stream_>>>(gu_.data<T>(), act_.data<T>(),
-                                                                 static_cast<int>(n), I);
-    OMNIRT_CUDA_CHECK_LAUNCH("swiglu");
+    {
+      cuda::StreamGuard g(stream_);
+      ops::swiglu_concat(gu, act);
+    }
     gemm(act, lw.w_down, resid, n, 1.f);  // resid += down(act)
   }
 

@@ -10,21 +10,13 @@
 
 #include "core/error.h"
 #include "models/llm/llm_engine_impl.h"
+#include "ops/activation.h"
+#include "ops/attention.h"
 #include "ops/gemm.h"
+#include "ops/norm.h"
 
 namespace omnirt::llm::detail {
 namespace {
-
-// out[r, :] = w * x[r, :] * rsqrt(mean(x[r, :]^2) + eps)
-void rmsnorm_rows(const float* x, const float* w, float* out, int64_t rows, int64_t n, double eps) {
-  for (int64_t r = 0; r < rows; ++r) {
-    const float* xr = x + r * n;
-    float ss = 0.f;
-    for (int64_t i = 0; i < n; ++i) ss += xr[i] * xr[i];
-    const float inv = 1.0f / std::sqrt(ss / static_cast<float>(n) + static_cast<float>(eps));
-    for (int64_t i = 0; i < n; ++i) out[r * n + i] = w[i] * (xr[i] * inv);
-  }
-}
 
 // y[:m] = beta * y[:m] + x[:m] W^T (nn.Linear layout, no bias); beta = 1 is the residual add.
 void linear_rows(const Tensor& x, const Tensor& w, Tensor& y, int64_t m, float beta) {
@@ -55,7 +47,6 @@ class CpuLlama final : public LlamaImpl {
     gu_ = Tensor::empty({chunk_, 2 * I}, DType::F32);
     act_ = Tensor::empty({chunk_, I}, DType::F32);
     logits_ = Tensor::empty({opt.all_logits ? chunk_ : 1, V}, DType::F32);
-    scores_ = Tensor::empty({max_ctx}, DType::F32);
     token_ = Tensor::zeros({1}, DType::I32);
     llama_rope_tables(cfg, max_ctx, cos_, sin_);
     sampler_ = [](const Tensor& logits, Tensor& tok) { tok.data<int32_t>()[0] = argmax_host(logits); };
@@ -89,28 +80,23 @@ class CpuLlama final : public LlamaImpl {
   size_t kv_cache_bytes() const override { return cache_.bytes(); }
   size_t workspace_bytes() const override {
     return resid_.nbytes() + xn_.nbytes() + qkv_.nbytes() + attn_.nbytes() + gu_.nbytes() +
-           act_.nbytes() + logits_.nbytes() + scores_.nbytes();
+           act_.nbytes() + logits_.nbytes();
   }
 
  private:
   void run_layers(int64_t n, int64_t pos) {
-    const int64_t H = cfg_.hidden_size, I = cfg_.intermediate_size, D = cfg_.head_dim;
+    const int64_t D = cfg_.head_dim;
     const int64_t Hq = cfg_.num_attention_heads, Hkv = cfg_.num_key_value_heads;
-    const int64_t QKV = cfg_.qkv_dim(), group = Hq / Hkv, half = D / 2;
-    const float scale = 1.0f / std::sqrt(static_cast<float>(D));
-    float* resid = resid_.data<float>();
-    float* xn = xn_.data<float>();
+    const int64_t QKV = cfg_.qkv_dim(), half = D / 2;
+    const float eps = static_cast<float>(cfg_.rms_norm_eps);
     float* qkv = qkv_.data<float>();
-    float* attn = attn_.data<float>();
-    float* gu = gu_.data<float>();
-    float* act = act_.data<float>();
-    float* scores = scores_.data<float>();
     for (int64_t l = 0; l < cfg_.num_hidden_layers; ++l) {
       const LlamaLayerWeights& lw = w_.layers[l];
       float* kc = cache_.keys(l).data<float>();    // [Hkv, max_ctx, D]
       float* vc = cache_.values(l).data<float>();  // [Hkv, max_ctx, D]
       // --- attention block ---
-      rmsnorm_rows(resid, lw.attn_norm.data<float>(), xn, n, H, cfg_.rms_norm_eps);
+      Tensor resid_n = resid_.slice(0, 0, n), xn_n = xn_.slice(0, 0, n);
+      ops::rmsnorm(resid_n, lw.attn_norm, eps, xn_n);
       linear_rows(xn_, lw.wqkv, qkv_, n, 0.f);
       for (int64_t t = 0; t < n; ++t) {
         const int64_t p = pos + t;
@@ -126,50 +112,31 @@ class CpuLlama final : public LlamaImpl {
                       D * sizeof(float));
         }
       }
-      for (int64_t t = 0; t < n; ++t) {
-        const int64_t keys = pos + t + 1;  // causal: attends to positions 0..pos+t
-        for (int64_t h = 0; h < Hq; ++h) {
-          const float* q = qkv + t * QKV + h * D;
-          const float* kh = kc + (h / group) * max_ctx_ * D;
-          const float* vh = vc + (h / group) * max_ctx_ * D;
-          float mx = -INFINITY;
-          for (int64_t j = 0; j < keys; ++j) {
-            float dot = 0.f;
-            for (int64_t d = 0; d < D; ++d) dot += q[d] * kh[j * D + d];
-            scores[j] = dot * scale;
-            mx = std::max(mx, scores[j]);
-          }
-          float sum = 0.f;
-          for (int64_t j = 0; j < keys; ++j) {
-            scores[j] = std::exp(scores[j] - mx);
-            sum += scores[j];
-          }
-          float* o = attn + t * cfg_.q_dim() + h * D;
-          std::fill(o, o + D, 0.f);
-          for (int64_t j = 0; j < keys; ++j) {
-            const float pj = scores[j] / sum;
-            for (int64_t d = 0; d < D; ++d) o[d] += pj * vh[j * D + d];
-          }
-        }
-      }
+      // Causal attention of the n new queries over the pos + n cached keys (ops::attention aligns
+      // the queries to the end of the keys), on strided views: no copies.
+      Tensor q = qkv_.slice(0, 0, n).reshape({n, Hq + 2 * Hkv, D}).slice(1, 0, Hq).unsqueeze(0)
+                     .permute({0, 2, 1, 3});  // [1, Hq, n, D]
+      Tensor k = cache_.keys(l).slice(1, 0, pos + n).unsqueeze(0);    // [1, Hkv, pos + n, D]
+      Tensor v = cache_.values(l).slice(1, 0, pos + n).unsqueeze(0);  // [1, Hkv, pos + n, D]
+      Tensor o = attn_.slice(0, 0, n).reshape({n, Hq, D}).unsqueeze(0).permute({0, 2, 1, 3});
+      ops::AttentionOptions ao;
+      ao.causal = true;
+      ops::attention(q, k, v, o, ao);
       linear_rows(attn_, lw.wo, resid_, n, 1.f);  // resid +=
       // --- MLP block ---
-      rmsnorm_rows(resid, lw.mlp_norm.data<float>(), xn, n, H, cfg_.rms_norm_eps);
+      ops::rmsnorm(resid_n, lw.mlp_norm, eps, xn_n);
       linear_rows(xn_, lw.w_gate_up, gu_, n, 0.f);
-      for (int64_t t = 0; t < n; ++t)
-        for (int64_t i = 0; i < I; ++i) {
-          const float g = gu[t * 2 * I + i], u = gu[t * 2 * I + I + i];
-          act[t * I + i] = g / (1.0f + std::exp(-g)) * u;
-        }
+      Tensor act_n = act_.slice(0, 0, n);
+      ops::swiglu_concat(gu_.slice(0, 0, n), act_n);
       linear_rows(act_, lw.w_down, resid_, n, 1.f);  // resid +=
     }
   }
 
   Tensor head(int64_t n, bool all_logits) {
-    const int64_t H = cfg_.hidden_size;
     const int64_t first = all_logits ? 0 : n - 1, rows = n - first;
-    rmsnorm_rows(resid_.data<float>() + first * H, w_.final_norm.data<float>(), xn_.data<float>(),
-                 rows, H, cfg_.rms_norm_eps);
+    Tensor xn_rows = xn_.slice(0, 0, rows);
+    ops::rmsnorm(resid_.slice(0, first, n), w_.final_norm, static_cast<float>(cfg_.rms_norm_eps),
+                 xn_rows);
     linear_rows(xn_, w_.lm_head, logits_, rows, 0.f);
     last_logits_ = logits_.select(0, rows - 1);
     return all_logits ? logits_.slice(0, 0, rows) : last_logits_;
@@ -179,7 +146,7 @@ class CpuLlama final : public LlamaImpl {
   LlamaWeights w_;
   int64_t max_ctx_, chunk_;
   KvCache cache_;
-  Tensor resid_, xn_, qkv_, attn_, gu_, act_, logits_, scores_, token_, cos_, sin_;
+  Tensor resid_, xn_, qkv_, attn_, gu_, act_, logits_, token_, cos_, sin_;
   Tensor last_logits_;
   DeviceSampler sampler_;
 };
