@@ -17,7 +17,7 @@ namespace {
 constexpr int kXyShift = 16;
 constexpr long long kXyOne = 1LL << kXyShift;
 
-// Cohen-Sutherland style clipping as OpenCV's clipLine (integer arithmetic, truncating division).
+// Cohen-Sutherland style clipping as OpenCV's clipLine (the intersection in double, truncated).
 bool clip_line(long long width, long long height, long long& x1, long long& y1, long long& x2,
                long long& y2) {
   const long long right = width - 1, bottom = height - 1;
@@ -28,26 +28,26 @@ bool clip_line(long long width, long long height, long long& x1, long long& y1, 
     long long a;
     if (c1 & 12) {
       a = c1 < 8 ? 0 : bottom;
-      x1 += (a - y1) * (x2 - x1) / (y2 - y1);
+      x1 += static_cast<long long>(static_cast<double>(a - y1) * (x2 - x1) / (y2 - y1));
       y1 = a;
       c1 = (x1 < 0) + (x1 > right) * 2;
     }
     if (c2 & 12) {
       a = c2 < 8 ? 0 : bottom;
-      x2 += (a - y2) * (x2 - x1) / (y2 - y1);
+      x2 += static_cast<long long>(static_cast<double>(a - y2) * (x2 - x1) / (y2 - y1));
       y2 = a;
       c2 = (x2 < 0) + (x2 > right) * 2;
     }
     if ((c1 & c2) == 0 && (c1 | c2) != 0) {
       if (c1) {
         a = c1 == 1 ? 0 : right;
-        y1 += (a - x1) * (y2 - y1) / (x2 - x1);
+        y1 += static_cast<long long>(static_cast<double>(a - x1) * (y2 - y1) / (x2 - x1));
         x1 = a;
         c1 = 0;
       }
       if (c2) {
         a = c2 == 1 ? 0 : right;
-        y2 += (a - x2) * (y2 - y1) / (x2 - x1);
+        y2 += static_cast<long long>(static_cast<double>(a - x2) * (y2 - y1) / (x2 - x1));
         x2 = a;
         c2 = 0;
       }
@@ -108,26 +108,39 @@ void draw_line_cv(Raster& img, std::array<long long, 2> p0, std::array<long long
 void fill_poly_cv(Raster& img, const std::vector<std::array<long long, 2>>& pts, uint8_t value) {
   const int n = static_cast<int>(pts.size());
   if (n == 0) return;
-  // CollectPolyEdges (shift 0): outline every edge with an 8-connected line, keep non-horizontal
-  // edges in 16.16 fixed point.
+  // CollectPolyEdges (shift 0, OpenCV >= 4.5.3 as used by the reference): outline every edge with
+  // an 8-connected line; keep non-horizontal edges in 16.16 fixed point. For an edge that leaves
+  // the image the slope is taken from its clipped segment and the start x is extrapolated from the
+  // clipped end back to the original first row, which moves the fill boundary by a pixel at times.
   std::vector<Edge> edges;
   std::array<long long, 2> pt0 = {pts[n - 1][0] << kXyShift, pts[n - 1][1]};
   for (int i = 0; i < n; ++i) {
     const std::array<long long, 2> pt1 = {pts[i][0] << kXyShift, pts[i][1]};
-    draw_line_cv(img, {(pt0[0] + (kXyOne >> 1)) >> kXyShift, pt0[1]},
-                 {(pt1[0] + (kXyOne >> 1)) >> kXyShift, pt1[1]}, value);
+    std::array<long long, 2> t0 = {(pt0[0] + (kXyOne >> 1)) >> kXyShift, pt0[1]};
+    std::array<long long, 2> t1 = {(pt1[0] + (kXyOne >> 1)) >> kXyShift, pt1[1]};
+    draw_line_cv(img, t0, t1, value);
+    long long c0y = pt0[1], c1y = pt1[1];
+    if (t0[0] < 0 || t0[0] >= img.cols || t1[0] < 0 || t1[0] >= img.cols || t0[1] < 0 ||
+        t0[1] >= img.rows || t1[1] < 0 || t1[1] >= img.rows) {
+      clip_line(img.cols, img.rows, t0[0], t0[1], t1[0], t1[1]);  // result ignored, as in OpenCV
+      if (t0[1] != t1[1]) {
+        c0y = t0[1];
+        c1y = t1[1];
+      }
+    }
+    const long long c0x = t0[0] << kXyShift, c1x = t1[0] << kXyShift;
     if (pt0[1] != pt1[1]) {
       Edge e;
+      e.dx = (c1x - c0x) / (c1y - c0y);  // truncating, as in C
       if (pt0[1] < pt1[1]) {
         e.y0 = static_cast<int>(pt0[1]);
         e.y1 = static_cast<int>(pt1[1]);
-        e.x = pt0[0];
+        e.x = c0x + (pt0[1] - c0y) * e.dx;
       } else {
         e.y0 = static_cast<int>(pt1[1]);
         e.y1 = static_cast<int>(pt0[1]);
-        e.x = pt1[0];
+        e.x = c1x + (pt1[1] - c1y) * e.dx;
       }
-      e.dx = (pt1[0] - pt0[0]) / (pt1[1] - pt0[1]);  // truncating, as in C
       edges.push_back(e);
     }
     pt0 = pt1;

@@ -36,7 +36,9 @@ struct Raster {
 };
 
 // cv::fillPoly(img, {pts}, value) with line_type LINE_8, shift 0, no offset: points are (x=col,
-// y=row) integer vertices of one contour. Pixels outside the image are clipped.
+// y=row) integer vertices of one contour. Pixels outside the image are clipped. Follows OpenCV
+// >= 4.5.3 (the reference used 4.6), whose edges leaving the image take their slope from the
+// clipped segment; checked against cv2.fillPoly on tests/data/eval/fillpoly_cv.json.
 void fill_poly_cv(Raster& img, const std::vector<std::array<long long, 2>>& pts, uint8_t value);
 
 // cv::line's 8-connected Bresenham (LineIterator with left_to_right = true), clipped to the image.

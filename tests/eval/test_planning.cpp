@@ -4,6 +4,8 @@
 
 #include <cmath>
 #include <cstdio>
+#include <fstream>
+#include <nlohmann/json.hpp>
 
 #include "core/error.h"
 #include "eval/planning.h"
@@ -240,6 +242,41 @@ TEST(Raster, DiamondMatchesBruteForceInteriorPlusOutline) {
       EXPECT_EQ(img.at(y, x), in ? 1 : 0) << x << "," << y;
     }
   EXPECT_EQ(img.count_nonzero(), expect);
+}
+
+}  // namespace
+}  // namespace omnirt::eval
+
+// ---- rasteriser against OpenCV itself ----------------------------------------------------------
+// tests/data/eval/fillpoly_cv.json holds cv2.fillPoly outputs (python/make_eval_fixtures.py):
+// rotated boxes like the planning rasters, random convex/concave/self-intersecting polygons,
+// degenerate ones and polygons crossing the border.
+namespace omnirt::eval {
+namespace {
+
+TEST(Raster, FillPolyMatchesOpenCvFixtures) {
+  std::ifstream in(std::string(OMNIRT_TEST_DATA_DIR) + "/eval/fillpoly_cv.json");
+  ASSERT_TRUE(in.good()) << "missing tests/data/eval/fillpoly_cv.json";
+  const nlohmann::json j = nlohmann::json::parse(in);
+  const int rows = j["rows"], cols = j["cols"];
+  ASSERT_GE(j["cases"].size(), 30u);
+  for (size_t c = 0; c < j["cases"].size(); ++c) {
+    const auto& cs = j["cases"][c];
+    std::vector<std::array<long long, 2>> pts;
+    for (const auto& p : cs["points"]) pts.push_back({p[0].get<long long>(), p[1].get<long long>()});
+    std::vector<uint8_t> want;
+    uint8_t v = 0;
+    for (const auto& n : cs["rle"]) {
+      want.insert(want.end(), n.get<size_t>(), v);
+      v ^= 1;
+    }
+    ASSERT_EQ(want.size(), size_t(rows) * cols) << "case " << c;
+    Raster img(rows, cols);
+    fill_poly_cv(img, pts, 1);
+    size_t diff = 0;
+    for (size_t i = 0; i < want.size(); ++i) diff += img.data[i] != want[i];
+    EXPECT_EQ(diff, 0u) << "case " << c << ": " << cs["points"].dump();
+  }
 }
 
 }  // namespace
