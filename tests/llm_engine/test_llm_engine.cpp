@@ -366,6 +366,27 @@ TEST(LlmEngineCudaOnly, DecodeAfterPrefillEqualsLongerPrefill) {
   }
 }
 
+TEST(LlmEngineCudaOnly, ChunkedPrefillMatchesCpu) {
+  // Chunks of 7: RoPE positions and the causal alignment of later chunks read the device-side
+  // position; the CPU engine runs the whole prompt in one pass.
+  OMNIRT_REQUIRE_CUDA();
+  const LlamaConfig c = tiny_config();
+  std::mt19937_64 rng(test_seed());
+  Checkpoint ck = random_checkpoint(c, rng);
+  Tensor emb = random_tensor({45, c.hidden_size}, rng);
+  LlmEngineOptions co;
+  co.all_logits = true;
+  LlmEngineOptions go = co;
+  go.device = Device::CUDA;
+  go.max_prefill_chunk = 7;
+  for (DType dt : {DType::F32, DType::F16}) {
+    go.dtype = dt;
+    Tensor ref = make_engine(c, ck, co)->prefill_all_logits(emb);
+    Tensor got = make_engine(c, ck, go)->prefill_all_logits(emb);
+    EXPECT_LE(rel_error(got, ref), dt == DType::F32 ? 1e-4 : 1e-2) << dtype_name(dt);
+  }
+}
+
 TEST(LlmEngineCudaOnly, GraphReplayEqualsEagerDecode) {
   OMNIRT_REQUIRE_CUDA();
   const LlamaConfig c = tiny_config();
