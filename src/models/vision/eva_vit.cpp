@@ -1,0 +1,255 @@
+#include "models/vision/eva_vit.h"
+
+#include <cmath>
+#include <cstring>
+
+#include "core/error.h"
+#include "ops/activation.h"
+#include "ops/attention.h"
+#include "ops/elementwise.h"
+#include "ops/norm.h"
+#include "ops/permute.h"
+#include "ops/rope.h"
+#include "ops/window.h"
+
+namespace omnirt::vision {
+
+namespace {
+
+// Host float32 copy of a checkpoint tensor with an expected shape (clear error otherwise).
+Tensor host_weight(const WeightGetter& get, const std::string& name, const Shape& shape) {
+  Tensor t = get(name);
+  expect_shape(t, shape, "img_backbone weight '" + name + "'");
+  return t.dtype() == DType::F32 ? t.contiguous() : t.to_dtype(DType::F32);
+}
+
+Tensor concat_rows(const std::vector<Tensor>& parts) {
+  int64_t rows = 0;
+  for (const auto& p : parts) rows += p.dim(0);
+  Shape shape = parts[0].shape();
+  shape[0] = rows;
+  Tensor out = Tensor::empty(shape, DType::F32);
+  char* dst = static_cast<char*>(out.raw());
+  for (const auto& p : parts) {
+    std::memcpy(dst, p.raw(), p.nbytes());
+    dst += p.nbytes();
+  }
+  return out;
+}
+
+double cubic1(double x, double a) { return ((a + 2) * x - (a + 3)) * x * x + 1; }
+double cubic2(double x, double a) { return ((a * x - 5 * a) * x + 8 * a) * x - 4 * a; }
+
+}  // namespace
+
+Tensor bicubic_resize_hwc(const Tensor& grid, int out_h, int out_w) {
+  OMNIRT_CHECK(grid.ndim() == 3 && grid.dtype() == DType::F32, "bicubic_resize_hwc: expected F32 "
+               "[H, W, C], got ", grid.describe());
+  const int64_t in_h = grid.dim(0), in_w = grid.dim(1), c = grid.dim(2);
+  Tensor src = grid.contiguous();
+  Tensor out = Tensor::empty({out_h, out_w, c}, DType::F32);
+  const float* in = src.data<float>();
+  float* o = out.data<float>();
+  constexpr float kA = -0.75f;
+  // PyTorch (align_corners=False, cubic): src = scale * (dst + 0.5) - 0.5, not clamped at 0;
+  // the four taps are clamped to the border. Scale is in/out as float.
+  const float scale_h = static_cast<float>(in_h) / out_h, scale_w = static_cast<float>(in_w) / out_w;
+  for (int y = 0; y < out_h; ++y) {
+    const float ry = scale_h * (y + 0.5f) - 0.5f;
+    const int iy = static_cast<int>(std::floor(ry));
+    const float ty = ry - iy;
+    const float wy[4] = {float(cubic2(ty + 1.0, kA)), float(cubic1(ty, kA)),
+                         float(cubic1(1.0 - ty, kA)), float(cubic2(2.0 - ty, kA))};
+    for (int x = 0; x < out_w; ++x) {
+      const float rx = scale_w * (x + 0.5f) - 0.5f;
+      const int ix = static_cast<int>(std::floor(rx));
+      const float tx = rx - ix;
+      const float wx[4] = {float(cubic2(tx + 1.0, kA)), float(cubic1(tx, kA)),
+                           float(cubic1(1.0 - tx, kA)), float(cubic2(2.0 - tx, kA))};
+      for (int64_t ch = 0; ch < c; ++ch) {
+        float acc = 0.f;
+        for (int j = 0; j < 4; ++j) {
+          const int64_t yy = std::clamp<int64_t>(iy - 1 + j, 0, in_h - 1);
+          float row = 0.f;
+          for (int i = 0; i < 4; ++i) {
+            const int64_t xx = std::clamp<int64_t>(ix - 1 + i, 0, in_w - 1);
+            row += in[(yy * in_w + xx) * c + ch] * wx[i];
+          }
+          acc += row * wy[j];
+        }
+        o[(int64_t(y) * out_w + x) * c + ch] = acc;
+      }
+    }
+  }
+  return out;
+}
+
+void eva_rope_tables(int dim, int pt_seq_len, int ft_seq_len, float theta, Tensor& cos_t,
+                     Tensor& sin_t) {
+  const int half = dim / 2;
+  std::vector<float> freqs(half);
+  for (int i = 0; i < half; ++i)
+    freqs[i] = 1.0f / std::pow(theta, static_cast<float>(2 * i) / static_cast<float>(dim));
+  std::vector<float> pos(ft_seq_len);
+  for (int k = 0; k < ft_seq_len; ++k)  // float32, as torch.arange(ft) / ft * pt
+    pos[k] = static_cast<float>(k) / static_cast<float>(ft_seq_len) * static_cast<float>(pt_seq_len);
+  const int64_t tokens = int64_t(ft_seq_len) * ft_seq_len;
+  cos_t = Tensor::empty({tokens, 2 * dim}, DType::F32);
+  sin_t = Tensor::empty({tokens, 2 * dim}, DType::F32);
+  for (int r = 0; r < ft_seq_len; ++r)
+    for (int c = 0; c < ft_seq_len; ++c) {
+      float* co = cos_t.data<float>() + (int64_t(r) * ft_seq_len + c) * 2 * dim;
+      float* si = sin_t.data<float>() + (int64_t(r) * ft_seq_len + c) * 2 * dim;
+      for (int i = 0; i < half; ++i) {
+        const float ar = pos[r] * freqs[i], ac = pos[c] * freqs[i];
+        co[2 * i] = co[2 * i + 1] = std::cos(ar);
+        si[2 * i] = si[2 * i + 1] = std::sin(ar);
+        co[dim + 2 * i] = co[dim + 2 * i + 1] = std::cos(ac);
+        si[dim + 2 * i] = si[dim + 2 * i + 1] = std::sin(ac);
+      }
+    }
+}
+
+EvaVit::EvaVit(const VisionConfig& cfg, const WeightGetter& get, Device device, DType dtype,
+               bool tf32)
+    : cfg_(cfg), device_(device), dtype_(dtype) {
+  OMNIRT_CHECK(device == Device::CUDA || dtype == DType::F32,
+               "EvaVit: the CPU backend runs float32 only");
+  OMNIRT_CHECK(dtype == DType::F32 || dtype == DType::F16 || dtype == DType::BF16,
+               "EvaVit: unsupported dtype ", dtype_name(dtype));
+  gemm_.fp32_compute = tf32 ? ops::Fp32Compute::TF32 : ops::Fp32Compute::Exact;
+  const int64_t C = cfg.embed_dim, P = cfg.patch, H = cfg.mlp_hidden;
+  auto place = [&](const Tensor& host) {
+    Tensor t = dtype == DType::F32 ? host : host.to_dtype(dtype);
+    return device == Device::CPU ? t.clone() : t.to(device);
+  };
+  const std::string pre = "img_backbone.";
+  patch_w_ = place(host_weight(get, pre + "patch_embed.proj.weight", {C, 3, P, P}).reshape({C, 3 * P * P}));
+  patch_b_ = place(host_weight(get, pre + "patch_embed.proj.bias", {C}));
+
+  const int64_t g = cfg.pretrain_grid;
+  Tensor pos = host_weight(get, pre + "pos_embed", {1, g * g + 1, C});
+  Tensor grid = pos.reshape({g * g + 1, C}).slice(0, 1, g * g + 1).reshape({g, g, C});
+  abs_pos_ = place((g == cfg.grid_h() && g == cfg.grid_w()) ? grid.clone()
+                                                             : bicubic_resize_hwc(grid, cfg.grid_h(), cfg.grid_w()));
+
+  Tensor c, s;
+  const int half_head = cfg.vit_head_dim() / 2;
+  eva_rope_tables(half_head, cfg.pt_hw_seq_len, cfg.window_size, cfg.rope_theta, c, s);
+  rope_win_cos_ = place(c);
+  rope_win_sin_ = place(s);
+  eva_rope_tables(half_head, cfg.pt_hw_seq_len, cfg.grid_h(), cfg.rope_theta, c, s);
+  rope_glb_cos_ = place(c);
+  rope_glb_sin_ = place(s);
+
+  for (int i = 0; i < cfg.depth; ++i) {
+    const std::string b = pre + "blocks." + std::to_string(i) + ".";
+    EvaBlockWeights w;
+    w.window = cfg.is_window_block(i);
+    w.norm1_w = place(host_weight(get, b + "norm1.weight", {C}));
+    w.norm1_b = place(host_weight(get, b + "norm1.bias", {C}));
+    w.norm2_w = place(host_weight(get, b + "norm2.weight", {C}));
+    w.norm2_b = place(host_weight(get, b + "norm2.bias", {C}));
+    w.qkv_w = place(concat_rows({host_weight(get, b + "attn.q_proj.weight", {C, C}),
+                                 host_weight(get, b + "attn.k_proj.weight", {C, C}),
+                                 host_weight(get, b + "attn.v_proj.weight", {C, C})}));
+    w.qkv_b = place(concat_rows({host_weight(get, b + "attn.q_bias", {C}), Tensor::zeros({C}, DType::F32),
+                                 host_weight(get, b + "attn.v_bias", {C})}));
+    w.proj_w = place(host_weight(get, b + "attn.proj.weight", {C, C}));
+    w.proj_b = place(host_weight(get, b + "attn.proj.bias", {C}));
+    w.w12_w = place(concat_rows({host_weight(get, b + "mlp.w1.weight", {H, C}),
+                                 host_weight(get, b + "mlp.w2.weight", {H, C})}));
+    w.w12_b = place(concat_rows({host_weight(get, b + "mlp.w1.bias", {H}),
+                                 host_weight(get, b + "mlp.w2.bias", {H})}));
+    w.ffn_ln_w = place(host_weight(get, b + "mlp.ffn_ln.weight", {H}));
+    w.ffn_ln_b = place(host_weight(get, b + "mlp.ffn_ln.bias", {H}));
+    w.w3_w = place(host_weight(get, b + "mlp.w3.weight", {C, H}));
+    w.w3_b = place(host_weight(get, b + "mlp.w3.bias", {C}));
+    blocks_.push_back(std::move(w));
+  }
+}
+
+Tensor& EvaVit::buffer(const std::string& name, const Shape& shape) {
+  auto it = buffers_.find(name);
+  if (it == buffers_.end() || it->second.shape() != shape)
+    it = buffers_.insert_or_assign(name, Tensor::empty(shape, dtype_, device_)).first;
+  return it->second;
+}
+
+// x_norm: [B, S, C] (B windows or images, S tokens each) -> out [B, S, C] (after proj).
+void EvaVit::attention_block(const Tensor& x_norm, int layer, Tensor& out) {
+  const EvaBlockWeights& w = blocks_[layer];
+  const int64_t B = x_norm.dim(0), S = x_norm.dim(1), C = cfg_.embed_dim;
+  const int64_t nh = cfg_.heads, hd = cfg_.vit_head_dim();
+  const std::string k = w.window ? "win." : "glb.";
+  Tensor& qkv = buffer(k + "qkv", {B, S, 3 * C});
+  ops::linear(x_norm, w.qkv_w, w.qkv_b, qkv, gemm_);
+  // [B, S, 3, nh, hd] -> [3, B, nh, S, hd]
+  Tensor& heads = buffer(k + "heads", {3, B, nh, S, hd});
+  ops::permute(qkv.reshape({B, S, 3, nh, hd}), {2, 0, 3, 1, 4}, heads);
+  Tensor q = heads.select(0, 0), kk = heads.select(0, 1), v = heads.select(0, 2);
+  const Tensor& cos = w.window ? rope_win_cos_ : rope_glb_cos_;
+  const Tensor& sin = w.window ? rope_win_sin_ : rope_glb_sin_;
+  Tensor& q_rot = buffer(k + "q_rot", {B, nh, S, hd});
+  Tensor& k_rot = buffer(k + "k_rot", {B, nh, S, hd});
+  ops::rope_eva2d(q, cos, sin, q_rot);
+  ops::rope_eva2d(kk, cos, sin, k_rot);
+  Tensor& attn = buffer(k + "attn", {B, nh, S, hd});
+  ops::AttentionOptions opt;
+  opt.scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  ops::attention(q_rot, k_rot, v, attn, opt);
+  Tensor& merged = buffer(k + "merged", {B, S, nh, hd});
+  ops::permute(attn, {0, 2, 1, 3}, merged);
+  ops::linear(merged.reshape({B, S, C}), w.proj_w, w.proj_b, out, gemm_);
+}
+
+Tensor EvaVit::forward(const Tensor& img, std::map<std::string, Tensor>* taps) {
+  const int64_t N = cfg_.num_cams, P = cfg_.patch, gh = cfg_.grid_h(), gw = cfg_.grid_w();
+  const int64_t C = cfg_.embed_dim, H = cfg_.mlp_hidden, T = N * gh * gw;
+  expect_shape(img, {N, 3, cfg_.img_h, cfg_.img_w}, "EVA input images");
+  OMNIRT_CHECK(img.device() == device_ && img.dtype() == dtype_, "EVA input images: expected ",
+               dtype_name(dtype_), " on ", device_name(device_), ", got ", img.describe());
+
+  // Patch embedding: a stride-16 16x16 conv is a GEMM over non-overlapping patches.
+  Tensor& patches = buffer("patches", {N, gh, gw, 3, P, P});
+  ops::permute(img.contiguous().reshape({N, 3, gh, P, gw, P}), {0, 2, 4, 1, 3, 5}, patches);
+  Tensor& x = buffer("x", {N, gh, gw, C});
+  ops::linear(patches.reshape({T, 3 * P * P}), patch_w_, patch_b_, x, gemm_);
+  if (taps) (*taps)["patch_embed"] = x.clone();
+  ops::add(x, abs_pos_, x);
+
+  Tensor& xn = buffer("xn", {N, gh, gw, C});
+  Tensor& attn_out = buffer("attn_out", {N, gh, gw, C});
+  Tensor& gate_up = buffer("gate_up", {T, 2 * H});
+  Tensor& hidden = buffer("hidden", {T, H});
+  Tensor& hidden_n = buffer("hidden_n", {T, H});
+  Tensor& mlp_out = buffer("mlp_out", {N, gh, gw, C});
+  const int ws = cfg_.window_size;
+  const int64_t nwin = N * ((gh + ws - 1) / ws) * ((gw + ws - 1) / ws);
+  for (int i = 0; i < cfg_.depth; ++i) {
+    const EvaBlockWeights& w = blocks_[i];
+    ops::layernorm(x, w.norm1_w, w.norm1_b, cfg_.vit_ln_eps, xn);
+    if (w.window) {
+      Tensor& win = buffer("win.in", {nwin, int64_t(ws) * ws, C});
+      Tensor& win_out = buffer("win.out", {nwin, int64_t(ws) * ws, C});
+      ops::window_partition(xn, ws, win);
+      attention_block(win, i, win_out);
+      ops::window_unpartition(win_out, ws, attn_out);
+    } else {
+      Tensor attn_view = attn_out.reshape({N, gh * gw, C});
+      attention_block(xn.reshape({N, gh * gw, C}), i, attn_view);
+    }
+    ops::add(x, attn_out, x);
+    ops::layernorm(x, w.norm2_w, w.norm2_b, cfg_.vit_ln_eps, xn);
+    ops::linear(xn.reshape({T, C}), w.w12_w, w.w12_b, gate_up, gemm_);
+    ops::swiglu_concat(gate_up, hidden);
+    ops::layernorm(hidden, w.ffn_ln_w, w.ffn_ln_b, cfg_.vit_ln_eps, hidden_n);
+    Tensor mlp_view = mlp_out.reshape({T, C});
+    ops::linear(hidden_n, w.w3_w, w.w3_b, mlp_view, gemm_);
+    ops::add(x, mlp_out, x);
+    if (taps) (*taps)["block" + std::to_string(i)] = x.clone();
+  }
+  return x;
+}
+
+}  // namespace omnirt::vision

@@ -1,0 +1,35 @@
+// Small host-side functions of the heads, written to follow the PyTorch reference's arithmetic
+// (dtype by dtype): positional encodings, inverse sigmoid, 4x4 rigid transforms.
+// They run on a few thousand values per frame, so they stay on the CPU in every backend.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <cmath>
+#include <vector>
+
+namespace omnirt::vision::host {
+
+using Mat4 = std::array<float, 16>;  // row-major
+
+Mat4 identity4();
+Mat4 matmul4(const Mat4& a, const Mat4& b);  // float32, like torch's 4x4 @ 4x4
+// (m @ [p; 1])[:3] in float32.
+void transform_point(const Mat4& m, const float* p, float* out);
+// float32 4x4 inverse (Gauss-Jordan with partial pivoting); throws if singular. `what` names it.
+Mat4 inverse4(const Mat4& m, const char* what);
+
+// mmdet's inverse_sigmoid: clamp to [0,1], log(max(x,eps) / max(1-x,eps)), float32.
+float inverse_sigmoid(float x, float eps = 1e-5f);
+inline float sigmoid(float x) { return 1.f / (1.f + std::exp(-x)); }
+
+// NeRF PE of `in` (n values) into out (12*n): [sin(f x) all dims, cos(f x) all dims] for
+// f = 1, 2, 4, 8, 16, 32 (float32).
+void nerf_pe(const float* in, int n, float* out);
+
+// pos2posemb1d of one scalar into out[num_feats]: out[2m] = sin(2*pi*p / T^(2m/F)),
+// out[2m+1] = cos(...). The position is double (the reference keeps memory timestamps in
+// float64); dim_t is float32 as in the original; the result is rounded to float32.
+void pos2posemb1d(double p, int num_feats, float* out);
+
+}  // namespace omnirt::vision::host

@@ -1,0 +1,690 @@
+#include "models/vision/petr_heads.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <numeric>
+
+#include "core/error.h"
+#include "core/log.h"
+#include "ops/activation.h"
+#include "ops/attention.h"
+#include "ops/elementwise.h"
+#include "ops/norm.h"
+#include "ops/permute.h"
+
+namespace omnirt::vision {
+
+using ops::GemmActivation;
+
+namespace {
+
+Tensor host_f32(const WeightGetter& get, const std::string& name, const Shape& shape) {
+  Tensor t = get(name);
+  expect_shape(t, shape, "weight '" + name + "'");
+  return t.dtype() == DType::F32 ? t.contiguous() : t.to_dtype(DType::F32);
+}
+
+Tensor to_device(const Tensor& host, Device d) { return d == Device::CPU ? host.clone() : host.to(d); }
+
+Tensor empty(const Shape& s, Device d) { return Tensor::empty(s, DType::F32, d); }
+
+// Rows [a; b] of two [*, d] tensors on one device.
+Tensor cat_rows(const Tensor& a, const Tensor& b) {
+  Shape s = a.shape();
+  s[0] += b.dim(0);
+  Tensor out = Tensor::empty(s, a.dtype(), a.device());
+  Tensor top = out.slice(0, 0, a.dim(0)), bottom = out.slice(0, a.dim(0), s[0]);
+  top.copy_from(a);
+  bottom.copy_from(b);
+  return out;
+}
+
+// Top-k indices of `score` (descending; ties broken by lower index, like a stable sort).
+std::vector<int> topk_indices(const std::vector<float>& score, int k) {
+  std::vector<int> idx(score.size());
+  std::iota(idx.begin(), idx.end(), 0);
+  std::stable_sort(idx.begin(), idx.end(), [&](int a, int b) { return score[a] > score[b]; });
+  idx.resize(k);
+  return idx;
+}
+
+}  // namespace
+
+// ---- small building blocks -------------------------------------------------------------------
+void Linear::load(const WeightGetter& get, const std::string& name, int64_t out, int64_t in,
+                  Device device, bool bias) {
+  w = to_device(host_f32(get, name + ".weight", {out, in}), device);
+  if (bias) b = to_device(host_f32(get, name + ".bias", {out}), device);
+}
+
+void Linear::apply(const Tensor& x, Tensor& out, GemmActivation act) const {
+  ops::GemmOptions o;
+  o.activation = act;
+  ops::linear(x, w, b, out, o);
+}
+
+Tensor Linear::operator()(const Tensor& x, GemmActivation act) const {
+  Shape s = x.shape();
+  s.back() = w.dim(0);
+  Tensor out = Tensor::empty(s, x.dtype(), x.device());
+  apply(x, out, act);
+  return out;
+}
+
+void Norm::load(const WeightGetter& get, const std::string& name, int64_t dim, Device device) {
+  w = to_device(host_f32(get, name + ".weight", {dim}), device);
+  b = to_device(host_f32(get, name + ".bias", {dim}), device);
+}
+
+static Tensor layernorm(const Tensor& x, const Norm& n, float eps) {
+  Tensor out = Tensor::empty(x.shape(), x.dtype(), x.device());
+  ops::layernorm(x, n.w, n.b, eps, out);
+  return out;
+}
+
+static Tensor add(const Tensor& a, const Tensor& b) {
+  Tensor out = Tensor::empty(a.shape(), a.dtype(), a.device());
+  ops::add(a, b, out);
+  return out;
+}
+
+static void load_mha(Mha& m, const WeightGetter& get, const std::string& name, int64_t e,
+                     int heads, Device device) {
+  Tensor w = host_f32(get, name + ".in_proj_weight", {3 * e, e});
+  Tensor b = host_f32(get, name + ".in_proj_bias", {3 * e});
+  Linear* parts[3] = {&m.q, &m.k, &m.v};
+  for (int i = 0; i < 3; ++i) {
+    parts[i]->w = to_device(w.slice(0, i * e, (i + 1) * e), device);
+    parts[i]->b = to_device(b.slice(0, i * e, (i + 1) * e), device);
+  }
+  m.out.load(get, name + ".out_proj", e, e, device);
+  m.heads = heads;
+}
+
+static std::vector<DecoderLayer> load_decoder(const WeightGetter& get, const std::string& prefix,
+                                              const VisionConfig& c, Device device) {
+  std::vector<DecoderLayer> layers(c.dec_layers);
+  for (int l = 0; l < c.dec_layers; ++l) {
+    const std::string p =
+        prefix + "transformer.query_decoder._layers." + std::to_string(l) + ".transformer_layers.";
+    DecoderLayer& L = layers[l];
+    load_mha(L.self_attn, get, p + "0.attn", c.dec_dim, c.dec_heads, device);
+    L.norm1.load(get, p + "1", c.dec_dim, device);
+    load_mha(L.cross_attn, get, p + "2.attn", c.dec_dim, c.dec_heads, device);
+    L.norm2.load(get, p + "3", c.dec_dim, device);
+    L.ffn1.load(get, p + "4._layers.0", c.dec_ffn, c.dec_dim, device);
+    L.ffn2.load(get, p + "4._layers.3", c.dec_dim, c.dec_ffn, device);
+    L.norm3.load(get, p + "5", c.dec_dim, device);
+  }
+  return layers;
+}
+
+// The cls/reg branches are one module stored num_pred times; we load entry 0 once.
+static void load_branches(const WeightGetter& get, const std::string& prefix, int64_t d,
+                          int64_t cls_out, int64_t reg_out, Device device,
+                          std::vector<Linear>& cls_lin, std::vector<Norm>& cls_ln,
+                          std::vector<Linear>& reg_lin) {
+  cls_lin.resize(3);
+  cls_ln.resize(2);
+  reg_lin.resize(3);
+  const std::string c = prefix + "cls_branches.0.", r = prefix + "reg_branches.0.";
+  cls_lin[0].load(get, c + "0", d, d, device);
+  cls_ln[0].load(get, c + "1", d, device);
+  cls_lin[1].load(get, c + "3", d, d, device);
+  cls_ln[1].load(get, c + "4", d, device);
+  cls_lin[2].load(get, c + "6", cls_out, d, device);
+  reg_lin[0].load(get, r + "0", d, d, device);
+  reg_lin[1].load(get, r + "2", d, d, device);
+  reg_lin[2].load(get, r + "4", reg_out, d, device);
+}
+
+// ---- state -----------------------------------------------------------------------------------
+static const char* kStateNames[] = {
+    "memory_embedding_bbox", "memory_reference_point_bbox", "memory_timestamp_bbox",
+    "memory_egopose_bbox",   "memory_canbus_bbox",          "sample_time_bbox",
+    "memory_embedding_map",  "memory_reference_point_map",  "memory_timestamp_map",
+    "memory_egopose_map",    "sample_time_map"};
+
+std::map<std::string, Tensor> VisionState::as_map() const {
+  const Tensor* t[] = {&memory_embedding_bbox, &memory_reference_point_bbox, &memory_timestamp_bbox,
+                       &memory_egopose_bbox,   &memory_canbus_bbox,          &sample_time_bbox,
+                       &memory_embedding_map,  &memory_reference_point_map,  &memory_timestamp_map,
+                       &memory_egopose_map,    &sample_time_map};
+  std::map<std::string, Tensor> m;
+  for (int i = 0; i < 11; ++i) m[kStateNames[i]] = *t[i];
+  return m;
+}
+
+VisionState VisionState::from_map(const std::map<std::string, Tensor>& m, const VisionConfig& c,
+                                  const std::string& where) {
+  const int64_t mb = c.topk + c.memory_len, mm = c.lane_topk + c.lane_memory_len, d = c.dec_dim;
+  const Shape shapes[] = {{1, mb, d}, {1, mb, 3},  {1, mb, 1}, {1, mb, 4, 4}, {1, c.can_bus_len + 1, 14},
+                          {1},        {1, mm, d},  {1, mm, c.n_control, 3},   {1, mm, 1},
+                          {1, mm, 4, 4}, {1}};
+  VisionState s;
+  Tensor* t[] = {&s.memory_embedding_bbox, &s.memory_reference_point_bbox, &s.memory_timestamp_bbox,
+                 &s.memory_egopose_bbox,   &s.memory_canbus_bbox,          &s.sample_time_bbox,
+                 &s.memory_embedding_map,  &s.memory_reference_point_map,  &s.memory_timestamp_map,
+                 &s.memory_egopose_map,    &s.sample_time_map};
+  for (int i = 0; i < 11; ++i) {
+    auto it = m.find(kStateNames[i]);
+    OMNIRT_CHECK(it != m.end(), where, ": vision state tensor '", kStateNames[i], "' is missing");
+    expect_shape(it->second, shapes[i], where + ": vision state tensor '" + kStateNames[i] + "'");
+    const bool f64 = std::string(kStateNames[i]).find("time") != std::string::npos;
+    Tensor h = it->second.device() == Device::CPU ? it->second.contiguous() : it->second.to(Device::CPU);
+    *t[i] = h.dtype() == (f64 ? DType::F64 : DType::F32) ? h.clone() : h.to_dtype(f64 ? DType::F64 : DType::F32);
+  }
+  return s;
+}
+
+// ---- construction ----------------------------------------------------------------------------
+PetrHeads::PetrHeads(const VisionConfig& c, const WeightGetter& get, Device device, bool tf32)
+    : cfg_(c), device_(device) {
+  gemm_.fp32_compute = tf32 ? ops::Fp32Compute::TF32 : ops::Fp32Compute::Exact;
+  const int64_t d = c.dec_dim, nq = c.num_query, ne = c.num_extra, n11 = c.num_lane_one2one;
+  const int64_t qp_in = 12 * 3 * c.n_control;
+  query_pos0_.load(get, "query_pos.0", d, qp_in, device);
+  query_pos2_.load(get, "query_pos.2", d, d, device);
+  time_emb0_.load(get, "time_embedding.0", d, d, device);
+  time_emb1_.load(get, "time_embedding.1", d, device);
+  mln_reduce_.load(get, "ego_pose_pe.reduce.0", d, 12 * 13, device);
+  mln_gamma_.load(get, "ego_pose_pe.gamma", d, d, device);
+  mln_beta_.load(get, "ego_pose_pe.beta", d, d, device);
+  pos_enc0_.load(get, "position_encoder.0", 4 * d, 3 * c.depth_num, device);
+  pos_enc2_.load(get, "position_encoder.2", d, 4 * d, device);
+  Tensor cd = host_f32(get, "coords_d", {c.depth_num});
+  coords_d_.assign(cd.data<float>(), cd.data<float>() + c.depth_num);
+
+  // time_embedding(pos2posemb1d(0)): a constant vector.
+  std::vector<float> pe0(d);
+  host::pos2posemb1d(0.0, static_cast<int>(d), pe0.data());
+  Tensor te_in = to_device(Tensor::from_vector(pe0, {1, d}), device);
+  time_embedding_zero_ = layernorm(time_emb0_(te_in), time_emb1_, 1e-5f);
+
+  // ---- box head
+  const std::string bp = "pts_bbox_head.";
+  box_in_proj_.load(get, bp + "input_projection", d, c.embed_dim, device);
+  box_out_proj_.load(get, bp + "output_projection", c.out_dims, d, device);
+  const int64_t can_in = 14 + 14 * c.can_bus_len + 16 * (c.memory_len / c.topk);
+  canbus0_.load(get, bp + "can_bus_embed.0", 4 * d, can_in, device);
+  canbus2_.load(get, bp + "can_bus_embed.2", c.out_dims, 4 * d, device);
+  box_layers_ = load_decoder(get, bp, c, device);
+  load_branches(get, bp, d, c.num_classes, c.code_size, device, box_cls_lin_, box_cls_ln_,
+                box_reg_lin_);
+  box_query_embedding_ = to_device(host_f32(get, bp + "query_embedding.weight", {ne, d}), device);
+  Tensor rp = host_f32(get, bp + "reference_points.weight", {nq, 3});
+  box_reference_.assign(rp.data<float>(), rp.data<float>() + nq * 3);
+  Tensor pr = host_f32(get, bp + "pseudo_reference_points.weight", {c.num_propagated, 3});
+  pseudo_reference_.assign(pr.data<float>(), pr.data<float>() + c.num_propagated * 3);
+  {
+    // Query positions of [VLM | detection] queries: MLP(NeRF(ref tiled x n_control)) + time
+    // embedding of 0; the VLM rows are then zeroed (they only depend on weights).
+    Tensor nerf = Tensor::empty({ne + nq, qp_in}, DType::F32);
+    std::vector<float> tiled(3 * c.n_control);
+    for (int64_t q = 0; q < ne + nq; ++q) {
+      const float* r = q < ne ? nullptr : &box_reference_[(q - ne) * 3];
+      for (int k = 0; k < c.n_control; ++k)
+        for (int j = 0; j < 3; ++j) tiled[k * 3 + j] = r ? r[j] : 0.f;
+      host::nerf_pe(tiled.data(), 3 * c.n_control, nerf.data<float>() + q * qp_in);
+    }
+    Tensor qpos = mlp_query_pos(nerf);
+    ops::add(qpos, time_embedding_zero_.reshape({d}), qpos);
+    Tensor vlm_rows = qpos.slice(0, 0, ne);
+    vlm_rows.copy_from(to_device(Tensor::zeros({ne, d}, DType::F32), device));
+    box_det_query_pos_ = qpos;
+  }
+
+  // ---- lane head (VLM + one2one queries only)
+  const std::string lp = "map_head.";
+  lane_in_proj_.load(get, lp + "input_projection", d, c.embed_dim, device);
+  lane_out_proj_.load(get, lp + "output_projection", c.out_dims, d, device);
+  lane_layers_ = load_decoder(get, lp, c, device);
+  load_branches(get, lp, d, 1, 3 * c.n_control, device, lane_cls_lin_, lane_cls_ln_, lane_reg_lin_);
+  Tensor inst = host_f32(get, lp + "instance_embedding_lane.weight", {c.num_lane, d});
+  Tensor pts = host_f32(get, lp + "points_embedding_lane.weight", {c.n_control, d});
+  Tensor rpl_w = host_f32(get, lp + "reference_points_lane.weight", {3, d});
+  Tensor rpl_b = host_f32(get, lp + "reference_points_lane.bias", {3});
+  Tensor qemb = host_f32(get, lp + "query_embedding.weight", {ne, d});
+  {
+    // Lane reference points sigmoid(Linear(instance_q + point_p)) on the host (weights only).
+    Tensor emb = Tensor::empty({n11 * c.n_control, d}, DType::F32);
+    for (int64_t q = 0; q < n11; ++q)
+      for (int p = 0; p < c.n_control; ++p)
+        for (int64_t i = 0; i < d; ++i)
+          emb.data<float>()[(q * c.n_control + p) * d + i] =
+              inst.data<float>()[q * d + i] + pts.data<float>()[p * d + i];
+    Tensor ref = Tensor::empty({n11 * c.n_control, 3}, DType::F32);
+    ops::linear(emb, rpl_w, rpl_b, ref);
+    lane_reference_.resize(n11 * 3 * c.n_control);
+    for (size_t i = 0; i < lane_reference_.size(); ++i)
+      lane_reference_[i] = host::sigmoid(ref.data<float>()[i]);
+    Tensor nerf = Tensor::empty({n11, qp_in}, DType::F32);
+    for (int64_t q = 0; q < n11; ++q)
+      host::nerf_pe(&lane_reference_[q * 3 * c.n_control], 3 * c.n_control,
+                    nerf.data<float>() + q * qp_in);
+    Tensor qpos = mlp_query_pos(nerf);
+    ops::add(qpos, time_embedding_zero_.reshape({d}), qpos);
+    lane_query_pos_ = cat_rows(to_device(Tensor::zeros({ne, d}, DType::F32), device), qpos);
+    lane_tgt_ = cat_rows(to_device(qemb, device), to_device(inst.slice(0, 0, n11), device));
+  }
+}
+
+Tensor PetrHeads::upload(const Tensor& host) const { return to_device(host, device_); }
+
+Tensor PetrHeads::mlp_query_pos(const Tensor& nerf_host) const {
+  Tensor x = upload(nerf_host);
+  return query_pos2_(query_pos0_(x, GemmActivation::Relu));
+}
+
+// temp_pos = MLN(MLP(NeRF(norm_ref)), NeRF([dt, pose[:3,:]])) + time_embedding(pe(dt)).
+Tensor PetrHeads::temporal_pos(const std::vector<float>& norm_ref, int per_entry, const double* ts,
+                               const float* pose, int entries) const {
+  const int64_t d = cfg_.dec_dim, qp_in = 12 * 3 * cfg_.n_control;
+  Tensor nerf = Tensor::empty({entries, qp_in}, DType::F32);
+  Tensor ego = Tensor::empty({entries, 12 * 13}, DType::F32);
+  Tensor tpe = Tensor::empty({entries, d}, DType::F32);
+  std::vector<float> tiled(3 * cfg_.n_control);
+  for (int e = 0; e < entries; ++e) {
+    const float* r = &norm_ref[size_t(e) * per_entry];
+    if (per_entry == 3) {
+      for (int k = 0; k < cfg_.n_control; ++k)
+        for (int j = 0; j < 3; ++j) tiled[k * 3 + j] = r[j];
+    } else {
+      std::copy(r, r + 3 * cfg_.n_control, tiled.begin());
+    }
+    host::nerf_pe(tiled.data(), 3 * cfg_.n_control, nerf.data<float>() + e * qp_in);
+    // ego motion [dt, pose rows 0..2 flattened]: concatenated in float64, cast to float32.
+    float motion[13];
+    motion[0] = static_cast<float>(ts[e]);
+    for (int i = 0; i < 12; ++i) motion[1 + i] = static_cast<float>(static_cast<double>(pose[e * 16 + i]));
+    host::nerf_pe(motion, 13, ego.data<float>() + e * 12 * 13);
+    host::pos2posemb1d(ts[e], static_cast<int>(d), tpe.data<float>() + e * d);
+  }
+  Tensor pos = mlp_query_pos(nerf);
+  // MLN: gamma(c) * LN(x) + beta(c), LN without affine.
+  Tensor xn = Tensor::empty(pos.shape(), DType::F32, device_);
+  ops::layernorm(pos, Tensor(), Tensor(), 1e-5f, xn);
+  Tensor cvec = mln_reduce_(upload(ego), GemmActivation::Relu);
+  Tensor gamma = mln_gamma_(cvec), beta = mln_beta_(cvec);
+  ops::mul(gamma, xn, xn);
+  ops::add(xn, beta, xn);
+  Tensor te = layernorm(time_emb0_(upload(tpe)), time_emb1_, 1e-5f);
+  ops::add(xn, te, xn);
+  return xn;
+}
+
+Tensor PetrHeads::attention(const Mha& m, const Tensor& q_in, const Tensor& k_in,
+                            const Tensor& v_in, const Tensor& mask) const {
+  const int64_t lq = q_in.dim(0), lk = k_in.dim(0), e = q_in.dim(1), h = m.heads, hd = e / h;
+  auto heads_of = [&](const Linear& lin, const Tensor& x, int64_t len) {
+    Tensor proj = lin(x);
+    Tensor t = empty({1, h, len, hd}, device_);
+    ops::permute(proj.reshape({1, len, h, hd}), {0, 2, 1, 3}, t);
+    return t;
+  };
+  Tensor q = heads_of(m.q, q_in, lq), k = heads_of(m.k, k_in, lk), v = heads_of(m.v, v_in, lk);
+  Tensor o = empty({1, h, lq, hd}, device_);
+  ops::AttentionOptions opt;
+  opt.scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  opt.mask = mask;
+  ops::attention(q, k, v, o, opt);
+  Tensor merged = empty({1, lq, h, hd}, device_);
+  ops::permute(o, {0, 2, 1, 3}, merged);
+  return m.out(merged.reshape({lq, e}));
+}
+
+std::vector<Tensor> PetrHeads::decode(const std::vector<DecoderLayer>& layers, const Tensor& tgt0,
+                                      const Tensor& query_pos, const Tensor& mem_k,
+                                      const Tensor& mem_v, const Tensor& mask,
+                                      const Tensor& temp_memory, const Tensor& temp_pos) const {
+  const float eps = cfg_.dec_ln_eps;
+  std::vector<Tensor> outs;
+  Tensor tgt = tgt0;
+  const Tensor kv_pos = cat_rows(query_pos, temp_pos);
+  for (const DecoderLayer& L : layers) {
+    // Self-attention over [queries ; temporal memory] (post-norm, residual without position).
+    Tensor kv = cat_rows(tgt, temp_memory);
+    Tensor sa = attention(L.self_attn, add(tgt, query_pos), add(kv, kv_pos), kv, mask);
+    ops::add(sa, tgt, sa);
+    Tensor x = layernorm(sa, L.norm1, eps);
+    // Cross-attention over the image tokens.
+    Tensor ca = attention(L.cross_attn, add(x, query_pos), mem_k, mem_v, Tensor());
+    ops::add(ca, x, ca);
+    x = layernorm(ca, L.norm2, eps);
+    // FFN.
+    Tensor f = L.ffn2(L.ffn1(x, GemmActivation::Relu));
+    ops::add(f, x, f);
+    tgt = layernorm(f, L.norm3, eps);
+    outs.push_back(tgt);
+  }
+  return outs;
+}
+
+Tensor PetrHeads::branch_cls(const std::vector<Linear>& lin, const std::vector<Norm>& ln,
+                             const Tensor& x) const {
+  Tensor h = layernorm(lin[0](x), ln[0], 1e-5f);
+  ops::relu(h, h);
+  h = layernorm(lin[1](h), ln[1], 1e-5f);
+  ops::relu(h, h);
+  return lin[2](h);
+}
+
+Tensor PetrHeads::branch_reg(const std::vector<Linear>& lin, const Tensor& x) const {
+  return lin[2](lin[1](lin[0](x, GemmActivation::Relu), GemmActivation::Relu));
+}
+
+Tensor PetrHeads::position_embedding_input(const std::vector<host::Mat4>& img2lidars) const {
+  const int n = cfg_.num_cams, h = cfg_.grid_h(), w = cfg_.grid_w(), dn = cfg_.depth_num;
+  const int stride = cfg_.patch;
+  const auto& pr = cfg_.position_range;
+  Tensor out = Tensor::empty({int64_t(n) * h * w, 3 * dn}, DType::F32);
+  float* o = out.data<float>();
+  for (int cam = 0; cam < n; ++cam)
+    for (int i = 0; i < h; ++i)
+      for (int j = 0; j < w; ++j) {
+        // misc.locations: centres normalised by the padded size, then multiplied back.
+        const float u = (float(stride * j) + float(stride / 2)) / float(cfg_.img_w) * float(cfg_.img_w);
+        const float v = (float(stride * i) + float(stride / 2)) / float(cfg_.img_h) * float(cfg_.img_h);
+        float* row = o + ((int64_t(cam) * h + i) * w + j) * 3 * dn;
+        for (int k = 0; k < dn; ++k) {
+          const float dep = coords_d_[k];
+          const float dc = std::max(dep, 1e-5f);
+          const float p[3] = {u * dc, v * dc, dep};
+          float xyz[3];
+          const host::Mat4& m = img2lidars[cam];
+          for (int r = 0; r < 3; ++r)
+            xyz[r] = m[r * 4 + 0] * p[0] + m[r * 4 + 1] * p[1] + m[r * 4 + 2] * p[2] + m[r * 4 + 3];
+          for (int r = 0; r < 3; ++r)
+            row[k * 3 + r] = host::inverse_sigmoid((xyz[r] - pr[r]) / (pr[r + 3] - pr[r]));
+        }
+      }
+  return out;
+}
+
+// ---- forward ---------------------------------------------------------------------------------
+HeadsOutput PetrHeads::forward(const Tensor& backbone, const FrameGeometry& geo, VisionState& st) {
+  const VisionConfig& c = cfg_;
+  const int64_t d = c.dec_dim, ne = c.num_extra, nq = c.num_query, p = c.num_propagated;
+  const int64_t ml = c.memory_len, lml = c.lane_memory_len, n11 = c.num_lane_one2one;
+  const int64_t T = int64_t(c.num_cams) * c.grid_h() * c.grid_w();
+  const auto& pc = c.pc_range;
+  OMNIRT_CHECK(static_cast<int>(geo.lidar2img.size()) == c.num_cams, "frame geometry: expected ",
+               c.num_cams, " camera matrices, got ", geo.lidar2img.size());
+  HeadsOutput out;
+
+  // Image tokens in float32, [T, C].
+  Tensor tokens = backbone.reshape({T, c.embed_dim});
+  if (tokens.dtype() != DType::F32) {
+    Tensor f = empty({T, c.embed_dim}, device_);
+    ops::cast(tokens, f);
+    tokens = f;
+  }
+
+  // 3-D position embedding (depends on calibration only).
+  std::vector<host::Mat4> img2lidars = geo.img2lidars;
+  if (img2lidars.empty()) {
+    for (int cam = 0; cam < c.num_cams; ++cam) {
+      const std::string what = "calibration: lidar2img of camera " + std::to_string(cam);
+      img2lidars.push_back(host::inverse4(geo.lidar2img[cam], what.c_str()));
+    }
+  }
+  OMNIRT_CHECK(static_cast<int>(img2lidars.size()) == c.num_cams, "frame geometry: expected ",
+               c.num_cams, " img2lidars matrices, got ", img2lidars.size());
+  Tensor pos_embed = pos_enc2_(pos_enc0_(upload(position_embedding_input(img2lidars)),
+                                         GemmActivation::Relu));
+  out.pos_embed = pos_embed.reshape({1, T, d});
+
+  // ---- memory pre-update (host) -----------------------------------------------------------
+  const bool first = geo.is_first_frame || st.empty();
+  auto keep_of = [&](const Tensor& sample_time) {
+    if (first) return 0.f;
+    return std::fabs(sample_time.data<double>()[0] + geo.timestamp) < c.memory_keep_seconds ? 1.f : 0.f;
+  };
+  const float xb = keep_of(st.sample_time_bbox), xl = keep_of(st.sample_time_map);
+  out.memory_reset = xb == 0.f;
+  if (!first && xb == 0.f) LOG_INFO("vision memory reset: time gap to the previous frame >= ", c.memory_keep_seconds, " s");
+  // box memory, 600 entries in the current ego frame
+  std::vector<float> emb_b(ml * d, 0.f), ref_b(ml * 3, 0.f), pose_b(ml * 16, 0.f), canbus_b(c.can_bus_len * 14, 0.f);
+  std::vector<double> ts_b(ml, 0.0);
+  if (!first) {
+    for (int64_t e = 0; e < ml; ++e) {
+      ts_b[e] = (st.memory_timestamp_bbox.data<double>()[e] + geo.timestamp) * xb;
+      host::Mat4 mp;
+      std::memcpy(mp.data(), st.memory_egopose_bbox.data<float>() + e * 16, 64);
+      host::Mat4 aligned = host::matmul4(geo.ego_pose_inv, mp);
+      for (int i = 0; i < 16; ++i) pose_b[e * 16 + i] = aligned[i] * xb;
+      float r[3];
+      host::transform_point(geo.ego_pose_inv, st.memory_reference_point_bbox.data<float>() + e * 3, r);
+      for (int i = 0; i < 3; ++i) ref_b[e * 3 + i] = r[i] * xb;
+      for (int64_t i = 0; i < d; ++i) emb_b[e * d + i] = st.memory_embedding_bbox.data<float>()[e * d + i] * xb;
+    }
+    for (int i = 0; i < c.can_bus_len * 14; ++i) canbus_b[i] = st.memory_canbus_bbox.data<float>()[i] * xb;
+  }
+  for (int64_t e = 0; e < p; ++e) {  // pseudo reference points / identity poses after a reset
+    for (int i = 0; i < 3; ++i)
+      ref_b[e * 3 + i] += (1 - xb) * (pseudo_reference_[e * 3 + i] * (pc[i + 3] - pc[i]) + pc[i]);
+    for (int i = 0; i < 4; ++i) pose_b[e * 16 + i * 5] += (1 - xb);
+  }
+  // lane memory
+  const int ptsz = 3 * c.n_control;
+  std::vector<float> emb_l(lml * d, 0.f), ref_l(lml * ptsz, 0.f), pose_l(lml * 16, 0.f);
+  std::vector<double> ts_l(lml, 0.0);
+  if (!first) {
+    for (int64_t e = 0; e < lml; ++e) {
+      ts_l[e] = (st.memory_timestamp_map.data<double>()[e] + geo.timestamp) * xl;
+      host::Mat4 mp;
+      std::memcpy(mp.data(), st.memory_egopose_map.data<float>() + e * 16, 64);
+      host::Mat4 aligned = host::matmul4(geo.ego_pose_inv, mp);
+      for (int i = 0; i < 16; ++i) pose_l[e * 16 + i] = aligned[i] * xl;
+      for (int k = 0; k < c.n_control; ++k) {
+        float r[3];
+        host::transform_point(geo.ego_pose_inv, st.memory_reference_point_map.data<float>() + e * ptsz + k * 3, r);
+        for (int i = 0; i < 3; ++i) ref_l[e * ptsz + k * 3 + i] = r[i] * xl;
+      }
+      for (int64_t i = 0; i < d; ++i) emb_l[e * d + i] = st.memory_embedding_map.data<float>()[e * d + i] * xl;
+    }
+  }
+
+  // ---- box head ---------------------------------------------------------------------------
+  Tensor memory_b = box_in_proj_(tokens);
+  Tensor mem_k_b = add(memory_b, pos_embed);
+  std::vector<float> norm_ref_b(ml * 3);
+  for (int64_t e = 0; e < ml; ++e)
+    for (int i = 0; i < 3; ++i) norm_ref_b[e * 3 + i] = (ref_b[e * 3 + i] - pc[i]) / (pc[i + 3] - pc[i]);
+  Tensor temp_pos_b = temporal_pos(norm_ref_b, 3, ts_b.data(), pose_b.data(), static_cast<int>(ml));
+  Tensor emb_b_dev = upload(Tensor::from_vector(emb_b, {ml, d}));
+  // queries [VLM | detection | propagated]
+  Tensor tgt_b = cat_rows(cat_rows(box_query_embedding_, upload(Tensor::zeros({nq, d}, DType::F32))),
+                          emb_b_dev.slice(0, 0, p));
+  Tensor qpos_b = cat_rows(box_det_query_pos_, temp_pos_b.slice(0, 0, p));
+  const int64_t qb = ne + nq + p, kb = qb + (ml - p);
+  Tensor mask_b_host = Tensor::zeros({qb, kb}, DType::U8);
+  for (int64_t r = ne; r < qb; ++r)
+    for (int64_t col = 0; col < ne; ++col) mask_b_host.data<uint8_t>()[r * kb + col] = 1;
+  std::vector<Tensor> dec_b =
+      decode(box_layers_, tgt_b, qpos_b, mem_k_b, memory_b, upload(mask_b_host),
+             emb_b_dev.slice(0, p, ml), temp_pos_b.slice(0, p, ml));
+  // branches on the 900 detection + propagated queries, every layer
+  const int64_t nd = nq + p, L = c.dec_layers;
+  out.all_cls_scores = Tensor::empty({L, 1, nd, c.num_classes}, DType::F32);
+  out.all_bbox_preds = Tensor::empty({L, 1, nd, c.code_size}, DType::F32);
+  std::vector<float> reference(nd * 3);
+  for (int64_t q = 0; q < nd; ++q)
+    for (int i = 0; i < 3; ++i) {
+      const float r = q < nq ? box_reference_[q * 3 + i] : norm_ref_b[(q - nq) * 3 + i];
+      reference[q * 3 + i] = host::inverse_sigmoid(r);
+    }
+  for (int64_t l = 0; l < L; ++l) {
+    Tensor dq = dec_b[l].slice(0, ne, qb);
+    std::vector<float> cls = branch_cls(box_cls_lin_, box_cls_ln_, dq).to_float_vector();
+    std::vector<float> reg = branch_reg(box_reg_lin_, dq).to_float_vector();
+    std::memcpy(out.all_cls_scores.data<float>() + l * nd * c.num_classes, cls.data(), cls.size() * 4);
+    float* bp = out.all_bbox_preds.data<float>() + l * nd * c.code_size;
+    for (int64_t q = 0; q < nd; ++q)
+      for (int i = 0; i < c.code_size; ++i) {
+        float v = reg[q * c.code_size + i];
+        if (i < 3) v = host::sigmoid(v + reference[q * 3 + i]) * (pc[i + 3] - pc[i]) + pc[i];
+        bp[q * c.code_size + i] = v;
+      }
+  }
+  Tensor box_tokens = box_out_proj_(dec_b.back().slice(0, 0, ne));
+  // ego token from [command, can_bus] + can-bus memory + mean pose of each memory block
+  std::vector<float> rec_can(14);
+  rec_can[0] = geo.command;
+  std::copy(geo.can_bus.begin(), geo.can_bus.end(), rec_can.begin() + 1);
+  std::vector<float> can_in(rec_can);
+  can_in.insert(can_in.end(), canbus_b.begin(), canbus_b.end());
+  for (int64_t blk = 0; blk < ml / c.topk; ++blk)
+    for (int i = 0; i < 16; ++i) {
+      float s = 0.f;
+      for (int64_t e = 0; e < c.topk; ++e) s += pose_b[(blk * c.topk + e) * 16 + i];
+      can_in.push_back(s / static_cast<float>(c.topk));
+    }
+  Tensor ego_token = canbus2_(canbus0_(upload(Tensor::from_vector(can_in, {1, int64_t(can_in.size())})),
+                                       GemmActivation::Relu));
+
+  // ---- lane head (VLM + one2one) ----------------------------------------------------------
+  Tensor memory_l = lane_in_proj_(tokens);
+  Tensor mem_k_l = add(memory_l, pos_embed);
+  std::vector<float> norm_ref_l(lml * ptsz);
+  for (int64_t e = 0; e < lml; ++e)
+    for (int k = 0; k < ptsz; ++k)
+      norm_ref_l[e * ptsz + k] = (ref_l[e * ptsz + k] - pc[k % 3]) / (pc[k % 3 + 3] - pc[k % 3]);
+  Tensor temp_pos_l = temporal_pos(norm_ref_l, ptsz, ts_l.data(), pose_l.data(), static_cast<int>(lml));
+  const int64_t ql = ne + n11, kl = ql + lml;
+  Tensor mask_l_host = Tensor::zeros({ql, kl}, DType::U8);
+  for (int64_t r = ne; r < ql; ++r)
+    for (int64_t col = 0; col < ne; ++col) mask_l_host.data<uint8_t>()[r * kl + col] = 1;
+  Tensor emb_l_dev = upload(Tensor::from_vector(emb_l, {lml, d}));
+  std::vector<Tensor> dec_l = decode(lane_layers_, lane_tgt_, lane_query_pos_, mem_k_l, memory_l,
+                                     upload(mask_l_host), emb_l_dev, temp_pos_l);
+  out.all_lane_cls_one2one = Tensor::empty({L, 1, n11, 1}, DType::F32);
+  out.all_lane_preds_one2one = Tensor::empty({L, 1, n11, ptsz}, DType::F32);
+  for (int64_t l = 0; l < L; ++l) {
+    Tensor dq = dec_l[l].slice(0, ne, ql);
+    std::vector<float> cls = branch_cls(lane_cls_lin_, lane_cls_ln_, dq).to_float_vector();
+    std::vector<float> reg = branch_reg(lane_reg_lin_, dq).to_float_vector();
+    std::memcpy(out.all_lane_cls_one2one.data<float>() + l * n11, cls.data(), n11 * 4);
+    float* lp = out.all_lane_preds_one2one.data<float>() + l * n11 * ptsz;
+    for (int64_t q = 0; q < n11; ++q)
+      for (int k = 0; k < ptsz; ++k) {
+        const float v = host::sigmoid(reg[q * ptsz + k] + host::inverse_sigmoid(lane_reference_[q * ptsz + k]));
+        lp[q * ptsz + k] = v * (pc[k % 3 + 3] - pc[k % 3]) + pc[k % 3];
+      }
+  }
+  Tensor lane_tokens = lane_out_proj_(dec_l.back().slice(0, 0, ne));
+
+  // ---- 513 vision tokens [box | ego | lane] -----------------------------------------------
+  out.vision_tokens = cat_rows(cat_rows(box_tokens, ego_token), lane_tokens).reshape({1, 2 * ne + 1, c.out_dims});
+
+  // ---- decoding (host) --------------------------------------------------------------------
+  {
+    const float* cls = out.all_cls_scores.data<float>() + (L - 1) * nd * c.num_classes;
+    const float* bp = out.all_bbox_preds.data<float>() + (L - 1) * nd * c.code_size;
+    std::vector<float> flat(nd * c.num_classes);
+    for (size_t i = 0; i < flat.size(); ++i) flat[i] = host::sigmoid(cls[i]);
+    for (int idx : topk_indices(flat, c.max_boxes)) {
+      const int q = idx / c.num_classes, label = idx % c.num_classes;
+      const float* b = bp + int64_t(q) * c.code_size;
+      std::array<float, 9> box{b[0], b[1], b[2], std::exp(b[3]), std::exp(b[4]), std::exp(b[5]),
+                               std::atan2(b[6], b[7]), b[8], b[9]};
+      bool inside = true;
+      for (int i = 0; i < 3; ++i)
+        inside &= box[i] >= c.position_range[i] && box[i] <= c.position_range[i + 3];
+      if (!inside) continue;
+      box[2] -= box[5] * 0.5f;  // bottom centre
+      out.boxes.boxes.push_back(box);
+      out.boxes.scores.push_back(flat[idx]);
+      out.boxes.labels.push_back(label);
+      out.boxes.query.push_back(q);
+    }
+    const float* lp = out.all_lane_preds_one2one.data<float>() + (L - 1) * n11 * ptsz;
+    const float* lc = out.all_lane_cls_one2one.data<float>() + (L - 1) * n11;
+    out.lanes.points = Tensor::empty({n11, c.n_control, 3}, DType::F32);
+    out.lanes.scores = Tensor::empty({n11}, DType::F32);
+    for (int64_t q = 0; q < n11; ++q) {
+      out.lanes.scores.data<float>()[q] = host::sigmoid(lc[q]);
+      for (int k = 0; k < ptsz; ++k) {
+        float v = lp[q * ptsz + k];
+        if (k % 3 < 2) v = std::clamp(v, pc[k % 3], pc[k % 3 + 3]);
+        out.lanes.points.data<float>()[q * ptsz + k] = v;
+      }
+    }
+  }
+
+  // ---- memory post-update (host) ----------------------------------------------------------
+  {
+    const float* cls = out.all_cls_scores.data<float>() + (L - 1) * nd * c.num_classes;
+    const float* bp = out.all_bbox_preds.data<float>() + (L - 1) * nd * c.code_size;
+    std::vector<float> score(nd);
+    for (int64_t q = 0; q < nd; ++q) {
+      float m = -INFINITY;
+      for (int k = 0; k < c.num_classes; ++k) m = std::max(m, host::sigmoid(cls[q * c.num_classes + k]));
+      score[q] = m;
+    }
+    out.topk_indexes_bbox = topk_indices(score, c.topk);
+    std::vector<float> dec_last = dec_b.back().slice(0, ne, qb).to_float_vector();
+    const int64_t mb = c.topk + ml;
+    VisionState ns;
+    ns.memory_embedding_bbox = Tensor::empty({1, mb, d}, DType::F32);
+    ns.memory_reference_point_bbox = Tensor::empty({1, mb, 3}, DType::F32);
+    ns.memory_timestamp_bbox = Tensor::empty({1, mb, 1}, DType::F64);
+    ns.memory_egopose_bbox = Tensor::empty({1, mb, 4, 4}, DType::F32);
+    ns.memory_canbus_bbox = Tensor::empty({1, c.can_bus_len + 1, 14}, DType::F32);
+    ns.sample_time_bbox = Tensor::from_vector({0.f}, {1}).to_dtype(DType::F64);
+    ns.sample_time_bbox.data<double>()[0] = 0.0 - geo.timestamp;
+    const host::Mat4 eye = host::identity4();
+    for (int64_t e = 0; e < mb; ++e) {
+      const bool rec = e < c.topk;
+      const int q = rec ? out.topk_indexes_bbox[e] : -1;
+      const float* emb = rec ? &dec_last[int64_t(q) * d] : &emb_b[(e - c.topk) * d];
+      std::memcpy(ns.memory_embedding_bbox.data<float>() + e * d, emb, d * 4);
+      const float* r = rec ? bp + int64_t(q) * c.code_size : &ref_b[(e - c.topk) * 3];
+      host::transform_point(geo.ego_pose, r, ns.memory_reference_point_bbox.data<float>() + e * 3);
+      const double ts = rec ? 0.0 : ts_b[e - c.topk];
+      ns.memory_timestamp_bbox.data<double>()[e] = ts - geo.timestamp;
+      host::Mat4 pose = eye;
+      if (!rec) std::memcpy(pose.data(), &pose_b[(e - c.topk) * 16], 64);
+      host::Mat4 g = host::matmul4(geo.ego_pose, pose);
+      std::memcpy(ns.memory_egopose_bbox.data<float>() + e * 16, g.data(), 64);
+    }
+    std::memcpy(ns.memory_canbus_bbox.data<float>(), rec_can.data(), 14 * 4);
+    std::memcpy(ns.memory_canbus_bbox.data<float>() + 14, canbus_b.data(), canbus_b.size() * 4);
+
+    // lane memory: top lane_topk of the one2one lanes
+    const float* lc = out.all_lane_cls_one2one.data<float>() + (L - 1) * n11;
+    const float* lp = out.all_lane_preds_one2one.data<float>() + (L - 1) * n11 * ptsz;
+    std::vector<float> lscore(n11);
+    for (int64_t q = 0; q < n11; ++q) lscore[q] = host::sigmoid(lc[q]);
+    out.topk_indexes_map = topk_indices(lscore, c.lane_topk);
+    std::vector<float> dec_last_l = dec_l.back().slice(0, ne, ql).to_float_vector();
+    const int64_t mm = c.lane_topk + lml;
+    ns.memory_embedding_map = Tensor::empty({1, mm, d}, DType::F32);
+    ns.memory_reference_point_map = Tensor::empty({1, mm, c.n_control, 3}, DType::F32);
+    ns.memory_timestamp_map = Tensor::empty({1, mm, 1}, DType::F64);
+    ns.memory_egopose_map = Tensor::empty({1, mm, 4, 4}, DType::F32);
+    ns.sample_time_map = Tensor::from_vector({0.f}, {1}).to_dtype(DType::F64);
+    ns.sample_time_map.data<double>()[0] = 0.0 - geo.timestamp;
+    for (int64_t e = 0; e < mm; ++e) {
+      const bool rec = e < c.lane_topk;
+      const int q = rec ? out.topk_indexes_map[e] : -1;
+      const float* emb = rec ? &dec_last_l[int64_t(q) * d] : &emb_l[(e - c.lane_topk) * d];
+      std::memcpy(ns.memory_embedding_map.data<float>() + e * d, emb, d * 4);
+      const float* r = rec ? lp + int64_t(q) * ptsz : &ref_l[(e - c.lane_topk) * ptsz];
+      for (int k = 0; k < c.n_control; ++k)
+        host::transform_point(geo.ego_pose, r + k * 3,
+                              ns.memory_reference_point_map.data<float>() + e * ptsz + k * 3);
+      const double ts = rec ? 0.0 : ts_l[e - c.lane_topk];
+      ns.memory_timestamp_map.data<double>()[e] = ts - geo.timestamp;
+      host::Mat4 pose = eye;
+      if (!rec) std::memcpy(pose.data(), &pose_l[(e - c.lane_topk) * 16], 64);
+      host::Mat4 g = host::matmul4(geo.ego_pose, pose);
+      std::memcpy(ns.memory_egopose_map.data<float>() + e * 16, g.data(), 64);
+    }
+    st = std::move(ns);
+  }
+  return out;
+}
+
+}  // namespace omnirt::vision

@@ -1,0 +1,162 @@
+// The heads of OmniDrive's vision part (spec/omnidrive_model.md §3): the 3-D frustum position
+// embedding, the StreamPETR box head, the PETRHeadM lane head, their temporal memory and the
+// VLM/ego tokens. Mirrors python/omnidrive_ref/heads.py + vision.py.
+//
+// Split of the work:
+//   * on the engine's device (CPU or CUDA, through ops::*): every Linear/MLP, the decoders'
+//     attention, LayerNorms and the token projections — everything that scales with the image
+//     tokens or the queries;
+//   * on the host, in the reference's own dtypes: the per-frame bookkeeping of a few thousand
+//     values (memory alignment, NeRF/sinusoidal encodings of positions and timestamps, top-k,
+//     box/lane decoding), which the reference partly does in float64.
+// The lane head builds only the [VLM | one2one] queries: by the attention mask the 1500
+// one2many queries cannot influence any output we use (tests/vision show it numerically).
+#pragma once
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "core/tensor.h"
+#include "models/vision/eva_vit.h"
+#include "models/vision/host_math.h"
+#include "models/vision/vision_config.h"
+
+namespace omnirt::vision {
+
+// Per-frame inputs of the heads (batch 1). Matrices are row-major float32.
+struct FrameGeometry {
+  std::vector<host::Mat4> lidar2img;  // per camera: ego -> image (after preprocessing)
+  // Optional: the inverses (image -> ego), as the deploy runner computes them (torch.inverse
+  // in float32). When empty, the engine inverts lidar2img itself.
+  std::vector<host::Mat4> img2lidars;
+  host::Mat4 ego_pose{};              // ego -> global
+  host::Mat4 ego_pose_inv{};          // global -> ego
+  double timestamp = 0;               // seconds (scene-relative recommended)
+  float command = 2;                  // 0 left, 1 right, 2 forward
+  std::array<float, 13> can_bus{};
+  bool is_first_frame = false;
+};
+
+// Temporal memory carried between frames (spec §1.3), host tensors, as after a post-update.
+// Empty (undefined tensors) before the first frame.
+struct VisionState {
+  Tensor memory_embedding_bbox;        // F32 [1, topk+memory_len, d]
+  Tensor memory_reference_point_bbox;  // F32 [1, M, 3]
+  Tensor memory_timestamp_bbox;        // F64 [1, M, 1]
+  Tensor memory_egopose_bbox;          // F32 [1, M, 4, 4]
+  Tensor memory_canbus_bbox;           // F32 [1, can_bus_len+1, 14]
+  Tensor sample_time_bbox;             // F64 [1]
+  Tensor memory_embedding_map;         // F32 [1, lane_topk+lane_memory_len, d]
+  Tensor memory_reference_point_map;   // F32 [1, M, n_control, 3]
+  Tensor memory_timestamp_map;         // F64 [1, M, 1]
+  Tensor memory_egopose_map;           // F32 [1, M, 4, 4]
+  Tensor sample_time_map;              // F64 [1]
+  bool empty() const { return !memory_embedding_bbox.defined(); }
+  std::map<std::string, Tensor> as_map() const;
+  static VisionState from_map(const std::map<std::string, Tensor>& m, const VisionConfig& cfg,
+                              const std::string& where);
+};
+
+struct DecodedBoxes {  // NMS-free top-k, sorted by score
+  std::vector<std::array<float, 9>> boxes;  // x, y, z_bottom, size0, size1, size2, yaw, vx, vy
+  std::vector<float> scores;
+  std::vector<int> labels;
+  std::vector<int> query;  // which of the 900 queries produced it
+};
+struct DecodedLanes {
+  Tensor points;  // F32 [num_lane_one2one, n_control, 3], x/y clamped to pc_range
+  Tensor scores;  // F32 [num_lane_one2one]
+};
+
+struct HeadsOutput {
+  Tensor pos_embed;               // [1, T, d] on device
+  Tensor all_cls_scores;          // host F32 [L, 1, Q, num_classes]
+  Tensor all_bbox_preds;          // host F32 [L, 1, Q, 10]
+  Tensor all_lane_cls_one2one;    // host F32 [L, 1, n11, 1]
+  Tensor all_lane_preds_one2one;  // host F32 [L, 1, n11, 3*n_control]
+  Tensor vision_tokens;           // [1, 2*num_extra+1, out_dims] on device
+  DecodedBoxes boxes;
+  DecodedLanes lanes;
+  std::vector<int> topk_indexes_bbox, topk_indexes_map;
+  bool memory_reset = false;  // true when the memory was dropped this frame (first frame / gap)
+};
+
+struct Linear {
+  Tensor w, b;
+  void load(const WeightGetter& get, const std::string& name, int64_t out, int64_t in,
+            Device device, bool bias = true);
+  void apply(const Tensor& x, Tensor& out, ops::GemmActivation act = ops::GemmActivation::None) const;
+  Tensor operator()(const Tensor& x, ops::GemmActivation act = ops::GemmActivation::None) const;
+};
+struct Norm {
+  Tensor w, b;
+  void load(const WeightGetter& get, const std::string& name, int64_t dim, Device device);
+};
+struct Mha {
+  Linear q, k, v, out;  // slices of in_proj_weight / in_proj_bias
+  int heads = 8;
+};
+struct DecoderLayer {
+  Mha self_attn, cross_attn;
+  Norm norm1, norm2, norm3;
+  Linear ffn1, ffn2;
+};
+
+class PetrHeads {
+ public:
+  PetrHeads(const VisionConfig& cfg, const WeightGetter& get, Device device, bool tf32 = false);
+
+  // tokens: backbone features [N, gh, gw, C] on the device (any float dtype; converted to F32).
+  // `state` is read and replaced by the new memory.
+  HeadsOutput forward(const Tensor& tokens, const FrameGeometry& geo, VisionState& state);
+
+  // The 3-D position-embedding MLP input for given cameras (inverse_sigmoid of normalised
+  // frustum points), host F32 [T, 3*depth_num]. Exposed for tests.
+  Tensor position_embedding_input(const std::vector<host::Mat4>& img2lidars) const;
+
+ private:
+  struct BoxMem;
+  Tensor mlp_query_pos(const Tensor& nerf_host) const;
+  Tensor temporal_pos(const std::vector<float>& norm_ref, int per_entry, const double* ts,
+                      const float* pose, int entries) const;
+  std::vector<Tensor> decode(const std::vector<DecoderLayer>& layers, const Tensor& tgt,
+                             const Tensor& query_pos, const Tensor& mem_k, const Tensor& mem_v,
+                             const Tensor& mask, const Tensor& temp_memory,
+                             const Tensor& temp_pos) const;
+  Tensor attention(const Mha& m, const Tensor& q_in, const Tensor& k_in, const Tensor& v_in,
+                   const Tensor& mask) const;
+  Tensor branch_cls(const std::vector<Linear>& lin, const std::vector<Norm>& ln,
+                    const Tensor& x) const;
+  Tensor branch_reg(const std::vector<Linear>& lin, const Tensor& x) const;
+  Tensor upload(const Tensor& host) const;
+
+  VisionConfig cfg_;
+  Device device_;
+  ops::GemmOptions gemm_;
+  // shared detector-level modules
+  Linear query_pos0_, query_pos2_, time_emb0_, pos_enc0_, pos_enc2_;
+  Norm time_emb1_;
+  Linear mln_reduce_, mln_gamma_, mln_beta_;
+  std::vector<float> coords_d_;
+  Tensor time_embedding_zero_;  // time_embedding(pos2posemb1d(0)) [d], device
+  // box head
+  Linear box_in_proj_, box_out_proj_, canbus0_, canbus2_;
+  std::vector<DecoderLayer> box_layers_;
+  std::vector<Linear> box_cls_lin_, box_reg_lin_;
+  std::vector<Norm> box_cls_ln_;
+  Tensor box_query_embedding_;          // [ne, d] device
+  std::vector<float> box_reference_;    // [nq, 3] host (raw, no sigmoid)
+  std::vector<float> pseudo_reference_; // [p, 3] host
+  Tensor box_det_query_pos_;            // [ne+nq, d] device: MLP(NeRF(ref)) + time_emb(0), VLM rows 0
+  // lane head
+  Linear lane_in_proj_, lane_out_proj_;
+  std::vector<DecoderLayer> lane_layers_;
+  std::vector<Linear> lane_cls_lin_, lane_reg_lin_;
+  std::vector<Norm> lane_cls_ln_;
+  Tensor lane_tgt_;                     // [ne + n11, d] device: [query_embedding; instance[:n11]]
+  Tensor lane_query_pos_;               // [ne + n11, d] device
+  std::vector<float> lane_reference_;   // [n11, 33] host, sigmoid space
+};
+
+}  // namespace omnirt::vision

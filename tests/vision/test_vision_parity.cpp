@@ -1,0 +1,142 @@
+// Parity of the C++ vision engine with the PyTorch reference (python/omnidrive_ref) on the tiny
+// checkpoint's golden fixtures: two consecutive frames, so the temporal memory path is exercised.
+// The reference computes all 1800 lanes (one2one + one2many); the engine only the 300 one2one:
+// matching the reference here is the numerical evidence that dropping one2many changes nothing.
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <set>
+
+#include "common/test_util.h"
+#include "io/safetensors.h"
+#include "models/vision/vision_engine.h"
+
+using namespace omnirt;
+using namespace omnirt::vision;
+
+namespace {
+
+const std::string kData = OMNIRT_TEST_DATA_DIR;
+
+host::Mat4 mat(const Tensor& t, int64_t index) {
+  host::Mat4 m;
+  std::vector<float> v = t.to_float_vector();
+  std::memcpy(m.data(), v.data() + index * 16, 64);
+  return m;
+}
+
+FrameGeometry geometry(const SafetensorsFile& f, int cams) {
+  FrameGeometry g;
+  Tensor l2i = f.get("inputs.lidar2img"), i2l = f.get("inputs.img2lidars");
+  for (int c = 0; c < cams; ++c) {
+    g.lidar2img.push_back(mat(l2i, c));
+    g.img2lidars.push_back(mat(i2l, c));
+  }
+  g.ego_pose = mat(f.get("inputs.ego_pose"), 0);
+  g.ego_pose_inv = mat(f.get("inputs.ego_pose_inv"), 0);
+  g.timestamp = f.get("inputs.timestamp").data<double>()[0];
+  g.command = f.get("inputs.command").to_float_vector()[0];
+  std::vector<float> cb = f.get("inputs.can_bus").to_float_vector();
+  std::copy(cb.begin(), cb.end(), g.can_bus.begin());
+  g.is_first_frame = f.get("inputs.is_first_frame").to_float_vector()[0] != 0.f;
+  return g;
+}
+
+double rel(const Tensor& ours, const Tensor& ref) { return omnirt::testing::rel_error(ours, ref); }
+
+void check_frames(Device device, double tol) {
+  auto engine = VisionEngine::load(kData + "/tiny_ckpt", {device, DType::F32, false});
+  const VisionConfig& c = engine->config();
+  for (int frame = 0; frame < 2; ++frame) {
+    SCOPED_TRACE("frame " + std::to_string(frame));
+    auto f = SafetensorsFile::open(kData + "/fixtures/frame" + std::to_string(frame) + ".safetensors");
+    Tensor img = f.get("inputs.img").reshape({c.num_cams, 3, c.img_h, c.img_w});
+    VisionFrameResult r = engine->run(img, geometry(f, c.num_cams));
+    // backbone: reference [1, N, C, h, w], ours [N, h, w, C]
+    Tensor ours_bb = r.backbone.to(Device::CPU).permute({0, 3, 1, 2}).contiguous();
+    EXPECT_LE(rel(ours_bb, f.get("out.backbone_feats")), tol) << "backbone";
+    EXPECT_LE(rel(r.heads.pos_embed, f.get("out.pos_embed")), std::max(tol, 1e-4)) << "pos_embed";
+    EXPECT_LE(rel(r.heads.all_cls_scores, f.get("out.all_cls_scores")), tol) << "all_cls_scores";
+    EXPECT_LE(rel(r.heads.all_bbox_preds, f.get("out.all_bbox_preds")), tol) << "all_bbox_preds";
+    EXPECT_LE(rel(r.heads.all_lane_cls_one2one, f.get("out.all_lane_cls_one2one")), tol);
+    EXPECT_LE(rel(r.heads.all_lane_preds_one2one, f.get("out.all_lane_preds_one2one")), tol);
+    EXPECT_LE(rel(r.heads.vision_tokens, f.get("out.vision_tokens")), tol) << "vision_tokens";
+    // Same top-k boxes (compared as (query, label) sets; ties may reorder).
+    std::vector<float> q_ref = f.get("out.boxes.query").to_float_vector();
+    std::vector<float> l_ref = f.get("out.boxes.labels").to_float_vector();
+    std::set<std::pair<int, int>> ref_set, our_set;
+    for (size_t i = 0; i < q_ref.size(); ++i) ref_set.insert({int(q_ref[i]), int(l_ref[i])});
+    for (size_t i = 0; i < r.heads.boxes.query.size(); ++i)
+      our_set.insert({r.heads.boxes.query[i], r.heads.boxes.labels[i]});
+    EXPECT_EQ(our_set, ref_set);
+    EXPECT_LE(rel(r.heads.lanes.points, f.get("out.lanes.points")), tol) << "lane points";
+    // The memory after the frame.
+    auto state = engine->state().as_map();
+    for (const auto& [name, t] : state)
+      EXPECT_LE(rel(t, f.get("state_out." + name)), std::max(tol, 1e-5)) << name;
+  }
+}
+
+}  // namespace
+
+TEST(VisionParity, CpuMatchesReferenceTwoFrames) { check_frames(Device::CPU, 1e-4); }
+
+TEST(VisionParity, CudaFp32MatchesReferenceTwoFrames) {
+  OMNIRT_REQUIRE_CUDA();
+  check_frames(Device::CUDA, 1e-4);
+}
+
+TEST(VisionEngine, BadInputsAreClearErrors) {
+  auto engine = VisionEngine::load(kData + "/tiny_ckpt", {Device::CPU, DType::F32, false});
+  const VisionConfig& c = engine->config();
+  auto f = SafetensorsFile::open(kData + "/fixtures/frame0.safetensors");
+  Tensor img = f.get("inputs.img").reshape({c.num_cams, 3, c.img_h, c.img_w}).clone();
+  FrameGeometry g = geometry(f, c.num_cams);
+  auto expect_error = [&](const Tensor& im, const FrameGeometry& geo, const std::string& needle) {
+    try {
+      engine->run(im, geo);
+      ADD_FAILURE() << "expected an error mentioning '" << needle << "'";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+    }
+  };
+  // wrong number of cameras
+  expect_error(img.slice(0, 0, c.num_cams - 1).contiguous(), g, "camera images");
+  // NaN pixel
+  Tensor bad = img.clone();
+  bad.data<float>()[bad.numel() - 5] = NAN;
+  expect_error(bad, g, "non-finite");
+  // a missing camera matrix
+  FrameGeometry g2 = g;
+  g2.lidar2img.pop_back();
+  expect_error(img, g2, "lidar2img");
+  // a non-invertible camera matrix
+  FrameGeometry g3 = g;
+  g3.img2lidars.clear();
+  g3.lidar2img[1] = host::Mat4{};
+  expect_error(img, g3, "camera 1");
+  // time going backwards
+  engine->run(img, g);
+  FrameGeometry g4 = g;
+  g4.is_first_frame = false;
+  g4.timestamp = g.timestamp - 0.5;
+  expect_error(img, g4, "backwards");
+}
+
+TEST(VisionEngine, MemoryResetsAfterTwoSecondGap) {
+  auto engine = VisionEngine::load(kData + "/tiny_ckpt", {Device::CPU, DType::F32, false});
+  const VisionConfig& c = engine->config();
+  auto f0 = SafetensorsFile::open(kData + "/fixtures/frame0.safetensors");
+  auto f1 = SafetensorsFile::open(kData + "/fixtures/frame1.safetensors");
+  Tensor img0 = f0.get("inputs.img").reshape({c.num_cams, 3, c.img_h, c.img_w});
+  Tensor img1 = f1.get("inputs.img").reshape({c.num_cams, 3, c.img_h, c.img_w});
+  FrameGeometry g0 = geometry(f0, c.num_cams), g1 = geometry(f1, c.num_cams);
+  EXPECT_TRUE(engine->run(img0, g0).heads.memory_reset);  // first frame
+  EXPECT_FALSE(engine->run(img1, g1).heads.memory_reset);  // 0.5 s later: kept
+  FrameGeometry late = g1;
+  late.timestamp = g1.timestamp + 2.0;  // exactly 2 s: |dt| < 2 fails -> reset
+  EXPECT_TRUE(engine->run(img1, late).heads.memory_reset);
+  FrameGeometry soon = late;
+  soon.timestamp = late.timestamp + 1.99;
+  EXPECT_FALSE(engine->run(img1, soon).heads.memory_reset);
+}
