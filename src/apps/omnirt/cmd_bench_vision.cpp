@@ -1,0 +1,113 @@
+// `omnirt bench-vision`: latency of the vision engine (backbone + heads + memory, one frame),
+// p50/p90 over many runs, as a table and JSON.
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <random>
+
+#include "apps/omnirt/command.h"
+#include "core/device.h"
+#include "core/progress.h"
+#include "models/vision/vision_engine.h"
+
+namespace {
+
+using namespace omnirt;
+using namespace omnirt::vision;
+
+struct Args {
+  std::string model;
+  std::string device = "cuda";
+  std::string dtype = "fp32";
+  bool tf32 = false;
+  int runs = 20, warmup = 3;
+  std::string json;
+};
+
+double percentile(std::vector<double> v, double p) {
+  std::sort(v.begin(), v.end());
+  const double pos = p * (v.size() - 1);
+  const size_t lo = static_cast<size_t>(pos);
+  const size_t hi = std::min(lo + 1, v.size() - 1);
+  return v[lo] + (v[hi] - v[lo]) * (pos - lo);
+}
+
+// A plausible frame: ring of cameras 1.5 m up looking outwards, fixed random images.
+FrameGeometry synthetic_geometry(const VisionConfig& c, int frame) {
+  FrameGeometry g;
+  for (int cam = 0; cam < c.num_cams; ++cam) {
+    const float yaw = 2.f * 3.14159265f * cam / c.num_cams;
+    // camera axes: z forward (along yaw), x right, y down
+    const float fx = 0.4f * 1266.f, fy = 0.8f * 1266.f, cx = c.img_w / 2.f, cy = c.img_h / 2.f;
+    const float cz = std::cos(yaw), sz = std::sin(yaw);
+    host::Mat4 ego2cam{sz, -cz, 0, 0, 0, 0, -1, 1.5f, cz, sz, 0, 0, 0, 0, 0, 1};
+    host::Mat4 k{fx, 0, cx, 0, 0, fy, cy, 0, 0, 0, 1, 0, 0, 0, 0, 1};
+    g.lidar2img.push_back(host::matmul4(k, ego2cam));
+  }
+  g.ego_pose = host::identity4();
+  g.ego_pose[3] = 2.f * frame;  // moving forward 2 m per frame
+  g.ego_pose_inv = host::inverse4(g.ego_pose, "ego_pose");
+  g.timestamp = 0.5 * frame;
+  g.is_first_frame = frame == 0;
+  return g;
+}
+
+omnirt::cli::Command bench_vision_cmd(
+    "bench-vision", "Benchmark the vision engine (one frame: backbone + heads + memory)",
+    [](CLI::App& app) {
+      auto a = std::make_shared<Args>();
+      app.add_option("--model", a->model, "checkpoint folder (config.json + vision.safetensors)")
+          ->required();
+      app.add_option("--device", a->device, "cpu or cuda")->check(CLI::IsMember({"cpu", "cuda"}));
+      app.add_option("--dtype", a->dtype, "backbone precision: fp32, fp16, bf16")
+          ->check(CLI::IsMember({"fp32", "fp16", "bf16"}));
+      app.add_flag("--tf32", a->tf32, "let fp32 GEMMs use TF32");
+      app.add_option("--runs", a->runs, "timed runs")->check(CLI::Range(1, 100000));
+      app.add_option("--warmup", a->warmup, "untimed runs first")->check(CLI::Range(0, 1000));
+      app.add_option("--json", a->json, "write the results as JSON to this file");
+      return [a]() {
+        VisionEngineOptions opt;
+        opt.device = a->device == "cuda" ? Device::CUDA : Device::CPU;
+        opt.backbone_dtype = a->dtype == "fp16" ? DType::F16 : a->dtype == "bf16" ? DType::BF16 : DType::F32;
+        opt.tf32 = a->tf32;
+        auto engine = VisionEngine::load(a->model, opt);
+        const VisionConfig& c = engine->config();
+        std::mt19937 rng(1234);
+        std::normal_distribution<float> nd(0.f, 1.f);
+        Tensor img_host = Tensor::empty({c.num_cams, 3, c.img_h, c.img_w}, DType::F32);
+        for (int64_t i = 0; i < img_host.numel(); ++i) img_host.data<float>()[i] = nd(rng);
+        Tensor img = opt.backbone_dtype == DType::F32 ? img_host : img_host.to_dtype(opt.backbone_dtype);
+        if (opt.device == Device::CUDA) img = img.to(Device::CUDA);
+        std::vector<double> ms;
+        ProgressBar bar("bench-vision", a->warmup + a->runs);
+        for (int i = 0; i < a->warmup + a->runs; ++i) {
+          device_synchronize();
+          auto t0 = std::chrono::steady_clock::now();
+          auto r = engine->run(img, synthetic_geometry(c, i));
+          (void)r;
+          device_synchronize();
+          auto t1 = std::chrono::steady_clock::now();
+          if (i >= a->warmup) ms.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
+          bar.advance();
+        }
+        bar.finish();
+        const double p50 = percentile(ms, 0.5), p90 = percentile(ms, 0.9);
+        const std::string gpu = opt.device == Device::CUDA ? cuda_device_description() : "cpu";
+        std::printf("vision engine  device %s  backbone %s%s  cameras %d x %dx%d\n", gpu.c_str(),
+                    a->dtype.c_str(), a->tf32 ? " (tf32)" : "", c.num_cams, c.img_h, c.img_w);
+        std::printf("| metric | p50 ms | p90 ms | runs |\n| --- | --- | --- | --- |\n");
+        std::printf("| vision frame (host wall clock, synchronised) | %.3f | %.3f | %d |\n", p50, p90,
+                    a->runs);
+        if (!a->json.empty()) {
+          nlohmann::json j = {{"what", "vision_frame"}, {"device", gpu},        {"dtype", a->dtype},
+                              {"tf32", a->tf32},        {"p50_ms", p50},        {"p90_ms", p90},
+                              {"runs", a->runs},        {"commit", OMNIRT_GIT_COMMIT}, {"samples_ms", ms}};
+          std::ofstream(a->json) << j.dump(2) << "\n";
+        }
+        return 0;
+      };
+    });
+
+}  // namespace
