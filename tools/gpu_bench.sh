@@ -60,8 +60,8 @@ if has bench; then
   fi
   [ -x "$BUILD/bench/bench_ops" ] && "$BUILD/bench/bench_ops" --benchmark_min_time=0.2 \
     > "$OUT/bench_ops.txt" 2>&1 && tail -30 "$OUT/bench_ops.txt"
-  if [ -f ../shared/bench/torch_baseline.py ]; then TB=../shared/bench/torch_baseline.py; else TB=shared/bench/torch_baseline.py; fi
-  if [ -f "$TB" ]; then
+  TB=""; for c in ../shared/bench/torch_baseline.py shared/bench/torch_baseline.py .cache/torch_baseline.py; do [ -f "$c" ] && TB=$c && break; done
+  if [ -n "$TB" ]; then
     SKIP_COMPILE=1 python3 "$TB" > "$OUT/torch_baseline.jsonl" 2>&1; echo "torch baseline rc=$?"
     cat "$OUT/torch_baseline.jsonl" | tail -15
   else
