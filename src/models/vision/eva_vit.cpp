@@ -84,32 +84,6 @@ Tensor bicubic_resize_hwc(const Tensor& grid, int out_h, int out_w) {
   return out;
 }
 
-void eva_rope_tables(int dim, int pt_seq_len, int ft_seq_len, float theta, Tensor& cos_t,
-                     Tensor& sin_t) {
-  const int half = dim / 2;
-  std::vector<float> freqs(half);
-  for (int i = 0; i < half; ++i)
-    freqs[i] = 1.0f / std::pow(theta, static_cast<float>(2 * i) / static_cast<float>(dim));
-  std::vector<float> pos(ft_seq_len);
-  for (int k = 0; k < ft_seq_len; ++k)  // float32, as torch.arange(ft) / ft * pt
-    pos[k] = static_cast<float>(k) / static_cast<float>(ft_seq_len) * static_cast<float>(pt_seq_len);
-  const int64_t tokens = int64_t(ft_seq_len) * ft_seq_len;
-  cos_t = Tensor::empty({tokens, 2 * dim}, DType::F32);
-  sin_t = Tensor::empty({tokens, 2 * dim}, DType::F32);
-  for (int r = 0; r < ft_seq_len; ++r)
-    for (int c = 0; c < ft_seq_len; ++c) {
-      float* co = cos_t.data<float>() + (int64_t(r) * ft_seq_len + c) * 2 * dim;
-      float* si = sin_t.data<float>() + (int64_t(r) * ft_seq_len + c) * 2 * dim;
-      for (int i = 0; i < half; ++i) {
-        const float ar = pos[r] * freqs[i], ac = pos[c] * freqs[i];
-        co[2 * i] = co[2 * i + 1] = std::cos(ar);
-        si[2 * i] = si[2 * i + 1] = std::sin(ar);
-        co[dim + 2 * i] = co[dim + 2 * i + 1] = std::cos(ac);
-        si[dim + 2 * i] = si[dim + 2 * i + 1] = std::sin(ac);
-      }
-    }
-}
-
 EvaVit::EvaVit(const VisionConfig& cfg, const WeightGetter& get, Device device, DType dtype,
                bool tf32)
     : cfg_(cfg), device_(device), dtype_(dtype) {
@@ -133,14 +107,15 @@ EvaVit::EvaVit(const VisionConfig& cfg, const WeightGetter& get, Device device, 
   abs_pos_ = place((g == cfg.grid_h() && g == cfg.grid_w()) ? grid.clone()
                                                              : bicubic_resize_hwc(grid, cfg.grid_h(), cfg.grid_w()));
 
-  Tensor c, s;
+  // RoPE tables stay float32 whatever the compute dtype (EVA keeps them as float32 buffers).
+  auto to_dev = [&](const Tensor& t) { return device == Device::CPU ? t : t.to(device); };
   const int half_head = cfg.vit_head_dim() / 2;
-  eva_rope_tables(half_head, cfg.pt_hw_seq_len, cfg.window_size, cfg.rope_theta, c, s);
-  rope_win_cos_ = place(c);
-  rope_win_sin_ = place(s);
-  eva_rope_tables(half_head, cfg.pt_hw_seq_len, cfg.grid_h(), cfg.rope_theta, c, s);
-  rope_glb_cos_ = place(c);
-  rope_glb_sin_ = place(s);
+  ops::RopeTables win = ops::eva_rope_tables(cfg.window_size, cfg.pt_hw_seq_len, half_head, cfg.rope_theta);
+  ops::RopeTables glb = ops::eva_rope_tables(cfg.grid_h(), cfg.pt_hw_seq_len, half_head, cfg.rope_theta);
+  rope_win_cos_ = to_dev(win.cos);
+  rope_win_sin_ = to_dev(win.sin);
+  rope_glb_cos_ = to_dev(glb.cos);
+  rope_glb_sin_ = to_dev(glb.sin);
 
   for (int i = 0; i < cfg.depth; ++i) {
     const std::string b = pre + "blocks." + std::to_string(i) + ".";

@@ -67,9 +67,4 @@ class EvaVit {
 // [out_h, out_w, C] (A = -0.75, border indices clamped) — host reference, used at load.
 Tensor bicubic_resize_hwc(const Tensor& grid, int out_h, int out_w);
 
-// EVA's 2-D RoPE tables (VisionRotaryEmbeddingFast): [ft*ft, 2*dim] cos and sin for
-// dim = head_dim/2 channels per axis, positions k * pt / ft (float32).
-void eva_rope_tables(int dim, int pt_seq_len, int ft_seq_len, float theta, Tensor& cos,
-                     Tensor& sin);
-
 }  // namespace omnirt::vision
