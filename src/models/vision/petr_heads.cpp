@@ -9,6 +9,7 @@
 #include "core/log.h"
 #include "ops/activation.h"
 #include "ops/attention.h"
+#include "ops/cast.h"
 #include "ops/elementwise.h"
 #include "ops/norm.h"
 #include "ops/permute.h"
