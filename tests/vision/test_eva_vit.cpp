@@ -103,7 +103,7 @@ TEST(EvaVit, MissingOrMisshapedWeightIsNamed) {
   try {
     EvaVit vit(c, getter(w), Device::CPU, DType::F32);
     FAIL() << "expected an error";
-  } catch (const Error& e) {
+  } catch (const omnirt::Error& e) {
     EXPECT_NE(std::string(e.what()).find("blocks.2.attn.v_bias"), std::string::npos) << e.what();
   }
   auto w2 = random_backbone(c, rng);
@@ -111,7 +111,7 @@ TEST(EvaVit, MissingOrMisshapedWeightIsNamed) {
   try {
     EvaVit vit(c, getter(w2), Device::CPU, DType::F32);
     FAIL() << "expected an error";
-  } catch (const Error& e) {
+  } catch (const omnirt::Error& e) {
     EXPECT_NE(std::string(e.what()).find("blocks.1.mlp.w3.weight"), std::string::npos) << e.what();
   }
 }

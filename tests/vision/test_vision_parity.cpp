@@ -9,6 +9,7 @@
 #include <set>
 
 #include "common/test_util.h"
+#include "core/error.h"
 #include "io/safetensors.h"
 #include "models/vision/vision_engine.h"
 
@@ -108,7 +109,7 @@ TEST(VisionEngine, BadInputsAreClearErrors) {
     try {
       engine->run(im, geo);
       ADD_FAILURE() << "expected an error mentioning '" << needle << "'";
-    } catch (const Error& e) {
+    } catch (const omnirt::Error& e) {
       EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
     }
   };
