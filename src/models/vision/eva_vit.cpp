@@ -189,7 +189,8 @@ Tensor EvaVit::forward(const Tensor& img, std::map<std::string, Tensor>* taps) {
   Tensor& patches = buffer("patches", {N, gh, gw, 3, P, P});
   ops::permute(img.contiguous().reshape({N, 3, gh, P, gw, P}), {0, 2, 4, 1, 3, 5}, patches);
   Tensor& x = buffer("x", {N, gh, gw, C});
-  ops::linear(patches.reshape({T, 3 * P * P}), patch_w_, patch_b_, x, gemm_);
+  Tensor x_rows = x.reshape({T, C});
+  ops::linear(patches.reshape({T, 3 * P * P}), patch_w_, patch_b_, x_rows, gemm_);
   if (taps) (*taps)["patch_embed"] = x.clone();
   ops::add(x, abs_pos_, x);
 
