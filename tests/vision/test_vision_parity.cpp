@@ -55,25 +55,31 @@ FrameGeometry geometry(const SafetensorsFile& f, int cams) {
   return g;
 }
 
-double rel(const Tensor& ours, const Tensor& ref) { return omnirt::testing::rel_error(ours, ref); }
+// Relative error, printed so that parity runs show the figures, not just pass/fail.
+double rel(const Tensor& ours, const Tensor& ref, const char* what = nullptr) {
+  const double e = omnirt::testing::rel_error(ours, ref);
+  if (what) std::printf("  %-28s rel. error %.3g\n", what, e);
+  return e;
+}
 
 void check_frames(Device device, double tol) {
   auto engine = VisionEngine::load(ckpt_dir(), {device, DType::F32, false});
   const VisionConfig& c = engine->config();
   for (int frame = 0; frame < 2; ++frame) {
     SCOPED_TRACE("frame " + std::to_string(frame));
+    std::printf("%s frame %d:\n", device_name(device).c_str(), frame);
     auto f = SafetensorsFile::open(fixture(frame));
     Tensor img = f.get("inputs.img").reshape({c.num_cams, 3, c.img_h, c.img_w});
     VisionFrameResult r = engine->run(img, geometry(f, c.num_cams));
     // backbone: reference [1, N, C, h, w], ours [N, h, w, C]
     Tensor ours_bb = r.backbone.to(Device::CPU).permute({0, 3, 1, 2}).contiguous();
-    EXPECT_LE(rel(ours_bb, f.get("out.backbone_feats")), tol) << "backbone";
-    EXPECT_LE(rel(r.heads.pos_embed, f.get("out.pos_embed")), std::max(tol, 1e-4)) << "pos_embed";
-    EXPECT_LE(rel(r.heads.all_cls_scores, f.get("out.all_cls_scores")), tol) << "all_cls_scores";
-    EXPECT_LE(rel(r.heads.all_bbox_preds, f.get("out.all_bbox_preds")), tol) << "all_bbox_preds";
-    EXPECT_LE(rel(r.heads.all_lane_cls_one2one, f.get("out.all_lane_cls_one2one")), tol);
-    EXPECT_LE(rel(r.heads.all_lane_preds_one2one, f.get("out.all_lane_preds_one2one")), tol);
-    EXPECT_LE(rel(r.heads.vision_tokens, f.get("out.vision_tokens")), tol) << "vision_tokens";
+    EXPECT_LE(rel(ours_bb, f.get("out.backbone_feats"), "backbone_feats"), tol) << "backbone";
+    EXPECT_LE(rel(r.heads.pos_embed, f.get("out.pos_embed"), "pos_embed"), std::max(tol, 1e-4)) << "pos_embed";
+    EXPECT_LE(rel(r.heads.all_cls_scores, f.get("out.all_cls_scores"), "all_cls_scores"), tol) << "all_cls_scores";
+    EXPECT_LE(rel(r.heads.all_bbox_preds, f.get("out.all_bbox_preds"), "all_bbox_preds"), tol) << "all_bbox_preds";
+    EXPECT_LE(rel(r.heads.all_lane_cls_one2one, f.get("out.all_lane_cls_one2one"), "all_lane_cls_one2one"), tol);
+    EXPECT_LE(rel(r.heads.all_lane_preds_one2one, f.get("out.all_lane_preds_one2one"), "all_lane_preds_one2one"), tol);
+    EXPECT_LE(rel(r.heads.vision_tokens, f.get("out.vision_tokens"), "vision_tokens"), tol) << "vision_tokens";
     // Same top-k boxes (compared as (query, label) sets; ties may reorder).
     std::vector<float> q_ref = f.get("out.boxes.query").to_float_vector();
     std::vector<float> l_ref = f.get("out.boxes.labels").to_float_vector();
@@ -82,11 +88,11 @@ void check_frames(Device device, double tol) {
     for (size_t i = 0; i < r.heads.boxes.query.size(); ++i)
       our_set.insert({r.heads.boxes.query[i], r.heads.boxes.labels[i]});
     EXPECT_EQ(our_set, ref_set);
-    EXPECT_LE(rel(r.heads.lanes.points, f.get("out.lanes.points")), tol) << "lane points";
+    EXPECT_LE(rel(r.heads.lanes.points, f.get("out.lanes.points"), "lanes.points"), tol) << "lane points";
     // The memory after the frame.
     auto state = engine->state().as_map();
     for (const auto& [name, t] : state)
-      EXPECT_LE(rel(t, f.get("state_out." + name)), std::max(tol, 1e-5)) << name;
+      EXPECT_LE(rel(t, f.get("state_out." + name), name.c_str()), std::max(tol, 1e-5)) << name;
   }
 }
 
@@ -165,7 +171,7 @@ TEST(VisionParity, CudaHalfBackboneTokensWithinTolerance) {
       auto f = SafetensorsFile::open(fixture(frame));
       Tensor img = f.get("inputs.img").reshape({c.num_cams, 3, c.img_h, c.img_w});
       VisionFrameResult r = engine->run(img, geometry(f, c.num_cams));
-      const double e = rel(r.heads.vision_tokens, f.get("out.vision_tokens"));
+      const double e = rel(r.heads.vision_tokens, f.get("out.vision_tokens"), "vision_tokens");
       std::printf("%s backbone, frame %d: vision tokens rel. error %.3g\n",
                   std::string(dtype_name(dt)).c_str(), frame, e);
       EXPECT_LE(e, dt == DType::F16 ? 1e-2 : 3e-2) << dtype_name(dt) << " frame " << frame;
