@@ -3,7 +3,10 @@
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
 #include <new>
+#include <unordered_map>
+#include <vector>
 
 #include "core/error.h"
 
@@ -17,6 +20,53 @@ namespace {
 std::atomic<size_t> g_cuda_in_use{0};
 std::atomic<size_t> g_cuda_peak{0};
 constexpr size_t kHostAlign = 256;  // like cudaMalloc, so Arena blocks are 256-aligned on both
+
+#ifdef OMNIRT_WITH_CUDA
+// A caching allocator for GPU memory, in the spirit of PyTorch's: freed blocks are kept per
+// (rounded) size and handed out again, because cudaMalloc/cudaFree synchronise the device and
+// cost tens of microseconds each. Engines run the same shapes every frame, so exact-size reuse
+// is enough. All work is on one stream per thread, so a block freed while a kernel still reads
+// it can only be reused by work queued after that kernel. OMNIRT_CUDA_NO_CACHE=1 disables it
+// (for compute-sanitizer runs).
+std::mutex g_cache_mutex;
+std::unordered_map<size_t, std::vector<void*>> g_cache;
+std::atomic<size_t> g_cached_bytes{0};
+bool cache_enabled() {
+  static const bool on = std::getenv("OMNIRT_CUDA_NO_CACHE") == nullptr;
+  return on;
+}
+size_t cache_round(size_t bytes) {
+  const size_t g = bytes < (1u << 20) ? 512 : (1u << 20);
+  return (bytes + g - 1) / g * g;
+}
+void* cache_take(size_t rounded) {
+  if (!cache_enabled()) return nullptr;
+  std::lock_guard<std::mutex> lock(g_cache_mutex);
+  auto it = g_cache.find(rounded);
+  if (it == g_cache.end() || it->second.empty()) return nullptr;
+  void* p = it->second.back();
+  it->second.pop_back();
+  g_cached_bytes -= rounded;
+  return p;
+}
+void cache_put(size_t rounded, void* p) {
+  if (!cache_enabled()) {
+    cudaFree(p);
+    return;
+  }
+  std::lock_guard<std::mutex> lock(g_cache_mutex);
+  g_cache[rounded].push_back(p);
+  g_cached_bytes += rounded;
+}
+void cache_release_all() {
+  std::lock_guard<std::mutex> lock(g_cache_mutex);
+  cudaDeviceSynchronize();
+  for (auto& [size, blocks] : g_cache)
+    for (void* p : blocks) cudaFree(p);
+  g_cache.clear();
+  g_cached_bytes = 0;
+}
+#endif
 }  // namespace
 
 std::string device_name(Device d) { return d == Device::CPU ? "cpu" : "cuda"; }
@@ -67,16 +117,24 @@ void* device_alloc(Device d, size_t bytes) {
   }
 #ifdef OMNIRT_WITH_CUDA
   OMNIRT_CHECK(cuda_available(), "a CUDA tensor was requested but no CUDA device is available");
-  void* p = nullptr;
-  cudaError_t err = cudaMalloc(&p, bytes);
-  if (err != cudaSuccess) {
-    size_t free_b = 0, total_b = 0;
-    cudaGetLastError();
-    cudaMemGetInfo(&free_b, &total_b);
-    OMNIRT_FAIL("out of GPU memory allocating ", bytes, " bytes (", free_b, " of ", total_b,
-                " bytes free): ", cudaGetErrorString(err));
+  const size_t rounded = cache_round(bytes);
+  void* p = cache_take(rounded);
+  if (p == nullptr) {
+    cudaError_t err = cudaMalloc(&p, rounded);
+    if (err != cudaSuccess) {  // give the cached blocks back and try once more
+      cudaGetLastError();
+      cache_release_all();
+      err = cudaMalloc(&p, rounded);
+    }
+    if (err != cudaSuccess) {
+      size_t free_b = 0, total_b = 0;
+      cudaGetLastError();
+      cudaMemGetInfo(&free_b, &total_b);
+      OMNIRT_FAIL("out of GPU memory allocating ", bytes, " bytes (", free_b, " of ", total_b,
+                  " bytes free): ", cudaGetErrorString(err));
+    }
   }
-  size_t now = g_cuda_in_use.fetch_add(bytes) + bytes;
+  size_t now = g_cuda_in_use.fetch_add(rounded) + rounded;
   size_t peak = g_cuda_peak.load();
   while (now > peak && !g_cuda_peak.compare_exchange_weak(peak, now)) {
   }
@@ -86,15 +144,16 @@ void* device_alloc(Device d, size_t bytes) {
 #endif
 }
 
-void device_free(Device d, void* p) {
+void device_free(Device d, void* p, size_t bytes) {
   if (p == nullptr) return;
   if (d == Device::CPU) {
     ::operator delete(p, std::align_val_t(kHostAlign));
     return;
   }
 #ifdef OMNIRT_WITH_CUDA
-  // Size accounting for frees is done by the owner (Storage) via cuda_note_free.
-  cudaFree(p);
+  const size_t rounded = cache_round(bytes == 0 ? 1 : bytes);
+  g_cuda_in_use.fetch_sub(rounded);
+  cache_put(rounded, p);
 #endif
 }
 
@@ -134,9 +193,13 @@ void device_synchronize() {
 
 size_t cuda_bytes_in_use() { return g_cuda_in_use.load(); }
 size_t cuda_peak_bytes() { return g_cuda_peak.load(); }
+size_t cuda_cached_bytes() {
+#ifdef OMNIRT_WITH_CUDA
+  return g_cached_bytes.load();
+#else
+  return 0;
+#endif
+}
 
-namespace detail {
-void cuda_note_free(size_t bytes) { g_cuda_in_use.fetch_sub(bytes); }
-}  // namespace detail
 
 }  // namespace omnirt

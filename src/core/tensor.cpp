@@ -9,9 +9,6 @@
 
 namespace omnirt {
 
-namespace detail {
-void cuda_note_free(size_t bytes);
-}
 
 Storage::~Storage() {
   if (deleter) deleter(data);
@@ -49,10 +46,7 @@ static std::shared_ptr<Storage> make_owned(size_t bytes, Device device) {
   if (device == Device::CPU) {
     st->deleter = [](void* p) { device_free(Device::CPU, p); };
   } else {
-    st->deleter = [bytes](void* p) {
-      device_free(Device::CUDA, p);
-      detail::cuda_note_free(bytes);
-    };
+    st->deleter = [bytes](void* p) { device_free(Device::CUDA, p, bytes); };
   }
   return st;
 }
