@@ -18,6 +18,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/version.h"
 #include "apps/omnirt/bench.h"
 #include "core/device.h"
 #include "core/error.h"
@@ -182,7 +183,7 @@ int run_bench(const Options& o) {
                             {"runs_ms", v}};
     };
     j["benchmark"] = "llm";
-    j["commit"] = OMNIRT_GIT_COMMIT;
+    j["commit"] = omnirt::git_commit();
     j["gpu"] = gpu;
     j["device"] = device_name(eo.device);
     j["dtype"] = std::string(dtype_name(eo.dtype));

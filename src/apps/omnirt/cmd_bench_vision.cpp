@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 #include <random>
 
+#include "core/version.h"
 #include "apps/omnirt/command.h"
 #include "core/device.h"
 #include "core/progress.h"
@@ -103,7 +104,7 @@ omnirt::cli::Command bench_vision_cmd(
         if (!a->json.empty()) {
           nlohmann::json j = {{"what", "vision_frame"}, {"device", gpu},        {"dtype", a->dtype},
                               {"tf32", a->tf32},        {"p50_ms", p50},        {"p90_ms", p90},
-                              {"runs", a->runs},        {"commit", OMNIRT_GIT_COMMIT}, {"samples_ms", ms}};
+                              {"runs", a->runs},        {"commit", omnirt::git_commit()}, {"samples_ms", ms}};
           std::ofstream(a->json) << j.dump(2) << "\n";
         }
         return 0;

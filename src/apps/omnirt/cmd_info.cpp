@@ -1,13 +1,14 @@
 // `omnirt info`: what this build and machine offer (backend, GPU, compute capability).
 #include <cstdio>
 
+#include "core/version.h"
 #include "apps/omnirt/command.h"
 #include "core/device.h"
 
 namespace {
 omnirt::cli::Command info_cmd("info", "Show the build and the GPU this machine has", [](CLI::App&) {
   return []() {
-    std::printf("omnirt %s, commit %s\n", OMNIRT_VERSION, OMNIRT_GIT_COMMIT);
+    std::printf("omnirt %s, commit %s\n", omnirt::version(), omnirt::git_commit());
 #ifdef OMNIRT_WITH_CUDA
     std::printf("CUDA backend: built\n");
 #else

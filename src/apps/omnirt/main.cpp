@@ -6,6 +6,7 @@
 #include <iostream>
 #include <map>
 
+#include "core/version.h"
 #include "apps/omnirt/command.h"
 #include "core/device.h"
 #include "core/error.h"
@@ -21,7 +22,7 @@ Command::Command(std::string name, std::string description, Setup setup) {
 }  // namespace omnirt::cli
 
 static std::string version_string() {
-  std::string s = std::string("omnirt ") + OMNIRT_VERSION + " (commit " + OMNIRT_GIT_COMMIT + ", ";
+  std::string s = std::string("omnirt ") + omnirt::version() + " (commit " + omnirt::git_commit() + ", ";
 #ifdef OMNIRT_WITH_CUDA
   s += "CUDA backend built";
 #else
