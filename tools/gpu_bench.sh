@@ -51,10 +51,10 @@ if has bench; then
   nvidia-smi --query-gpu=name,clocks.sm,clocks.mem,temperature.gpu --format=csv > "$OUT/gpu_state.csv"
   for cfg in "fp32" "fp32 --tf32" "fp16" "bf16"; do
     set -- $cfg
-    "$BUILD/omnirt" bench-vision --model "$FULL" --device cuda --dtype "$1" ${2:-} --runs 30 \
+    "$BUILD/omnirt" bench vision --model "$FULL" --device cuda --dtype "$1" ${2:-} --runs 30 \
       --json "$OUT/bench_vision_${1}${2:+_tf32}.json" 2>/dev/null | tail -2
   done
-  if "$BUILD/omnirt" bench --help >/dev/null 2>&1; then
+  if true; then
     "$BUILD/omnirt" bench llm --random-tinyllama --prompt-len 577 --new-tokens 86 --dtype fp16 --runs 20 \
       --json "$OUT/bench_llm_fp16.json" 2>&1 | tail -12
   fi

@@ -1,4 +1,4 @@
-// `omnirt bench-vision`: latency of the vision engine (backbone + heads + memory, one frame),
+// `omnirt bench vision`: latency of the vision engine (backbone + heads + memory, one frame),
 // p50/p90 over many runs, as a table and JSON.
 #include <algorithm>
 #include <chrono>
@@ -8,6 +8,7 @@
 #include <random>
 
 #include "core/version.h"
+#include "apps/omnirt/bench.h"
 #include "apps/omnirt/command.h"
 #include "core/device.h"
 #include "core/progress.h"
@@ -55,8 +56,8 @@ FrameGeometry synthetic_geometry(const VisionConfig& c, int frame) {
   return g;
 }
 
-omnirt::cli::Command bench_vision_cmd(
-    "bench-vision", "Benchmark the vision engine (one frame: backbone + heads + memory)",
+omnirt::cli::BenchCommand bench_vision_cmd(
+    "vision", "Vision engine latency, one frame: backbone + heads + memory (p50/p90)",
     [](CLI::App& app) {
       auto a = std::make_shared<Args>();
       app.add_option("--model", a->model, "checkpoint folder (config.json + vision.safetensors)")
@@ -82,7 +83,7 @@ omnirt::cli::Command bench_vision_cmd(
         Tensor img = opt.backbone_dtype == DType::F32 ? img_host : img_host.to_dtype(opt.backbone_dtype);
         if (opt.device == Device::CUDA) img = img.to(Device::CUDA);
         std::vector<double> ms;
-        ProgressBar bar("bench-vision", a->warmup + a->runs);
+        ProgressBar bar("bench vision", a->warmup + a->runs);
         for (int i = 0; i < a->warmup + a->runs; ++i) {
           device_synchronize();
           auto t0 = std::chrono::steady_clock::now();
