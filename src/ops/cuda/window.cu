@@ -1,5 +1,7 @@
 // Window partition / unpartition on the GPU: pure data movement, one thread per 16-byte chunk
 // (or per element when a row's bytes are not a multiple of 16).
+#include <algorithm>
+
 #include "core/cuda_check.h"
 #include "ops/window.h"
 
@@ -37,7 +39,7 @@ void launch(void* image, void* windows, int64_t n, int64_t h, int64_t w, int64_t
   auto blocks_for = [&](int64_t total) {
     return static_cast<unsigned>(std::min<int64_t>((total + threads - 1) / threads, 65535 * 8));
   };
-  cudaStream_t s = current_stream();
+  cudaStream_t s = ::omnirt::cuda::current_stream();
   if (row_bytes % 16 == 0) {
     const int64_t cpr = row_bytes / 16;
     window_kernel<int4, kToWindows><<<blocks_for(n * nh * nw * ws * ws * cpr), threads, 0, s>>>(
