@@ -54,6 +54,7 @@ DType parse_dtype(const std::string& s) {
 }
 
 struct Options {
+  std::string model;
   bool random_tinyllama = false;
   int64_t prompt_len = 577;
   int new_tokens = 86;
@@ -67,8 +68,8 @@ struct Options {
 };
 
 int run_bench(const Options& o) {
-  // TODO(io): --model DIR lands with the safetensors reader (LlmEngine::from_folder).
-  OMNIRT_CHECK(o.random_tinyllama, "give --random-tinyllama");
+  OMNIRT_CHECK(o.random_tinyllama != !o.model.empty(),
+               "give exactly one of --model DIR or --random-tinyllama");
   OMNIRT_CHECK(o.prompt_len > 0 && o.new_tokens > 0 && o.runs > 0 && o.warmup >= 0,
                "--prompt-len, --new-tokens and --runs must be positive");
   llm::LlmEngineOptions eo;
@@ -89,6 +90,11 @@ int run_bench(const Options& o) {
              ", ", device_name(eo.device), ")");
     llm::LlamaWeights w = llm::random_llama_weights(cfg, o.seed, eo.device, eo.dtype);
     engine = std::make_unique<llm::LlmEngine>(cfg, std::move(w), eo);
+  } else {
+    cfg = llm::LlamaConfig::from_folder(o.model);
+    eo.max_context = std::min<int64_t>(cfg.max_position_embeddings,
+                                       std::max<int64_t>(1024, o.prompt_len + o.new_tokens));
+    engine = llm::LlmEngine::from_folder(o.model, eo);
   }
   const double load_ms = ms_since(t_load);
   OMNIRT_CHECK(o.prompt_len + o.new_tokens <= engine->max_context(), "--prompt-len ",
@@ -188,7 +194,7 @@ int run_bench(const Options& o) {
     j["device"] = device_name(eo.device);
     j["dtype"] = std::string(dtype_name(eo.dtype));
     j["cuda_graph"] = eo.cuda_graph;
-    j["model"] = "random-tinyllama";
+    j["model"] = o.random_tinyllama ? "random-tinyllama" : o.model;
     j["config"] = cfg.describe();
     j["prompt_len"] = o.prompt_len;
     j["new_tokens"] = o.new_tokens;
@@ -218,6 +224,8 @@ int run_bench(const Options& o) {
 BenchCommand bench_llm("llm", "TinyLlama planner latency: TTFT, TPOT, overall (p50/p90)",
                        [](CLI::App& sub) {
                          auto o = std::make_shared<Options>();
+                         sub.add_option("--model", o->model,
+                                        "checkpoint folder (HF LLaMA or omnirt checkpoint)");
                          sub.add_flag("--random-tinyllama", o->random_tinyllama,
                                       "full-size TinyLlama-1.1B shapes, seeded random weights "
                                       "built in memory (no file needed)");
