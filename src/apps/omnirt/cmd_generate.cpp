@@ -139,6 +139,7 @@ int run_generate(const Options& o, bool sampling_flags_given) {
   }
   std::fputs(detok.finish().c_str(), stdout);
   std::fputs("\n", stdout);
+  std::fflush(stdout);  // the answer before the stats line on stderr
   const double decode_ms = std::chrono::duration<double, std::milli>(Clock::now() - t_first).count();
   const int n = control.num_generated();
   std::fprintf(stderr,
