@@ -1,0 +1,124 @@
+// `omnirt run SCENE`: the whole model over a scene (docs/scene_format.md), per-frame JSON (and
+// pictures with --viz) in the output folder. Exit code: 0 all frames ok, 2 some frames failed
+// (their JSON says why), 1 the run could not start.
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+
+#include "apps/omnirt/command.h"
+#include "core/device.h"
+#include "core/dtype.h"
+#include "core/error.h"
+#include "pipeline/engines.h"
+#include "pipeline/runner.h"
+
+namespace {
+
+namespace fs = std::filesystem;
+
+// python/omnidrive_export.py next to this build: walks up from the executable.
+std::string find_exporter() {
+  if (const char* env = std::getenv("OMNIRT_PYTHON_DIR")) return std::string(env) + "/omnidrive_export.py";
+  std::error_code ec;
+  fs::path p = fs::read_symlink("/proc/self/exe", ec);
+  for (int up = 0; up < 4 && !p.empty(); ++up) {
+    p = p.parent_path();
+    for (const char* rel : {"python/omnidrive_export.py", "share/omnirt/python/omnidrive_export.py"})
+      if (fs::is_regular_file(p / rel, ec)) return (p / rel).string();
+  }
+  return "";
+}
+
+// The default model: random full-size on a GPU, random tiny on the CPU (the full model takes
+// minutes per frame there). Created on first use with the Python exporter.
+std::string default_model(bool cuda, std::string& note) {
+  const char* home = std::getenv("HOME");
+  const std::string size = cuda ? "full" : "tiny";
+  const fs::path dir = fs::path(home ? home : ".") / ".cache/omnirt/models" / ("random-" + size);
+  note = "no --model given: using the default random-" + size + " checkpoint " + dir.string() +
+         (cuda ? "" : " (tiny model on the CPU: the full-size model is too slow there; pass "
+                      "--model DIR for another)");
+  std::error_code ec;
+  if (fs::is_regular_file(dir / "config.json", ec)) return dir.string();
+  const std::string exporter = find_exporter();
+  OMNIRT_CHECK(!exporter.empty(), "default model ", dir.string(),
+               " does not exist and python/omnidrive_export.py was not found to create it (set "
+               "OMNIRT_PYTHON_DIR or pass --model DIR)");
+  fs::create_directories(dir.parent_path());
+  const std::string cmd = "python3 '" + exporter + "' --random " + size + " --seed 0 --out '" +
+                          dir.string() + "'";
+  std::fprintf(stderr, "creating the default model (once): %s\n", cmd.c_str());
+  OMNIRT_CHECK(std::system(cmd.c_str()) == 0 && fs::is_regular_file(dir / "config.json", ec),
+               "creating the default model failed: ", cmd,
+               " (the Python dependencies come from scripts/setup.sh)");
+  return dir.string();
+}
+
+omnirt::cli::Command run_cmd(
+    "run", "Run the model over a scene folder: boxes, lanes, planner text and trajectory per frame",
+    [](CLI::App& sub) {
+      struct Args {
+        std::string scene, model, out, device, vision_dtype = "auto";
+        bool greedy = false, viz = false, json = false;
+        int max_new = 320, max_frames = -1;
+        uint64_t seed = 0;
+      };
+      auto a = std::make_shared<Args>();
+      sub.add_option("scene", a->scene, "scene folder with scene.json (docs/scene_format.md)")
+          ->required();
+      sub.add_option("--model", a->model,
+                     "checkpoint folder (default: a random checkpoint under ~/.cache/omnirt, "
+                     "full size on a GPU, tiny on the CPU)");
+      sub.add_option("--out", a->out, "output folder (default: omnirt_run_<scene name>)");
+      sub.add_option("--device", a->device, "cpu or cuda (default: cuda when present)")
+          ->check(CLI::IsMember({"cpu", "cuda"}));
+      sub.add_option("--vision-dtype", a->vision_dtype,
+                     "vision backbone precision: fp32, fp16, bf16 (default fp16 on cuda, fp32 on cpu)")
+          ->check(CLI::IsMember({"auto", "fp32", "fp16", "bf16"}));
+      sub.add_flag("--greedy", a->greedy, "argmax decoding (default: OmniDrive's sampling)");
+      sub.add_option("--max-new", a->max_new, "most new tokens per answer")->check(CLI::Range(1, 2048));
+      sub.add_option("--seed", a->seed, "sampling seed");
+      sub.add_option("--max-frames", a->max_frames, "run only the first N frames");
+      sub.add_flag("--viz", a->viz, "write BEV and camera pictures (PNG) per frame + contact sheet");
+      sub.add_flag("--json", a->json, "print each frame's JSON on stdout (messages go to stderr)");
+      return [a]() -> int {
+        using namespace omnirt;
+        try {
+          const bool cuda = a->device.empty() ? cuda_available() : a->device == "cuda";
+          OMNIRT_CHECK(!cuda || cuda_available(), "--device cuda: no CUDA device (or this build "
+                       "has no CUDA backend)");
+          pipeline::EngineOptions eo;
+          eo.device = cuda ? Device::CUDA : Device::CPU;
+          const std::string vd = a->vision_dtype == "auto" ? (cuda ? "fp16" : "fp32") : a->vision_dtype;
+          eo.vision_dtype = vd == "fp16" ? DType::F16 : vd == "bf16" ? DType::BF16 : DType::F32;
+          OMNIRT_CHECK(cuda || eo.vision_dtype == DType::F32, "--vision-dtype ", vd,
+                       ": the CPU backend runs fp32 only");
+          eo.greedy = a->greedy;
+          eo.max_new_tokens = a->max_new;
+          eo.seed = a->seed;
+          std::string why;
+          OMNIRT_CHECK(pipeline::ModelEngines::available(&why), why);
+
+          pipeline::RunOptions ro;
+          ro.scene = a->scene;
+          ro.model_dir = a->model.empty() ? default_model(cuda, ro.model_note) : a->model;
+          ro.random_weights = pipeline::checkpoint_has_random_weights(ro.model_dir);
+          std::string scene_name = fs::path(a->scene).filename().string();
+          if (scene_name.empty()) scene_name = fs::path(a->scene).parent_path().filename().string();
+          ro.out_dir = a->out.empty() ? "omnirt_run_" + scene_name : a->out;
+          ro.viz = a->viz;
+          ro.json_stdout = a->json;
+          ro.max_frames = a->max_frames;
+          auto engines = pipeline::ModelEngines::load(ro.model_dir, eo);
+          const auto sum = pipeline::run_scene(ro, *engines);
+          return sum.failed > 0 ? 2 : 0;
+        } catch (const std::exception& e) {
+          std::fprintf(stderr, "omnirt run: %s\n", e.what());
+          return 1;
+        }
+      };
+    });
+
+}  // namespace

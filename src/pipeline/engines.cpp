@@ -1,0 +1,189 @@
+// Adapter between the pipeline and the engines (vision: models/vision, planner: models/llm).
+// The engines land on main on their own schedule; until both headers are present this file
+// builds a ModelEngines::load that says so (no fake outputs).
+#include "pipeline/engines.h"
+
+#include <chrono>
+#include <cmath>
+
+#include "core/error.h"
+
+#if __has_include("models/vision/vision_engine.h") && __has_include("models/llm/llm_engine.h")
+#define OMNIRT_PIPELINE_HAVE_ENGINES 1
+#include "models/llm/generation_control.h"
+#include "models/llm/llm_engine.h"
+#include "models/llm/prompt.h"
+#include "models/llm/sampler.h"
+#include "models/llm/tokenizer.h"
+#include "models/llm/trajectory.h"
+#include "models/vision/vision_engine.h"
+#endif
+
+namespace omnirt::pipeline {
+
+const std::vector<std::string>& detection_class_names() {
+  static const std::vector<std::string> names = {
+      "car",     "truck",      "construction_vehicle", "bus",        "trailer",
+      "barrier", "motorcycle", "bicycle",              "pedestrian", "traffic_cone"};
+  return names;
+}
+
+#ifdef OMNIRT_PIPELINE_HAVE_ENGINES
+
+namespace {
+
+double ms_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+}
+
+class Engines final : public ModelEngines {
+ public:
+  Engines(const std::string& dir, const EngineOptions& opt) : opt_(opt) {
+    vision::VisionEngineOptions vo;
+    vo.device = opt.device;
+    vo.backbone_dtype = opt.vision_dtype;
+    vision_ = vision::VisionEngine::load(dir, vo);
+    llm::LlmEngineOptions lo;
+    lo.device = opt.device;
+    lo.dtype = opt.device == Device::CUDA ? DType::F16 : DType::F32;
+    lo.max_context = 1024;  // prompt (~577) + 320 new tokens
+    llm_ = llm::LlmEngine::from_folder(dir, lo);
+    tokenizer_ = std::make_unique<llm::Tokenizer>(llm::Tokenizer::load(dir + "/tokenizer.model"));
+    llm::check_tokenizer_vocab(*tokenizer_, llm_->config());
+  }
+
+  std::vector<std::string> camera_names() const override {
+    const int n = vision_->config().num_cams;
+    const auto& all = io::nuscenes_camera_names();
+    OMNIRT_CHECK(n >= 1 && n <= int(all.size()), "model config: num_cams ", n, " outside 1..6");
+    return {all.begin(), all.begin() + n};
+  }
+  int input_h() const override { return vision_->config().img_h; }
+  int input_w() const override { return vision_->config().img_w; }
+  std::string description() const override {
+    const auto& vc = vision_->config();
+    return std::to_string(vc.num_cams) + " cameras " + std::to_string(vc.img_w) + "x" +
+           std::to_string(vc.img_h) + ", vision " + dtype_name(opt_.vision_dtype) + ", LLM " +
+           std::to_string(llm_->config().num_layers) + " layers hidden " +
+           std::to_string(llm_->config().hidden_size) + ", device " +
+           (opt_.device == Device::CUDA ? "cuda" : "cpu");
+  }
+
+  FrameOutput run(const PreparedFrame& f, bool first_frame) override {
+    FrameOutput out;
+    auto t0 = std::chrono::steady_clock::now();
+    vision::FrameGeometry geo;
+    geo.lidar2img = f.lidar2img;
+    geo.ego_pose = f.ego_pose;
+    geo.ego_pose_inv = f.ego_pose_inv;
+    geo.timestamp = f.timestamp;
+    geo.command = f.command;
+    geo.can_bus = f.can_bus;
+    geo.is_first_frame = first_frame;
+    vision::VisionFrameResult vr = vision_->run(f.img, geo);
+    const auto& h = vr.heads;
+    out.memory_reset = h.memory_reset;
+    for (size_t i = 0; i < h.boxes.boxes.size(); ++i) {
+      const auto& b = h.boxes.boxes[i];  // x, y, z_bottom, size0 (l), size1 (w), size2 (h), ...
+      Box3D o;
+      o.center = {b[0], b[1], b[2] + 0.5f * b[5]};
+      o.size_wlh = {b[4], b[3], b[5]};
+      o.yaw = b[6];
+      o.velocity = {b[7], b[8]};
+      o.score = h.boxes.scores[i];
+      o.label = h.boxes.labels[i];
+      out.boxes.push_back(o);
+    }
+    if (h.lanes.points.defined()) {
+      const Tensor pts = h.lanes.points.to(Device::CPU).contiguous();
+      const Tensor sc = h.lanes.scores.to(Device::CPU).contiguous();
+      const int64_t n = pts.shape()[0], k = pts.shape()[1];
+      const float* p = pts.data<float>();
+      for (int64_t i = 0; i < n; ++i) {
+        Lane l;
+        l.score = sc.data<float>()[i];
+        for (int64_t j = 0; j < k; ++j)
+          l.points.push_back({p[(i * k + j) * 3], p[(i * k + j) * 3 + 1], p[(i * k + j) * 3 + 2]});
+        out.lanes.push_back(std::move(l));
+      }
+    }
+    // Tokens as F32 [R, hidden] for the splice.
+    Tensor tokens = h.vision_tokens;
+    if (tokens.dtype() != DType::F32) tokens = tokens.to(Device::CPU).to_dtype(DType::F32);
+    tokens = tokens.contiguous().reshape({tokens.dim(-2), tokens.dim(-1)});
+    out.vision_ms = ms_since(t0);
+
+    // Planner.
+    t0 = std::chrono::steady_clock::now();
+    const llm::PromptIds prompt = llm::build_planning_prompt(*tokenizer_, f.location);
+    const Tensor emb = llm_->build_prompt_embeddings(prompt.ids, tokens);
+    out.prompt_tokens = int(emb.shape()[0]);
+    llm_->reset();
+    Tensor logits = llm_->prefill(emb);
+    out.prefill_ms = ms_since(t0);
+
+    t0 = std::chrono::steady_clock::now();
+    llm::SamplingConfig sc = opt_.greedy ? llm::SamplingConfig::greedy()
+                                         : llm::SamplingConfig::omnidrive_planning(opt_.seed);
+    sc.max_new_tokens = opt_.max_new_tokens;
+    llm::Sampler sampler(sc);
+    sampler.reset({}, uint64_t(f.index) << 20);  // per-frame stream, reproducible
+    llm::StopConfig stop;
+    stop.eos_id = tokenizer_->eos_id();
+    stop.max_new_tokens = opt_.max_new_tokens;
+    llm::GenerationControl control(stop);
+    llm::StreamingDetokenizer detok(*tokenizer_);
+    while (true) {
+      const Tensor host = logits.to(Device::CPU).contiguous();
+      const int32_t tok = sampler.sample(
+          std::span<const float>(host.data<float>(), size_t(host.numel())));
+      const std::string piece = tok == stop.eos_id ? std::string() : detok.push(tok);
+      if (control.on_token(tok, piece) != llm::StopReason::kNone) break;
+      logits = llm_->decode(tok);
+    }
+    out.new_tokens = control.num_generated();
+    out.stop_reason = llm::stop_reason_name(control.reason());
+    out.answer = control.answer() + (control.reason() == llm::StopReason::kEos ? detok.finish() : "");
+    out.decode_ms = ms_since(t0);
+    try {
+      for (const auto& w : llm::parse_trajectory_strict(out.answer))
+        out.trajectory.push_back({w.x, w.y});
+    } catch (const std::exception& e) {
+      out.trajectory_error = e.what();
+    }
+    return out;
+  }
+
+ private:
+  EngineOptions opt_;
+  std::unique_ptr<vision::VisionEngine> vision_;
+  std::unique_ptr<llm::LlmEngine> llm_;
+  std::unique_ptr<llm::Tokenizer> tokenizer_;
+};
+
+}  // namespace
+
+bool ModelEngines::available(std::string* why_not) { return true; }
+
+std::unique_ptr<ModelEngines> ModelEngines::load(const std::string& dir, const EngineOptions& opt) {
+  return std::make_unique<Engines>(dir, opt);
+}
+
+#else  // engines not on this branch yet
+
+bool ModelEngines::available(std::string* why_not) {
+  if (why_not)
+    *why_not = "this build does not contain the vision and LLM engines (src/models/vision, "
+               "src/models/llm/llm_engine.h)";
+  return false;
+}
+
+std::unique_ptr<ModelEngines> ModelEngines::load(const std::string& dir, const EngineOptions&) {
+  std::string why;
+  available(&why);
+  OMNIRT_FAIL("cannot load model ", dir, ": ", why);
+}
+
+#endif
+
+}  // namespace omnirt::pipeline

@@ -1,0 +1,74 @@
+// The model behind `omnirt run`: vision engine (boxes, lanes, 513 vision tokens, temporal
+// memory) + LLM planner (prompt with the vision tokens spliced in, generation, trajectory
+// parsing), behind one small interface so the pipeline does not depend on engine internals.
+// engines.cpp is the only file that includes the engines' headers.
+#pragma once
+
+#include <array>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/device.h"
+#include "core/dtype.h"
+#include "pipeline/frame.h"
+
+namespace omnirt::pipeline {
+
+// Detection class names in label order (spec §1.4).
+const std::vector<std::string>& detection_class_names();
+
+struct Box3D {
+  // nuScenes conventions in the ego frame: centre (geometric), size (w, l, h), yaw about z
+  // (0 = facing ego +x), velocity (vx, vy) m/s.
+  std::array<float, 3> center{};
+  std::array<float, 3> size_wlh{};
+  float yaw = 0;
+  std::array<float, 2> velocity{};
+  float score = 0;
+  int label = 0;
+};
+
+struct Lane {
+  std::vector<std::array<float, 3>> points;  // ordered polyline, ego metres
+  float score = 0;
+};
+
+struct EngineOptions {
+  Device device = Device::CPU;
+  DType vision_dtype = DType::F32;
+  bool greedy = false;       // argmax decoding (numerical comparison); else OmniDrive sampling
+  int max_new_tokens = 320;
+  uint64_t seed = 0;
+};
+
+struct FrameOutput {
+  std::vector<Box3D> boxes;  // sorted by score
+  std::vector<Lane> lanes;
+  bool memory_reset = false;
+  std::string answer;                                  // planner text, special tokens stripped
+  std::vector<std::array<double, 2>> trajectory;       // 6 waypoints (x fwd, y left), or empty
+  std::string trajectory_error;                        // why parsing failed
+  int prompt_tokens = 0, new_tokens = 0;
+  std::string stop_reason;
+  double vision_ms = 0, prefill_ms = 0, decode_ms = 0;  // TTFT = vision + prefill
+};
+
+class ModelEngines {
+ public:
+  virtual ~ModelEngines() = default;
+  // Loads config.json, vision.safetensors, llm.safetensors, tokenizer.model from `dir`.
+  static std::unique_ptr<ModelEngines> load(const std::string& dir, const EngineOptions& opt);
+  // Whether this build contains the engines (they land on main separately).
+  static bool available(std::string* why_not);
+
+  virtual std::vector<std::string> camera_names() const = 0;  // model order
+  virtual int input_h() const = 0;
+  virtual int input_w() const = 0;
+  virtual std::string description() const = 0;  // sizes, dtype, device
+  // Runs one frame: vision (memory carried; `first_frame` resets it), then the planner.
+  virtual FrameOutput run(const PreparedFrame& frame, bool first_frame) = 0;
+};
+
+}  // namespace omnirt::pipeline
