@@ -8,8 +8,10 @@
 
 #include "core/error.h"
 
-#if __has_include("models/vision/vision_engine.h") && __has_include("models/llm/llm_engine.h")
+#if __has_include("models/vision/vision_engine.h") && __has_include("models/llm/llm_engine.h") && \
+    __has_include("io/safetensors.h")
 #define OMNIRT_PIPELINE_HAVE_ENGINES 1
+#include "io/safetensors.h"
 #include "models/llm/generation_control.h"
 #include "models/llm/llm_engine.h"
 #include "models/llm/prompt.h"
@@ -47,7 +49,13 @@ class Engines final : public ModelEngines {
     lo.device = opt.device;
     lo.dtype = opt.device == Device::CUDA ? DType::F16 : DType::F32;
     lo.max_context = 1024;  // prompt (~577) + 320 new tokens
-    llm_ = llm::LlmEngine::from_folder(dir, lo);
+    // LLM: config.json's "llm" section + llm.safetensors (HF LLaMA names).
+    const llm::LlamaConfig lc = llm::LlamaConfig::from_folder(dir);
+    auto file = std::make_shared<SafetensorsFile>(SafetensorsFile::open(dir + "/llm.safetensors"));
+    llm::LlamaWeights w = llm::load_llama_weights(
+        lc, [file](const std::string& name) { return file->get(name); }, lo.device, lo.dtype,
+        dir + "/llm.safetensors");
+    llm_ = std::make_unique<llm::LlmEngine>(lc, std::move(w), lo);
     tokenizer_ = std::make_unique<llm::Tokenizer>(llm::Tokenizer::load(dir + "/tokenizer.model"));
     llm::check_tokenizer_vocab(*tokenizer_, llm_->config());
   }
@@ -63,8 +71,8 @@ class Engines final : public ModelEngines {
   std::string description() const override {
     const auto& vc = vision_->config();
     return std::to_string(vc.num_cams) + " cameras " + std::to_string(vc.img_w) + "x" +
-           std::to_string(vc.img_h) + ", vision " + dtype_name(opt_.vision_dtype) + ", LLM " +
-           std::to_string(llm_->config().num_layers) + " layers hidden " +
+           std::to_string(vc.img_h) + ", vision " + std::string(dtype_name(opt_.vision_dtype)) +
+           ", LLM " + std::to_string(llm_->config().num_hidden_layers) + " layers hidden " +
            std::to_string(llm_->config().hidden_size) + ", device " +
            (opt_.device == Device::CUDA ? "cuda" : "cpu");
   }

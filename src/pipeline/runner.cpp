@@ -102,7 +102,7 @@ json frame_json(const RunOptions& opt, const io::Scene& scene, const PreparedFra
   planner["new_tokens"] = out->new_tokens;
   planner["stop_reason"] = out->stop_reason;
   planner["location"] = f.location;
-  planner["command"] = f.command;
+  planner["command"] = int(f.command);
   j["planner"] = std::move(planner);
   j["timings_ms"] = {{"prepare", f.prepare_ms},
                      {"vision", out->vision_ms},
@@ -112,6 +112,12 @@ json frame_json(const RunOptions& opt, const io::Scene& scene, const PreparedFra
                      {"tpot", out->new_tokens > 1 ? out->decode_ms / (out->new_tokens - 1) : 0.0},
                      {"total", out->vision_ms + out->prefill_ms + out->decode_ms}};
   return j;
+}
+
+// Model text can hold invalid UTF-8 (random weights, byte-fallback tokens cut mid-character):
+// replace it rather than fail the frame.
+std::string dump(const json& j, int indent) {
+  return j.dump(indent, ' ', false, json::error_handler_t::replace);
 }
 
 std::string frame_name(int index) {
@@ -165,7 +171,7 @@ RunSummary run_scene(const RunOptions& opt, ModelEngines& engines) {
       }
     }
     const json j = frame_json(opt, scene, f, error.empty() ? &out : nullptr, error);
-    write_text_atomic(base + ".json", j.dump(1) + "\n");
+    write_text_atomic(base + ".json", dump(j, 1) + "\n");
     ++sum.frames;
     json s = {{"frame_index", f.index}, {"token", f.token}, {"file", frame_name(f.index) + ".json"}};
     if (error.empty()) {
@@ -198,7 +204,7 @@ RunSummary run_scene(const RunOptions& opt, ModelEngines& engines) {
       s["status"] = "error";
       s["error"] = error;
     }
-    if (opt.json_stdout) std::printf("%s\n", j.dump().c_str()), std::fflush(stdout);
+    if (opt.json_stdout) std::printf("%s\n", dump(j, -1).c_str()), std::fflush(stdout);
     std::fflush(con);
     summary_frames.push_back(s);
     // The summary is rewritten after every frame, so an interrupted run still has one.
@@ -218,7 +224,7 @@ RunSummary run_scene(const RunOptions& opt, ModelEngines& engines) {
                     {"frames", summary_frames}};
     if (opt.random_weights) summary["warning"] = kRandomWeightsWarning;
     if (!opt.model_note.empty()) summary["note"] = opt.model_note;
-    write_text_atomic((fs::path(opt.out_dir) / "summary.json").string(), summary.dump(1) + "\n");
+    write_text_atomic((fs::path(opt.out_dir) / "summary.json").string(), dump(summary, 1) + "\n");
   }
   if (opt.viz && !thumbs.empty())
     io::write_png((fs::path(opt.out_dir) / "bev_contact_sheet.png").string(),

@@ -112,12 +112,15 @@ Rgb class_colour(int label) {
 
 namespace {
 
+// Boxes with score >= threshold; with random weights (scores meaningless) the 10 best instead,
+// so the pictures still show what the pipeline produced.
 std::vector<int> boxes_to_draw(const FrameOutput& out, const VizOptions& opt) {
   std::vector<int> idx;
   for (size_t i = 0; i < out.boxes.size(); ++i)
-    if (out.boxes[i].score >= opt.box_threshold) idx.push_back(int(i));
+    if (opt.random_weights || out.boxes[i].score >= opt.box_threshold) idx.push_back(int(i));
   std::sort(idx.begin(), idx.end(), [&](int a, int b) { return out.boxes[a].score > out.boxes[b].score; });
-  if (int(idx.size()) > opt.max_boxes) idx.resize(opt.max_boxes);
+  const int keep = opt.random_weights ? std::min(opt.max_boxes, 10) : opt.max_boxes;
+  if (int(idx.size()) > keep) idx.resize(keep);
   return idx;
 }
 
@@ -217,9 +220,13 @@ io::Image render_bev(const FrameOutput& out, const std::string& title, const Viz
   draw_text(img, 12 + bar + 6, by - 4, "10 m", {255, 255, 255}, 2);
   draw_text(img, 8, 8, title, {255, 255, 255}, 2);
   char line[160];
-  std::snprintf(line, sizeof line, "%zu of %zu boxes (score >= %.2f), %zu lanes (top by score)",
-                drawn.size(), out.boxes.size(), opt.box_threshold,
-                std::min(out.lanes.size(), size_t(opt.max_lanes)));
+  if (opt.random_weights)
+    std::snprintf(line, sizeof line, "%zu of %zu boxes (top by score), %zu lanes (top by score)",
+                  drawn.size(), out.boxes.size(), std::min(out.lanes.size(), size_t(opt.max_lanes)));
+  else
+    std::snprintf(line, sizeof line, "%zu of %zu boxes (score >= %.2f), %zu lanes (top by score)",
+                  drawn.size(), out.boxes.size(), opt.box_threshold,
+                  std::min(out.lanes.size(), size_t(opt.max_lanes)));
   draw_text(img, 8, 30, line, {180, 180, 180}, 1);
   std::vector<bool> present(10, false);
   for (int bi : drawn) present[std::clamp(out.boxes[bi].label, 0, 9)] = true;
