@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "core/version.h"
 #include "io/scene.h"
 #include "pipeline/viz.h"
 
@@ -56,7 +57,7 @@ json vec_json(const float* v, int n) {
 json frame_json(const RunOptions& opt, const io::Scene& scene, const PreparedFrame& f,
                 const FrameOutput* out, const std::string& error) {
   json j;
-  j["omnirt_version"] = OMNIRT_VERSION;
+  j["omnirt_version"] = omnirt::version();
   j["scene"] = scene.name;
   j["frame_index"] = f.index;
   j["token"] = f.token;
@@ -208,8 +209,8 @@ RunSummary run_scene(const RunOptions& opt, ModelEngines& engines) {
     std::fflush(con);
     summary_frames.push_back(s);
     // The summary is rewritten after every frame, so an interrupted run still has one.
-    json summary = {{"omnirt_version", OMNIRT_VERSION},
-                    {"commit", OMNIRT_GIT_COMMIT},
+    json summary = {{"omnirt_version", omnirt::version()},
+                    {"commit", omnirt::git_commit()},
                     {"scene", scene.name},
                     {"scene_dir", scene.dir},
                     {"model", opt.model_dir},
