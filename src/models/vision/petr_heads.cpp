@@ -329,7 +329,16 @@ Tensor PetrHeads::attention(const Mha& m, const Tensor& q_in, const Tensor& k_in
   ops::AttentionOptions opt;
   opt.scale = 1.0f / std::sqrt(static_cast<float>(hd));
   opt.mask = mask;
-  ops::attention(q, k, v, o, opt);
+  if (device_ == Device::CUDA && hd != 32 && hd != 64 && hd != 128) {
+    // The CUDA attention kernels support head_dim 32/64/128 (the full model's decoders use 32).
+    // Other sizes (the tiny test model's 8) run on the CPU reference: slow, but exact.
+    opt.mask = mask.defined() ? mask.to(Device::CPU) : Tensor();
+    Tensor oc = Tensor::empty(o.shape(), DType::F32);
+    ops::attention(q.to(Device::CPU), k.to(Device::CPU), v.to(Device::CPU), oc, opt);
+    o.copy_from(oc);
+  } else {
+    ops::attention(q, k, v, o, opt);
+  }
   Tensor merged = empty({1, lq, h, hd}, device_);
   ops::permute(o, {0, 2, 1, 3}, merged);
   return m.out(merged.reshape({lq, e}));
