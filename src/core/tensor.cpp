@@ -288,6 +288,16 @@ Tensor Tensor::to_dtype(DType target) const {
     case DType::I32:
       for (int64_t i = 0; i < n; ++i) t.data<int32_t>()[i] = static_cast<int32_t>(v[i]);
       break;
+    case DType::I64:
+      for (int64_t i = 0; i < n; ++i) t.data<int64_t>()[i] = static_cast<int64_t>(v[i]);
+      break;
+    case DType::I8:
+      for (int64_t i = 0; i < n; ++i) t.data<int8_t>()[i] = static_cast<int8_t>(v[i]);
+      break;
+    case DType::U8:
+    case DType::Bool:
+      for (int64_t i = 0; i < n; ++i) t.data<uint8_t>()[i] = static_cast<uint8_t>(v[i]);
+      break;
     default:
       OMNIRT_FAIL("to_dtype: unsupported target ", dtype_name(target));
   }
