@@ -145,7 +145,10 @@ class Engines final : public ModelEngines {
       const Tensor host = logits.to(Device::CPU).contiguous();
       const int32_t tok = sampler.sample(
           std::span<const float>(host.data<float>(), size_t(host.numel())));
-      const std::string piece = tok == stop.eos_id ? std::string() : detok.push(tok);
+      // Ids past a smaller tokenizer (random checkpoints pair a 512-piece test tokenizer with a
+      // 32000-row LLM) decode to nothing, as the load-time warning says.
+      const bool decodable = tok != stop.eos_id && tok >= 0 && tok < tokenizer_->vocab_size();
+      const std::string piece = decodable ? detok.push(tok) : std::string();
       if (control.on_token(tok, piece) != llm::StopReason::kNone) break;
       logits = llm_->decode(tok);
     }

@@ -325,10 +325,11 @@ TEST_P(LlmEngineCuda, PrefillAndDecodeMatchCpu) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Dtypes, LlmEngineCuda,
-                         // bf16 keeps 8 mantissa bits: on these small random models its logits
-                         // drift 2-4e-2 from float32 (measured on the H200), hence 5e-2.
+                         // bf16 keeps 3 mantissa bits fewer than fp16, so ~8x fp16's drift:
+                         // measured on the H200 up to 8.6e-2 on decode rows (fp16 passes 1e-2),
+                         // hence 1e-1 for bf16.
                          ::testing::Values(CudaCase{DType::F32, 1e-4, 0}, CudaCase{DType::F16, 1e-2, 0},
-                                           CudaCase{DType::BF16, 5e-2, 0},
+                                           CudaCase{DType::BF16, 1e-1, 0},
                                            CudaCase{DType::F32, 1e-4, 1},
                                            CudaCase{DType::F16, 1e-2, 1}));
 
