@@ -315,9 +315,72 @@ DetectionBox ego_box_to_global(const DetectionBox& box, const EgoPose& pose) {
   return g;
 }
 
-GroundTruth parse_ground_truth(const std::string& text, const std::string& name) {
-  const Json root = parse_json(text, name);
+namespace {
+
+// The ground truth a scene folder ships with (python/make_sample_scene.py, docs/scene_format.md):
+// {"format": "omnirt-scene-gt", "frames": [{"token", "boxes": [{"label", "center", "size",
+// "yaw", "velocity"}], "gt_planning": 6 x [x, y], "command": 0|1|2, "lanes"?}]}, everything in
+// the ego frame of its frame. Rewritten as the evaluator's layout with an identity ego pose:
+// every metric depends only on ego-relative positions, so ego frame + identity pose gives the
+// same numbers as the global frame + the true pose. There are no agents and no map, so the
+// collision rate is 0 and the boundary rate 0 by construction.
+Json scene_gt_to_eval_gt(const Json& root, const std::string& name) {
   const Ctx top{name, ""};
+  const Json& frames = require(root, "frames", top);
+  OMNIRT_CHECK(frames.is_array(), top.at("frames"), ": expected an array of frames");
+  Json out = Json::object();
+  out["format"] = "omnirt-eval-gt";
+  out["samples"] = Json::array();
+  static const char* kCommands[] = {"turn left", "turn right", "go straight"};
+  for (size_t fi = 0; fi < frames.size(); ++fi) {
+    const Json& f = frames[fi];
+    const Ctx ctx{name, "frame " + std::to_string(fi)};
+    OMNIRT_CHECK(f.is_object(), ctx.file, ": ", ctx.where, ": expected an object");
+    Json s = Json::object();
+    s["token"] = require(f, "token", ctx);
+    if (f.contains("boxes")) {
+      const Json& boxes = f["boxes"];
+      OMNIRT_CHECK(boxes.is_array(), ctx.at("boxes"), ": expected an array");
+      s["boxes"] = Json::array();
+      for (size_t bi = 0; bi < boxes.size(); ++bi) {
+        const Ctx bc = ctx.sub("box " + std::to_string(bi));
+        const Json& b = boxes[bi];
+        Json e = Json::object();
+        e["detection_name"] = require(b, "label", bc);
+        e["translation"] = require(b, "center", bc);
+        e["size"] = require(b, "size", bc);
+        e["yaw"] = require(b, "yaw", bc);
+        if (b.contains("velocity")) e["velocity"] = b["velocity"];
+        if (b.contains("attribute_name")) e["attribute_name"] = b["attribute_name"];
+        if (b.contains("num_pts")) e["num_pts"] = b["num_pts"];
+        s["boxes"].push_back(std::move(e));
+      }
+    }
+    if (f.contains("gt_planning") && !f["gt_planning"].is_null()) {
+      Json p = Json::object();
+      p["trajectory"] = f["gt_planning"];
+      if (f.contains("gt_planning_mask")) p["mask"] = f["gt_planning_mask"];
+      if (f.contains("command") && f["command"].is_number_integer()) {
+        const int c = f["command"].get<int>();
+        OMNIRT_CHECK(c >= 0 && c <= 2, ctx.at("command"), ": expected 0 (left), 1 (right) or 2 "
+                     "(straight), got ", c);
+        p["command"] = kCommands[c];
+      }
+      s["planning"] = std::move(p);
+    }
+    if (f.contains("lanes")) s["lanes"] = f["lanes"];
+    out["samples"].push_back(std::move(s));
+  }
+  return out;
+}
+
+}  // namespace
+
+GroundTruth parse_ground_truth(const std::string& text, const std::string& name) {
+  Json root = parse_json(text, name);
+  const Ctx top{name, ""};
+  if (root.is_object() && !root.contains("samples") && root.contains("frames"))
+    root = scene_gt_to_eval_gt(root, name);
   const Json& samples = require(root, "samples", top);
   OMNIRT_CHECK(samples.is_array(), top.at("samples"), ": expected an array of samples");
   GroundTruth gt;
@@ -373,6 +436,30 @@ GroundTruth parse_ground_truth(const std::string& text, const std::string& name)
 
 GroundTruth load_ground_truth(const std::string& path) {
   return parse_ground_truth(read_file(path, "ground-truth"), path);
+}
+
+GroundTruth subset_ground_truth(const GroundTruth& gt, const std::vector<std::string>& tokens) {
+  GroundTruth out;
+  out.path = gt.path;
+  std::unordered_set<std::string> keep;
+  for (const auto& t : tokens) {
+    OMNIRT_CHECK(gt.ego_poses.count(t), gt.path, ": no sample with token '", t,
+                 "' (the ground truth must cover every evaluated frame)");
+    OMNIRT_CHECK(keep.insert(t).second, "subset_ground_truth: token '", t, "' given twice");
+  }
+  for (const auto& t : gt.tokens) {  // file order, as the full ground truth
+    if (!keep.count(t)) continue;
+    out.tokens.push_back(t);
+    out.ego_poses[t] = gt.ego_poses.at(t);
+    out.boxes.add_sample(t);
+    for (const auto& b : gt.boxes[t]) out.boxes.add(t, b);
+    if (auto it = gt.racks.find(t); it != gt.racks.end()) out.racks[t] = it->second;
+  }
+  for (const auto& p : gt.planning)
+    if (keep.count(p.token)) out.planning.push_back(p);
+  for (const auto& l : gt.lanes)
+    if (keep.count(l.token)) out.lanes.push_back(l);
+  return out;
 }
 
 Predictions parse_predictions(const std::string& text, const std::string& name,

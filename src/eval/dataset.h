@@ -48,8 +48,14 @@ struct Predictions {
   std::map<std::string, std::string> answers;  // raw answer text, when given
 };
 
+// Also reads a scene folder's ground_truth.json ("format": "omnirt-scene-gt", ego-frame boxes,
+// gt_planning; docs/eval_format.md), converted to this layout with identity ego poses.
 GroundTruth load_ground_truth(const std::string& path);
 GroundTruth parse_ground_truth(const std::string& text, const std::string& name);
+
+// The samples of `gt` whose tokens are in `tokens` (file order kept); a token the ground truth
+// does not have is an error naming it.
+GroundTruth subset_ground_truth(const GroundTruth& gt, const std::vector<std::string>& tokens);
 
 // Prediction tokens must all exist in `gt` (the error names the first one that does not).
 Predictions load_predictions(const std::string& path, const GroundTruth& gt);

@@ -19,6 +19,7 @@
 #include "models/llm/tokenizer.h"
 #include "models/llm/trajectory.h"
 #include "models/vision/vision_engine.h"
+#include "pipeline/vision_outputs.h"
 #endif
 
 namespace omnirt::pipeline {
@@ -80,45 +81,11 @@ class Engines final : public ModelEngines {
   FrameOutput run(const PreparedFrame& f, bool first_frame) override {
     FrameOutput out;
     auto t0 = std::chrono::steady_clock::now();
-    vision::FrameGeometry geo;
-    geo.lidar2img = f.lidar2img;
-    geo.ego_pose = f.ego_pose;
-    geo.ego_pose_inv = f.ego_pose_inv;
-    geo.timestamp = f.timestamp;
-    geo.command = f.command;
-    geo.can_bus = f.can_bus;
-    geo.is_first_frame = first_frame;
-    vision::VisionFrameResult vr = vision_->run(f.img, geo);
-    const auto& h = vr.heads;
-    out.memory_reset = h.memory_reset;
-    for (size_t i = 0; i < h.boxes.boxes.size(); ++i) {
-      const auto& b = h.boxes.boxes[i];  // x, y, z_bottom, size0 (l), size1 (w), size2 (h), ...
-      Box3D o;
-      o.center = {b[0], b[1], b[2] + 0.5f * b[5]};
-      o.size_wlh = {b[4], b[3], b[5]};
-      o.yaw = b[6];
-      o.velocity = {b[7], b[8]};
-      o.score = h.boxes.scores[i];
-      o.label = h.boxes.labels[i];
-      out.boxes.push_back(o);
-    }
-    if (h.lanes.points.defined()) {
-      const Tensor pts = h.lanes.points.to(Device::CPU).contiguous();
-      const Tensor sc = h.lanes.scores.to(Device::CPU).contiguous();
-      const int64_t n = pts.shape()[0], k = pts.shape()[1];
-      const float* p = pts.data<float>();
-      for (int64_t i = 0; i < n; ++i) {
-        Lane l;
-        l.score = sc.data<float>()[i];
-        for (int64_t j = 0; j < k; ++j)
-          l.points.push_back({p[(i * k + j) * 3], p[(i * k + j) * 3 + 1], p[(i * k + j) * 3 + 2]});
-        out.lanes.push_back(std::move(l));
-      }
-    }
-    // Tokens as F32 [R, hidden] for the splice.
-    Tensor tokens = h.vision_tokens;
-    if (tokens.dtype() != DType::F32) tokens = tokens.to(Device::CPU).to_dtype(DType::F32);
-    tokens = tokens.contiguous().reshape({tokens.dim(-2), tokens.dim(-1)});
+    vision::VisionFrameResult vr = vision_->run(f.img, frame_geometry(f, first_frame));
+    out.memory_reset = vr.heads.memory_reset;
+    out.boxes = boxes_from_heads(vr.heads);
+    out.lanes = lanes_from_heads(vr.heads);
+    const Tensor tokens = vision_tokens_f32(vr.heads);  // F32 [R, hidden] for the splice
     out.vision_ms = ms_since(t0);
 
     // Planner.

@@ -1,7 +1,7 @@
 // The model behind `omnirt run`: vision engine (boxes, lanes, 513 vision tokens, temporal
 // memory) + LLM planner (prompt with the vision tokens spliced in, generation, trajectory
 // parsing), behind one small interface so the pipeline does not depend on engine internals.
-// engines.cpp is the only file that includes the engines' headers.
+// engines.cpp (and vision_outputs.cpp, shared with omnirt parity) include the engines' headers.
 #pragma once
 
 #include <array>
@@ -28,6 +28,7 @@ struct Box3D {
   std::array<float, 2> velocity{};
   float score = 0;
   int label = 0;
+  int query = -1;  // the decoder query that produced it (omnirt parity matches boxes by it)
 };
 
 struct Lane {

@@ -124,6 +124,71 @@ void expect_error(const std::function<void()>& f, const std::vector<std::string>
   for (const auto& p : parts) EXPECT_NE(msg.find(p), std::string::npos) << "'" << p << "' not in: " << msg;
 }
 
+// A scene folder's ground_truth.json (python/make_sample_scene.py): ego-frame boxes with
+// label/center/size/yaw/velocity and gt_planning, read with identity ego poses.
+TEST(EvalDataset, SceneGroundTruthIsReadAsEgoFrameSamples) {
+  const std::string path = std::string(OMNIRT_TEST_DATA_DIR) + "/tiny_scene/ground_truth.json";
+  const GroundTruth g = load_ground_truth(path);
+  ASSERT_EQ(g.tokens, (std::vector<std::string>{"frame_000", "frame_001", "frame_002"}));
+  const auto& b0 = g.boxes["frame_000"];
+  ASSERT_EQ(b0.size(), 5u);
+  EXPECT_EQ(b0[0].detection_name, "car");
+  EXPECT_EQ(b0[0].translation, (std::array<double, 3>{14.0, 0.0, 0.8}));
+  EXPECT_EQ(b0[0].ego_translation, b0[0].translation) << "identity ego pose";
+  EXPECT_EQ(b0[0].size, (std::array<double, 3>{1.9, 4.6, 1.6}));
+  EXPECT_EQ(b0[0].velocity, (std::array<double, 2>{-2.0, 0.0}));
+  EXPECT_EQ(b0[4].detection_name, "truck");
+  EXPECT_NEAR(quaternion_yaw(b0[1].rotation), 3.141592653589793, 1e-12);
+  ASSERT_EQ(g.planning.size(), 3u);
+  EXPECT_EQ(g.planning[0].gt_traj[5], (Waypoint{15.0, 0.0}));
+  EXPECT_EQ(g.planning[0].command, "go straight");
+  EXPECT_TRUE(g.planning[0].agents.empty());
+
+  // Perfect predictions in the `omnirt run` style (ego frame): AP 1 for the two classes present
+  // (mAP = 2/10), L2 0, no collisions.
+  Json pred = {{"box_frame", "ego"}, {"frames", Json::array()}};
+  for (const auto& t : g.tokens) {
+    Json boxes = Json::array();
+    for (const auto& b : g.boxes[t])
+      boxes.push_back({{"detection_name", b.detection_name}, {"detection_score", 0.9},
+                       {"translation", b.translation}, {"size", b.size},
+                       {"rotation", b.rotation}, {"velocity", b.velocity}});
+    std::vector<Waypoint> traj;
+    for (const auto& p : g.planning) if (p.token == t) traj.assign(p.gt_traj.begin(), p.gt_traj.end());
+    std::string answer = "[PT";
+    for (const auto& w : traj) answer += ", (+" + std::to_string(w[0]) + ", +" + std::to_string(w[1]) + ")";
+    pred["frames"].push_back({{"sample_token", t}, {"boxes", boxes}, {"answer", answer + "]"}});
+  }
+  const Predictions p = parse_predictions(pred.dump(), "pred.json", g);
+  const EvalReport r = run_evaluation(g, p, EvalOptions{});
+  ASSERT_TRUE(r.detection && r.planning);
+  EXPECT_NEAR(r.detection->mean_ap, 0.2, 1e-12);
+  EXPECT_EQ(r.planning->samples, 3);
+  for (int h = 0; h < 3; ++h) {
+    EXPECT_NEAR(r.planning->l2[h], 0.0, 1e-12);
+    EXPECT_EQ(r.planning->collision[h], 0.0);
+  }
+
+  // Subsets keep file order and name a missing token.
+  const GroundTruth s = subset_ground_truth(g, {"frame_002", "frame_000"});
+  EXPECT_EQ(s.tokens, (std::vector<std::string>{"frame_000", "frame_002"}));
+  EXPECT_EQ(s.boxes.sample_tokens(), s.tokens);
+  EXPECT_EQ(s.boxes["frame_002"].size(), g.boxes["frame_002"].size());
+  ASSERT_EQ(s.planning.size(), 2u);
+  EXPECT_EQ(s.planning[1].token, "frame_002");
+  expect_error([&] { subset_ground_truth(g, {"frame_000", "frame_009"}); },
+               {"ground_truth.json", "'frame_009'"});
+
+  // Bad scene ground truth: the error names the file, frame and field.
+  Json bad = Json::parse(R"({"format": "omnirt-scene-gt", "frames": [{"token": "f0", "boxes": [
+      {"label": "car", "size": [1, 1, 1], "yaw": 0}]}]})");
+  expect_error([&] { parse_ground_truth(bad.dump(), "scene_gt.json"); },
+               {"scene_gt.json", "frame 0", "box 0", "'center'", "missing"});
+  bad = Json::parse(R"({"frames": [{"token": "f0", "gt_planning": [[1, 0]], "command": 2}]})");
+  expect_error([&] { parse_ground_truth(bad.dump(), "scene_gt.json"); },
+               {"scene_gt.json", "planning.trajectory", "6"});
+}
+
 TEST(EvalDatasetErrors, MalformedAndTruncatedJson) {
   expect_error([] { parse_ground_truth("{\"samples\": [1, 2,, ]}", "gt.json"); },
                {"gt.json", "malformed or truncated JSON"});
