@@ -8,8 +8,11 @@
 
 namespace omnirt::pipeline {
 
-PreparedFrame prepare_frame(const io::Scene& scene, const io::SceneFrame& frame,
-                            const PreprocessConfig& cfg, bool keep_source_images) {
+namespace {
+
+// Shared by both entry points: `decoded` null = decode frame.image_paths, else use its images.
+PreparedFrame prepare(const io::SceneFrame& frame, int n, const std::vector<io::Image>* decoded,
+                      const PreprocessConfig& cfg, bool keep_source_images) {
   const auto t0 = std::chrono::steady_clock::now();
   PreparedFrame out;
   out.index = frame.index;
@@ -22,8 +25,12 @@ PreparedFrame prepare_frame(const io::Scene& scene, const io::SceneFrame& frame,
     out.error = frame.error;
     return out;
   }
-  const int n = int(scene.cameras.size());
   try {
+    OMNIRT_CHECK(int(frame.calibration.size()) == n, "expected calibration for ", n,
+                 " cameras, got ", frame.calibration.size());
+    OMNIRT_CHECK(decoded ? int(decoded->size()) == n : int(frame.image_paths.size()) == n,
+                 "expected ", n, " camera images, got ",
+                 decoded ? decoded->size() : frame.image_paths.size());
     out.img = Tensor::empty({n, 3, cfg.out_h, cfg.out_w}, DType::F32);
     float* dst = out.img.data<float>();
     const size_t per_cam = size_t(3) * cfg.out_h * cfg.out_w;
@@ -38,16 +45,27 @@ PreparedFrame prepare_frame(const io::Scene& scene, const io::SceneFrame& frame,
     for (int c = 0; c < n; ++c) {
       tasks.push_back(std::async(std::launch::async, [&, c]() {
         CamResult r;
+        const std::string what = c < int(frame.image_paths.size()) && !frame.image_paths[c].empty()
+                                     ? "file " + frame.image_paths[c]
+                                     : "camera " + std::to_string(c) + " image";
         try {
-          r.img = io::load_image_rgb(frame.image_paths[c]);
-          preprocess_image(cfg, r.img, dst + c * per_cam);
+          // A caller's decoded image is only copied when the pictures need it.
+          const io::Image* img = nullptr;
+          if (decoded) {
+            if (keep_source_images) r.img = (*decoded)[size_t(c)];
+            img = keep_source_images ? &r.img : &(*decoded)[size_t(c)];
+          } else {
+            r.img = io::load_image_rgb(frame.image_paths[c]);
+            img = &r.img;
+          }
+          preprocess_image(cfg, *img, dst + c * per_cam);
           const auto& cal = frame.calibration[c];
           const Mat4d s2e = rigid_from_quaternion(cal.sensor2ego_rotation, cal.sensor2ego_translation);
-          r.lidar2img = to_float(ego_to_image(adjust_intrinsics(cfg, cal.intrinsics, r.img.width,
-                                                                r.img.height), s2e));
+          r.lidar2img = to_float(ego_to_image(adjust_intrinsics(cfg, cal.intrinsics, img->width,
+                                                                img->height), s2e));
           r.ego_to_source = ego_to_image(cal.intrinsics, s2e);
         } catch (const std::exception& e) {
-          r.error = "file " + frame.image_paths[c] + ": " + e.what();
+          r.error = what + ": " + e.what();
         }
         return r;
       }));
@@ -74,6 +92,18 @@ PreparedFrame prepare_frame(const io::Scene& scene, const io::SceneFrame& frame,
   out.prepare_ms =
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
   return out;
+}
+
+}  // namespace
+
+PreparedFrame prepare_frame(const io::Scene& scene, const io::SceneFrame& frame,
+                            const PreprocessConfig& cfg, bool keep_source_images) {
+  return prepare(frame, int(scene.cameras.size()), nullptr, cfg, keep_source_images);
+}
+
+PreparedFrame prepare_frame(const io::SceneFrame& frame, const std::vector<io::Image>& images,
+                            const PreprocessConfig& cfg, bool keep_source_images) {
+  return prepare(frame, int(images.size()), &images, cfg, keep_source_images);
 }
 
 }  // namespace omnirt::pipeline

@@ -36,4 +36,9 @@ struct PreparedFrame {
 PreparedFrame prepare_frame(const io::Scene& scene, const io::SceneFrame& frame,
                             const PreprocessConfig& cfg, bool keep_source_images);
 
+// The same for camera images the caller has already decoded (the library API): images[c] is
+// camera c's RGB image; frame.image_paths is not read (where set, it names the camera in errors).
+PreparedFrame prepare_frame(const io::SceneFrame& frame, const std::vector<io::Image>& images,
+                            const PreprocessConfig& cfg, bool keep_source_images);
+
 }  // namespace omnirt::pipeline
