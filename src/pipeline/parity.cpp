@@ -133,10 +133,17 @@ BoxDrift box_drift(const std::vector<Box3D>& ref, const std::vector<int64_t>& re
   std::unordered_map<int64_t, size_t> index;
   for (size_t j = 0; j < run.size(); ++j) index.emplace(run_ids[j], j);
   auto values = [](const Box3D& b) {
-    return std::array<double, 11>{b.center[0],    b.center[1],      b.center[2],
-                                  b.size_wlh[0],  b.size_wlh[1],    b.size_wlh[2],
-                                  std::sin(double(b.yaw)), std::cos(double(b.yaw)), b.velocity[0],
-                                  b.velocity[1],  b.score};
+    return std::array<double, 11>{b.center[0],
+                                  b.center[1],
+                                  b.center[2],
+                                  b.size_wlh[0],
+                                  b.size_wlh[1],
+                                  b.size_wlh[2],
+                                  std::sin(double(b.yaw)),
+                                  std::cos(double(b.yaw)),
+                                  b.velocity[0],
+                                  b.velocity[1],
+                                  b.score};
   };
   BoxDrift d;
   d.reference = int(ref.size());
@@ -213,9 +220,19 @@ VisionRun run_vision(vision::VisionEngine& engine, const std::vector<PreparedFra
 
 struct Generation {
   std::vector<int32_t> ids;
+  std::vector<float> margins;  // per generated token: top-1 minus top-2 logit
   std::string answer, stop_reason;
   Tensor first_logits;  // host F32 [V]
 };
+
+// top-1 minus top-2 logit (host F32 [V]): how firmly greedy decoding chose `best`.
+float top1_margin(const Tensor& logits, int32_t best) {
+  const float* v = logits.data<float>();
+  float second = -INFINITY;
+  for (int64_t i = 0; i < logits.numel(); ++i)
+    if (i != best) second = std::max(second, v[i]);
+  return v[best] - second;
+}
 
 // Greedy decoding (argmax, lowest id on ties) with the stop rules and text handling of the
 // pipeline (engines.cpp): EOS or max_new_tokens; ids past a smaller tokenizer decode to nothing.
@@ -235,6 +252,7 @@ Generation generate_greedy(llm::LlmEngine& engine, const llm::Tokenizer& tok,
   while (true) {
     const int32_t id = llm::argmax_host(logits);
     g.ids.push_back(id);
+    g.margins.push_back(top1_margin(logits, id));
     const bool decodable = id != stop.eos_id && id >= 0 && id < tok.vocab_size();
     const std::string piece = decodable ? detok.push(id) : std::string();
     if (control.on_token(id, piece) != llm::StopReason::kNone) break;
@@ -243,6 +261,13 @@ Generation generate_greedy(llm::LlmEngine& engine, const llm::Tokenizer& tok,
   g.stop_reason = llm::stop_reason_name(control.reason());
   g.answer = control.answer() + (control.reason() == llm::StopReason::kEos ? detok.finish() : "");
   return g;
+}
+
+// The reference's top-1 margin where an answer first differs from it (NaN: identical, or the
+// reference ended there).
+double margin_at(const Generation& ref, int divergence) {
+  if (divergence < 0 || size_t(divergence) >= ref.margins.size()) return kNaN;
+  return ref.margins[size_t(divergence)];
 }
 
 int first_divergence(const std::vector<int32_t>& a, const std::vector<int32_t>& b) {
@@ -324,8 +349,8 @@ ParityResult run_parity(const ParityOptions& opt, std::FILE* log) {
   res.max_new_tokens = opt.max_new_tokens;
 
   // The reference vision engine first: its config gives the cameras and the input size.
-  auto ref_vision = vision::VisionEngine::load(
-      opt.model_dir, {opt.reference_device, DType::F32, /*tf32=*/false});
+  auto ref_vision =
+      vision::VisionEngine::load(opt.model_dir, {opt.reference_device, DType::F32, /*tf32=*/false});
   const vision::VisionConfig& vc = ref_vision->config();
   OMNIRT_CHECK(vc.num_cams >= 1 && vc.num_cams <= int(io::nuscenes_camera_names().size()),
                opt.model_dir, ": config num_cams ", vc.num_cams, " outside 1..6");
@@ -335,8 +360,8 @@ ParityResult run_parity(const ParityOptions& opt, std::FILE* log) {
   const int total = int(scene.frames.size());
   OMNIRT_CHECK(opt.frames != 0 && opt.frames >= -1, "--frames ", opt.frames,
                ": expected a positive number of frames");
-  OMNIRT_CHECK(opt.frames <= total, "--frames ", opt.frames, ": the scene ", scene.dir, " has only ",
-               total, " frame", total == 1 ? "" : "s");
+  OMNIRT_CHECK(opt.frames <= total, "--frames ", opt.frames, ": the scene ", scene.dir,
+               " has only ", total, " frame", total == 1 ? "" : "s");
   const int n = opt.frames > 0 ? opt.frames : total;
   const PreprocessConfig pcfg = PreprocessConfig::for_network(vc.img_h, vc.img_w);
   std::vector<PreparedFrame> frames;
@@ -348,10 +373,11 @@ ParityResult run_parity(const ParityOptions& opt, std::FILE* log) {
   }
 
   std::optional<eval::GroundTruth> gt;
-  if (!opt.gt_path.empty()) gt = eval::subset_ground_truth(eval::load_ground_truth(opt.gt_path), res.tokens);
+  if (!opt.gt_path.empty())
+    gt = eval::subset_ground_truth(eval::load_ground_truth(opt.gt_path), res.tokens);
 
-  std::fprintf(log, "parity: scene %s, %d of %d frames, model %s%s\n", scene.name.c_str(), n,
-               total, opt.model_dir.c_str(), opt.random_weights ? " (random weights)" : "");
+  std::fprintf(log, "parity: scene %s, %d of %d frames, model %s%s\n", scene.name.c_str(), n, total,
+               opt.model_dir.c_str(), opt.random_weights ? " (random weights)" : "");
 
   // ---- vision: the reference, then each precision, every frame in order (memory carried) ----
   LineageTable lineage;
@@ -383,7 +409,8 @@ ParityResult run_parity(const ParityOptions& opt, std::FILE* log) {
   int64_t longest = 0;
   for (const PreparedFrame& f : frames) {
     prompts.push_back(llm::build_planning_prompt(tok, f.location).ids);
-    longest = std::max<int64_t>(longest, int64_t(prompts.back().size()) - 1 + ref_v.tokens[0].dim(0));
+    longest =
+        std::max<int64_t>(longest, int64_t(prompts.back().size()) - 1 + ref_v.tokens[0].dim(0));
   }
   auto load_llm = [&](Device device, DType dtype) {
     llm::LlmEngineOptions lo;
@@ -402,12 +429,13 @@ ParityResult run_parity(const ParityOptions& opt, std::FILE* log) {
       ref_gen.push_back(generate_greedy(*engine, tok, prompts[size_t(i)], ref_v.tokens[size_t(i)],
                                         opt.max_new_tokens));
   }
-  std::fprintf(log, "LLM fp32 reference (%s): %d answers, %.1f s\n", res.reference_device.c_str(), n,
-               seconds_since(t0));
+  std::fprintf(log, "LLM fp32 reference (%s): %d answers, %.1f s\n", res.reference_device.c_str(),
+               n, seconds_since(t0));
   res.reference.vision = res.reference.llm = -1;
   for (const Generation& g : ref_gen) {
     res.reference.answers.push_back(g.answer);
     res.reference.divergence.push_back(-1);
+    res.reference.divergence_margin.push_back(kNaN);
   }
   evaluate_row(res.reference, res.tokens, ref_v, gt ? &*gt : nullptr, opt.filter_boxes,
                "parity reference");
@@ -420,12 +448,14 @@ ParityResult run_parity(const ParityOptions& opt, std::FILE* log) {
     auto engine = load_llm(opt.device, p.dtype);
     LlmDrift d;
     for (int i = 0; i < n; ++i) {
-      const Generation g = generate_greedy(*engine, tok, prompts[size_t(i)], ref_v.tokens[size_t(i)],
-                                           opt.max_new_tokens);
+      const Generation g = generate_greedy(*engine, tok, prompts[size_t(i)],
+                                           ref_v.tokens[size_t(i)], opt.max_new_tokens);
       const Generation& r = ref_gen[size_t(i)];
       d.logits.push_back(relative_error(g.first_logits, r.first_logits));
-      d.first_token_same.push_back(llm::argmax_host(g.first_logits) == llm::argmax_host(r.first_logits));
+      d.first_token_same.push_back(llm::argmax_host(g.first_logits) ==
+                                   llm::argmax_host(r.first_logits));
       d.divergence.push_back(first_divergence(g.ids, r.ids));
+      d.divergence_margin.push_back(margin_at(r, d.divergence.back()));
     }
     res.llm_drift.push_back(std::move(d));
     for (size_t v = 0; v < nv; ++v) {
@@ -437,6 +467,7 @@ ParityResult run_parity(const ParityOptions& opt, std::FILE* log) {
                                              runs[v].tokens[size_t(i)], opt.max_new_tokens);
         row.answers.push_back(g.answer);
         row.divergence.push_back(first_divergence(g.ids, ref_gen[size_t(i)].ids));
+        row.divergence_margin.push_back(margin_at(ref_gen[size_t(i)], row.divergence.back()));
       }
       evaluate_row(row, res.tokens, runs[v], gt ? &*gt : nullptr, opt.filter_boxes,
                    "parity " + opt.vision[v].name + "/" + p.name);
@@ -450,8 +481,9 @@ ParityResult run_parity(const ParityOptions& opt, std::FILE* log) {
                         ": mAP, NDS, L2 and collision measure nothing here; the drift columns "
                         "are still meaningful");
   if (!gt)
-    res.notes.push_back("no ground truth: task metrics not computed (give --gt FILE, or put "
-                        "ground_truth.json in the scene folder)");
+    res.notes.push_back(
+        "no ground truth: task metrics not computed (give --gt FILE, or put "
+        "ground_truth.json in the scene folder)");
   else if (gt->planning.empty())
     res.notes.push_back("the ground truth has no planning targets: L2 and collision not computed");
   res.wall_s = seconds_since(t_start);
@@ -489,6 +521,24 @@ int count_identical(const std::vector<int>& divergence) {
 
 json num(double v) { return std::isnan(v) ? json(nullptr) : json(v); }
 
+json nums(const std::vector<double>& v) {
+  json a = json::array();
+  for (double x : v) a.push_back(num(x));
+  return a;
+}
+
+// "k/n", plus the smallest reference top-1 margin at a divergence when some answers differ: a
+// divergence where the reference itself hesitated (a margin within the logit drift) is expected.
+std::string identical_cell(const std::vector<int>& divergence, const std::vector<double>& margin) {
+  const int n = int(divergence.size());
+  std::string s = std::to_string(count_identical(divergence)) + "/" + std::to_string(n);
+  double m = kNaN;
+  for (double x : margin)
+    if (!std::isnan(x)) m = std::isnan(m) ? x : std::min(m, x);
+  if (!std::isnan(m)) s += " (ref. margin " + fmt("%.2g", m) + ")";
+  return s;
+}
+
 json row_metrics(const ParityRow& row) {
   json m = json::object();
   if (!row.report) return m;
@@ -517,8 +567,7 @@ std::string format_parity(const ParityResult& r) {
   os << "omnirt parity: " << r.scene << ", " << n << " frame" << (n == 1 ? "" : "s") << ", model "
      << r.model << "\n";
   os << "engines on " << r.device << "; reference: fp32 engines (TF32 off) on "
-     << r.reference_device << "; greedy decoding, at most " << r.max_new_tokens
-     << " new tokens\n";
+     << r.reference_device << "; greedy decoding, at most " << r.max_new_tokens << " new tokens\n";
   if (r.random_weights)
     os << "WARNING: " << kRandomWeightsWarning
        << ": mAP, NDS, L2 and collision measure nothing here\n";
@@ -537,7 +586,8 @@ std::string format_parity(const ParityResult& r) {
     const bool plan = row.report && row.report->planning;
     os << (det ? fmt("%.3f", row.report->detection->mean_ap) : "n/a") << " | "
        << (det ? fmt("%.3f", row.report->detection->nd_score) : "n/a");
-    for (int h = 0; h < 3; ++h) os << " | " << (plan ? fmt("%.3f", row.report->planning->l2[h]) : "n/a");
+    for (int h = 0; h < 3; ++h)
+      os << " | " << (plan ? fmt("%.3f", row.report->planning->l2[h]) : "n/a");
     for (int h = 0; h < 3; ++h)
       os << " | " << (plan ? fmt("%.4f", row.report->planning->collision[h]) : "n/a");
     os << " | " << row.trajectories_parsed << "/" << n << "\n";
@@ -563,13 +613,13 @@ std::string format_parity(const ParityResult& r) {
       total += b.reference;
       box_err.push_back(b.rel_error);
     }
-    os << engine_name(&r.vision[size_t(row.vision)]) << " | " << engine_name(&r.llm[size_t(row.llm)])
-       << " | " << fmt("%.3g", max_finite_or_nan(vd.tokens)) << " | "
-       << fmt("%.3g", max_finite_or_nan(box_err)) << " (" << matched << "/" << total << ") | "
-       << fmt("%.3g", max_finite_or_nan(ld.logits)) << " | "
+    os << engine_name(&r.vision[size_t(row.vision)]) << " | "
+       << engine_name(&r.llm[size_t(row.llm)]) << " | " << fmt("%.3g", max_finite_or_nan(vd.tokens))
+       << " | " << fmt("%.3g", max_finite_or_nan(box_err)) << " (" << matched << "/" << total
+       << ") | " << fmt("%.3g", max_finite_or_nan(ld.logits)) << " | "
        << std::count(ld.first_token_same.begin(), ld.first_token_same.end(), true) << "/" << n
-       << " | " << count_identical(ld.divergence) << "/" << n << " | "
-       << count_identical(row.divergence) << "/" << n << "\n";
+       << " | " << identical_cell(ld.divergence, ld.divergence_margin) << " | "
+       << identical_cell(row.divergence, row.divergence_margin) << "\n";
   }
   os << "\n";
   if (r.reference.report)
@@ -602,13 +652,15 @@ json parity_to_json(const ParityResult& r) {
     o["answers"] = row.answers;
     o["answers_parsed"] = row.trajectories_parsed;
     o["answer_divergence"] = row.divergence;
+    o["answer_divergence_reference_margin"] = nums(row.divergence_margin);
     o["answers_identical"] = count_identical(row.divergence);
     if (row.vision >= 0) {
       const VisionDrift& vd = r.vision_drift[size_t(row.vision)];
       const LlmDrift& ld = r.llm_drift[size_t(row.llm)];
       json boxes = json::array();
       for (const BoxDrift& b : vd.boxes)
-        boxes.push_back({{"rel_error", num(b.rel_error)}, {"matched", b.matched}, {"reference", b.reference}});
+        boxes.push_back(
+            {{"rel_error", num(b.rel_error)}, {"matched", b.matched}, {"reference", b.reference}});
       std::vector<double> box_err;
       for (const BoxDrift& b : vd.boxes) box_err.push_back(b.rel_error);
       json tokens_pf = json::array(), logits_pf = json::array();
@@ -620,6 +672,7 @@ json parity_to_json(const ParityResult& r) {
           {"llm_logits", {{"max", num(max_finite_or_nan(ld.logits))}, {"per_frame", logits_pf}}},
           {"first_token_same", ld.first_token_same},
           {"answer_divergence_reference_tokens", ld.divergence},
+          {"answer_divergence_reference_tokens_margin", nums(ld.divergence_margin)},
           {"answers_identical_reference_tokens", count_identical(ld.divergence)}};
     }
     return o;

@@ -85,7 +85,9 @@ class QueryLineage {
 };
 
 // One box's identity: its query's lineage and its class (the top-k is over (query, class)).
-inline int64_t box_identity(int64_t query_identity, int label) { return query_identity * 64 + label; }
+inline int64_t box_identity(int64_t query_identity, int label) {
+  return query_identity * 64 + label;
+}
 
 // Boxes of a run against the reference's: the boxes with the same identity are compared on
 // (centre, size, sin yaw, cos yaw, velocity, score); rel_error = ||a - b|| / ||b|| over all of
@@ -112,6 +114,7 @@ struct LlmDrift {  // one LLM precision against the reference LLM, both fed the 
   std::vector<double> logits;             // first-token logits of the prefill
   std::vector<bool> first_token_same;     // argmax of those logits
   std::vector<int> divergence;            // first differing generated token; -1: identical
+  std::vector<double> divergence_margin;  // the reference's top-1 margin there (NaN: none)
 };
 
 struct ParityRow {
@@ -120,6 +123,7 @@ struct ParityRow {
   nlohmann::json predictions;  // what was evaluated: `omnirt eval` "frames" layout, ego frame
   std::vector<std::string> answers;
   std::vector<int> divergence;  // first token differing from the reference answer; -1: same
+  std::vector<double> divergence_margin;  // the reference's top-1 margin there (NaN: none)
   int trajectories_parsed = 0;
 };
 
@@ -131,7 +135,7 @@ struct ParityResult {
   bool random_weights = false;
   int max_new_tokens = 0;
   ParityRow reference;
-  std::vector<ParityRow> rows;  // vision-major: (v0, l0), (v0, l1), ...
+  std::vector<ParityRow> rows;            // vision-major: (v0, l0), (v0, l1), ...
   std::vector<VisionDrift> vision_drift;  // per vision precision
   std::vector<LlmDrift> llm_drift;        // per LLM precision
   std::vector<std::string> notes;

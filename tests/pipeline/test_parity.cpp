@@ -171,10 +171,10 @@ TEST(ParityBoxDrift, ComparesBoxesWithTheSameIdentityOnly) {
   double den = 0;
   for (int i : {0, 1}) {
     const Box3D& b = ref[size_t(i)];
-    for (double v : {double(b.center[0]), double(b.center[1]), double(b.center[2]),
-                     double(b.size_wlh[0]), double(b.size_wlh[1]), double(b.size_wlh[2]),
-                     std::sin(double(b.yaw)), std::cos(double(b.yaw)), double(b.velocity[0]),
-                     double(b.velocity[1]), double(b.score)})
+    for (double v :
+         {double(b.center[0]), double(b.center[1]), double(b.center[2]), double(b.size_wlh[0]),
+          double(b.size_wlh[1]), double(b.size_wlh[2]), std::sin(double(b.yaw)),
+          std::cos(double(b.yaw)), double(b.velocity[0]), double(b.velocity[1]), double(b.score)})
       den += v * v;
   }
   EXPECT_NEAR(d.rel_error, 0.5 / std::sqrt(den), 1e-12);
@@ -225,6 +225,8 @@ TEST(ParityCli, Fp32AgainstTheReferenceOnCpuHasNoDrift) {
   EXPECT_EQ(d["answers_identical_reference_tokens"], 3);
   for (const auto& s : d["first_token_same"]) EXPECT_EQ(s, true);
   EXPECT_EQ(row["answers"], j["reference_row"]["answers"]);
+  EXPECT_EQ(row["answer_divergence"], json({-1, -1, -1}));
+  EXPECT_EQ(row["answer_divergence_reference_margin"], json({nullptr, nullptr, nullptr}));
   // The tiny scene ships a ground truth: the metrics are there, equal for equal predictions.
   EXPECT_TRUE(row["metrics"]["mAP"].is_number());
   EXPECT_EQ(row["eval"], j["reference_row"]["eval"]);
@@ -250,9 +252,10 @@ TEST(ParityCli, MetricsEqualOmnirtEvalOnTheRunOutput) {
   if (!ModelEngines::available(&why)) GTEST_SKIP() << "skipped: " << why;
   const fs::path tmp = fresh_dir("omnirt_parity_eval");
   const int max_new = 12;
-  int rc = run_cli("run '" + kScene + "' --model '" + kModel + "' --out '" + (tmp / "run").string() +
-                       "' --device cpu --greedy --max-new " + std::to_string(max_new),
-                   tmp / "run_out.txt", tmp / "run_err.txt");
+  int rc =
+      run_cli("run '" + kScene + "' --model '" + kModel + "' --out '" + (tmp / "run").string() +
+                  "' --device cpu --greedy --max-new " + std::to_string(max_new),
+              tmp / "run_out.txt", tmp / "run_err.txt");
   ASSERT_EQ(rc, 0) << slurp(tmp / "run_out.txt") << slurp(tmp / "run_err.txt");
 
   const json scene_gt = read_json(kScene + "/ground_truth.json");
@@ -264,7 +267,9 @@ TEST(ParityCli, MetricsEqualOmnirtEvalOnTheRunOutput) {
     std::snprintf(name, sizeof name, "frame_%03d.json", i);
     const json f = read_json(tmp / "run" / name);
     ASSERT_EQ(f["status"], "ok");
-    json p = {{"sample_token", f["token"]}, {"boxes", json::array()}, {"lanes", json::array()},
+    json p = {{"sample_token", f["token"]},
+              {"boxes", json::array()},
+              {"lanes", json::array()},
               {"answer", f["planner"]["answer"]}};
     run_answers.push_back(f["planner"]["answer"]);
     json s = {{"token", f["token"]},
@@ -274,21 +279,24 @@ TEST(ParityCli, MetricsEqualOmnirtEvalOnTheRunOutput) {
               {"planning", {{"trajectory", scene_gt["frames"][i]["gt_planning"]}}}};
     int k = 0;
     for (const auto& b : f["boxes"]) {
-      p["boxes"].push_back({{"detection_name", b["label"]}, {"detection_score", b["score"]},
-                            {"translation", b["center"]}, {"size", b["size_wlh"]},
-                            {"yaw", b["yaw"]}, {"velocity", b["velocity"]}});
+      p["boxes"].push_back({{"detection_name", b["label"]},
+                            {"detection_score", b["score"]},
+                            {"translation", b["center"]},
+                            {"size", b["size_wlh"]},
+                            {"yaw", b["yaw"]},
+                            {"velocity", b["velocity"]}});
       // Every other predicted box has a GT twin 0.3 m + 0.4 m * k away; GT is in the global
       // frame of the pose above (the evaluator moves the ego-frame predictions there).
       if (k++ % 2 == 0) {
         const double ex = b["center"][0].get<double>() + 0.3 + 0.4 * k, ey = b["center"][1];
         const double c = std::cos(0.4), sn = std::sin(0.4);
-        s["boxes"].push_back(
-            {{"detection_name", b["label"]},
-             {"translation", {100.0 + i + c * ex - sn * ey, -20.0 + sn * ex + c * ey,
-                              0.5 + b["center"][2].get<double>()}},
-             {"size", b["size_wlh"]},
-             {"yaw", b["yaw"].get<double>() + 0.4 + 0.1},
-             {"velocity", {0.5, 0.5}}});
+        s["boxes"].push_back({{"detection_name", b["label"]},
+                              {"translation",
+                               {100.0 + i + c * ex - sn * ey, -20.0 + sn * ex + c * ey,
+                                0.5 + b["center"][2].get<double>()}},
+                              {"size", b["size_wlh"]},
+                              {"yaw", b["yaw"].get<double>() + 0.4 + 0.1},
+                              {"velocity", {0.5, 0.5}}});
       }
     }
     for (const auto& l : f["lanes"]) {
@@ -340,7 +348,8 @@ TEST(ParityCli, MetricsEqualOmnirtEvalOnTheRunOutput) {
 
 TEST(ParityCli, BadInputIsAClearError) {
   const fs::path tmp = fresh_dir("omnirt_parity_bad");
-  const std::string base = "parity '" + kScene + "' --model '" + kModel + "' --device cpu --max-new 4";
+  const std::string base =
+      "parity '" + kScene + "' --model '" + kModel + "' --device cpu --max-new 4";
   auto expect_fail = [&](const std::string& args, const std::vector<std::string>& needles) {
     const int rc = run_cli(base + " " + args, tmp / "out.txt", tmp / "err.txt");
     const std::string err = slurp(tmp / "err.txt");
@@ -366,10 +375,26 @@ TEST(ParityCli, BadInputIsAClearError) {
             0)
       << slurp(tmp / "err.txt");
   EXPECT_EQ(read_json(tmp / "out.json")["frames"].size(), 2u);
-  const int rc = run_cli("parity '" + kScene + "' --model /nonexistent --device cpu",
-                         tmp / "out.txt", tmp / "err.txt");
+  int rc = run_cli("parity '" + kScene + "' --model /nonexistent --device cpu", tmp / "out.txt",
+                   tmp / "err.txt");
   EXPECT_EQ(rc, 1);
   EXPECT_NE(slurp(tmp / "err.txt").find("/nonexistent"), std::string::npos);
+  if (!cuda_available()) {
+    rc = run_cli("parity '" + kScene + "' --model '" + kModel + "' --device cuda", tmp / "out.txt",
+                 tmp / "err.txt");
+    EXPECT_EQ(rc, 1);
+    EXPECT_NE(slurp(tmp / "err.txt").find("--device cuda: no CUDA device"), std::string::npos)
+        << slurp(tmp / "err.txt");
+  }
+  // A frame whose image is missing: parity compares every frame, so it refuses and names it.
+  const fs::path scene = tmp / "scene";
+  fs::copy(kScene, scene, fs::copy_options::recursive);
+  fs::remove(scene / "frames" / "001" / "CAM_FRONT_RIGHT.png");
+  rc = run_cli("parity '" + scene.string() + "' --model '" + kModel + "' --device cpu",
+               tmp / "out.txt", tmp / "err.txt");
+  EXPECT_EQ(rc, 1);
+  EXPECT_NE(slurp(tmp / "err.txt").find("CAM_FRONT_RIGHT.png"), std::string::npos)
+      << slurp(tmp / "err.txt");
   fs::remove_all(tmp);
 }
 
@@ -393,7 +418,8 @@ TEST(ParityCuda, HalfPrecisionDriftIsNonZeroAndBounded) {
   ASSERT_EQ(r.rows.size(), 12u);
   ASSERT_EQ(r.vision_drift.size(), 4u);
   ASSERT_EQ(r.llm_drift.size(), 3u);
-  const double vision_hi[4] = {1e-6, 1e-2, 5e-2, 2e-1};  // fp32, tf32, fp16, bf16 (frame 0)
+  // fp32, tf32, fp16, bf16 on frame 0 (TF32 keeps fp16's 10-bit mantissa: fp16's bound).
+  const double vision_hi[4] = {1e-6, 5e-2, 5e-2, 2e-1};
   for (int v = 0; v < 4; ++v) {
     const double e0 = r.vision_drift[size_t(v)].tokens[0];
     EXPECT_LE(e0, vision_hi[v]) << r.vision[size_t(v)].name;
@@ -408,8 +434,20 @@ TEST(ParityCuda, HalfPrecisionDriftIsNonZeroAndBounded) {
       if (l > 0) EXPECT_GT(e, 0.0) << r.llm[size_t(l)].name << " changed nothing";
     }
   }
-  for (int i = 0; i < 3; ++i) EXPECT_EQ(r.llm_drift[0].divergence[size_t(i)], -1);
-  EXPECT_EQ(r.rows[0].divergence, std::vector<int>(3, -1)) << "fp32/fp32 = the reference";
+  // fp32 = the reference's configuration: identical answers, unless a kernel is not
+  // deterministic and the reference itself hesitated (top-1 margin < 1e-3) where they part.
+  for (int i = 0; i < 3; ++i) {
+    if (r.llm_drift[0].divergence[size_t(i)] >= 0)
+      EXPECT_LT(r.llm_drift[0].divergence_margin[size_t(i)], 1e-3) << "frame " << i;
+    if (r.rows[0].divergence[size_t(i)] >= 0)
+      EXPECT_LT(r.rows[0].divergence_margin[size_t(i)], 1e-3) << "frame " << i;
+  }
+  // Where a half-precision answer leaves the reference's, the reference's own top-1 margin there
+  // is reported (finite, >= 0).
+  for (const ParityRow& row : r.rows)
+    for (size_t i = 0; i < row.divergence.size(); ++i)
+      if (row.divergence[i] >= 0 && !std::isnan(row.divergence_margin[i]))
+        EXPECT_GE(row.divergence_margin[i], 0.0);
 
   // Engines on CUDA against the CPU reference: the fp32 path's target is 1e-4.
   o.reference_device = Device::CPU;

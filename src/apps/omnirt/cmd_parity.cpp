@@ -31,7 +31,8 @@ omnirt::cli::Command parity_cmd(
           ->required();
       sub.add_option("--model", a->model, "checkpoint folder (docs/checkpoint_format.md)")
           ->required();
-      sub.add_option("--device", a->device, "cpu or cuda: where the engines run (default: cuda "
+      sub.add_option("--device", a->device,
+                     "cpu or cuda: where the engines run (default: cuda "
                      "when present)")
           ->check(CLI::IsMember({"cpu", "cuda"}));
       sub.add_option("--reference-device", a->ref_device,
@@ -91,7 +92,7 @@ omnirt::cli::Command parity_cmd(
             po.gt_path = a->gt;
           } else {
             const fs::path dir = fs::is_directory(a->scene, ec) ? fs::path(a->scene)
-                                                                 : fs::path(a->scene).parent_path();
+                                                                : fs::path(a->scene).parent_path();
             if (fs::is_regular_file(dir / "ground_truth.json", ec))
               po.gt_path = (dir / "ground_truth.json").string();
           }
@@ -107,10 +108,12 @@ omnirt::cli::Command parity_cmd(
             pipeline::write_text_atomic((fs::path(a->out) / "parity.json").string(),
                                         dump(j, 1) + "\n");
             auto write_pred = [&](const pipeline::ParityRow& row) {
-              const std::string v = row.vision >= 0 ? r.vision[size_t(row.vision)].name : "reference";
+              const std::string v =
+                  row.vision >= 0 ? r.vision[size_t(row.vision)].name : "reference";
               const std::string l = row.llm >= 0 ? r.llm[size_t(row.llm)].name : "reference";
-              const std::string name = row.vision >= 0 ? "predictions_vision-" + v + "_llm-" + l + ".json"
-                                                       : "predictions_reference.json";
+              const std::string name = row.vision >= 0
+                                           ? "predictions_vision-" + v + "_llm-" + l + ".json"
+                                           : "predictions_reference.json";
               pipeline::write_text_atomic((fs::path(a->out) / name).string(),
                                           dump(row.predictions, 1) + "\n");
             };
