@@ -1,5 +1,6 @@
 #include "eval/dataset.h"
 
+#include <algorithm>
 #include <cctype>
 #include <cmath>
 #include <cstdlib>
@@ -562,7 +563,62 @@ Predictions parse_predictions(const std::string& text, const std::string& name,
   return pred;
 }
 
+namespace {
+
+// An `omnirt run` output folder (docs/scene_format.md): its frame_NNN.json files in name order,
+// rewritten as the "frames" layout. Their boxes are ego-frame label / score / center / size_wlh
+// / yaw / velocity, the answer is planner.answer. A frame whose status is not "ok" has no
+// results and is left out (its sample then counts as having no prediction, with a note).
+std::string run_folder_predictions(const std::string& dir) {
+  namespace fs = std::filesystem;
+  std::vector<fs::path> files;
+  for (const auto& e : fs::directory_iterator(dir)) {
+    const std::string name = e.path().filename().string();
+    if (e.is_regular_file() && name.rfind("frame_", 0) == 0 && e.path().extension() == ".json")
+      files.push_back(e.path());
+  }
+  // frame_999 before frame_1000: shorter names first, then by name.
+  std::sort(files.begin(), files.end(), [](const fs::path& a, const fs::path& b) {
+    const std::string x = a.filename().string(), y = b.filename().string();
+    return x.size() != y.size() ? x.size() < y.size() : x < y;
+  });
+  OMNIRT_CHECK(!files.empty(), "prediction folder '", dir,
+               "': no frame_*.json files (expected an `omnirt run` output folder)");
+  Json frames = Json::array();
+  for (const auto& f : files) {
+    const std::string name = f.string();
+    const Json j = parse_json(read_file(name, "prediction"), name);
+    const Ctx ctx{name, ""};
+    if (!j.is_object() || !j.contains("status") || j["status"] != "ok") continue;
+    Json rec = Json::object();
+    rec["sample_token"] = require(j, "token", ctx);
+    rec["boxes"] = Json::array();
+    const Json& boxes = require(j, "boxes", ctx);
+    OMNIRT_CHECK(boxes.is_array(), ctx.at("boxes"), ": expected an array");
+    for (size_t i = 0; i < boxes.size(); ++i) {
+      const Ctx bc = ctx.sub("box " + std::to_string(i));
+      const Json& b = boxes[i];
+      rec["boxes"].push_back({{"detection_name", require(b, "label", bc)},
+                              {"detection_score", require(b, "score", bc)},
+                              {"translation", require(b, "center", bc)},
+                              {"size", require(b, "size_wlh", bc)},
+                              {"yaw", require(b, "yaw", bc)},
+                              {"velocity", require(b, "velocity", bc)}});
+    }
+    if (j.contains("lanes")) rec["lanes"] = j["lanes"];
+    if (j.contains("planner") && j["planner"].is_object() && j["planner"].contains("answer"))
+      rec["answer"] = j["planner"]["answer"];
+    frames.push_back(std::move(rec));
+  }
+  return Json{{"box_frame", "ego"}, {"frames", std::move(frames)}}.dump();
+}
+
+}  // namespace
+
 Predictions load_predictions(const std::string& path, const GroundTruth& gt) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec))
+    return parse_predictions(run_folder_predictions(path), path, gt);
   return parse_predictions(read_file(path, "prediction"), path, gt);
 }
 

@@ -58,6 +58,8 @@ GroundTruth parse_ground_truth(const std::string& text, const std::string& name)
 GroundTruth subset_ground_truth(const GroundTruth& gt, const std::vector<std::string>& tokens);
 
 // Prediction tokens must all exist in `gt` (the error names the first one that does not).
+// `path` may also be an `omnirt run` output folder (its frame_*.json files; failed frames are
+// left out).
 Predictions load_predictions(const std::string& path, const GroundTruth& gt);
 Predictions parse_predictions(const std::string& text, const std::string& name,
                               const GroundTruth& gt);

@@ -575,9 +575,13 @@ std::string format_parity(const ParityResult& r) {
 
   // Accuracy table, the reference deployment's layout (Vision | LLM | BBOX mAP | L2 1/2/3 s)
   // plus NDS and the collision rate.
+  // DET_l (lanes) only when the ground truth has lanes.
+  const bool lanes = r.reference.report && r.reference.report->lanes;
   os << "Vision | LLM | BBOX mAP | NDS | Planning L2 1s | Planning L2 2s | Planning L2 3s | "
-        "Collision 1s | Collision 2s | Collision 3s | answers parsed\n";
-  os << "--- | --- | --- | --- | --- | --- | --- | --- | --- | --- | ---\n";
+        "Collision 1s | Collision 2s | Collision 3s | "
+     << (lanes ? "Lane DET_l | " : "") << "answers parsed\n";
+  os << "--- | --- | --- | --- | --- | --- | --- | --- | --- | --- | " << (lanes ? "--- | " : "")
+     << "---\n";
   auto acc_row = [&](const ParityRow& row) {
     const Precision* v = row.vision >= 0 ? &r.vision[size_t(row.vision)] : nullptr;
     const Precision* l = row.llm >= 0 ? &r.llm[size_t(row.llm)] : nullptr;
@@ -590,6 +594,7 @@ std::string format_parity(const ParityResult& r) {
       os << " | " << (plan ? fmt("%.3f", row.report->planning->l2[h]) : "n/a");
     for (int h = 0; h < 3; ++h)
       os << " | " << (plan ? fmt("%.4f", row.report->planning->collision[h]) : "n/a");
+    if (lanes) os << " | " << (row.report->lanes ? fmt("%.3f", row.report->lanes->det_l) : "n/a");
     os << " | " << row.trajectories_parsed << "/" << n << "\n";
   };
   acc_row(r.reference);

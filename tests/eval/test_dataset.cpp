@@ -3,6 +3,9 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <unistd.h>
 
 #include "core/error.h"
 #include "eval/dataset.h"
@@ -187,6 +190,51 @@ TEST(EvalDataset, SceneGroundTruthIsReadAsEgoFrameSamples) {
   bad = Json::parse(R"({"frames": [{"token": "f0", "gt_planning": [[1, 0]], "command": 2}]})");
   expect_error([&] { parse_ground_truth(bad.dump(), "scene_gt.json"); },
                {"scene_gt.json", "planning.trajectory", "6"});
+}
+
+// An `omnirt run` output folder as predictions: frame files in frame order, failed frames left
+// out, run-style box fields mapped; an empty folder is an error naming it.
+TEST(EvalDataset, RunOutputFolderAsPredictions) {
+  namespace fs = std::filesystem;
+  const fs::path dir = fs::temp_directory_path() / ("omnirt_eval_run_" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  const GroundTruth g = parse_ground_truth(fixtures::golden_gt().dump(), "gt.json");
+  expect_error([&] { load_predictions(dir.string(), g); }, {dir.string(), "no frame_*.json"});
+  Json ok = {{"status", "ok"}, {"token", "s1"},
+             {"boxes", {{{"label", "car"}, {"score", 0.8}, {"center", {1.0, 2.0, 0.5}},
+                         {"size_wlh", {1.9, 4.5, 1.6}}, {"yaw", 0.25}, {"velocity", {1.0, 0.0}}}}},
+             {"lanes", {{{"score", 0.7}, {"points", {{0, 0, 0}, {10, 0, 0}}}}}},
+             {"planner", {{"answer", "[PT, (+1.00, +0.00)]"}}}};
+  Json failed = {{"status", "error"}, {"token", "s2"}, {"error", "frame 1: missing image"}};
+  std::ofstream(dir / "frame_000.json") << ok.dump();
+  std::ofstream(dir / "frame_001.json") << failed.dump();
+  std::ofstream(dir / "summary.json") << "{}";
+  const Predictions p = load_predictions(dir.string(), g);
+  EXPECT_EQ(p.tokens, std::vector<std::string>{"s1"});
+  ASSERT_EQ(p.boxes["s1"].size(), 1u);
+  const DetectionBox& b = p.boxes["s1"][0];
+  // Ego frame -> global with the GT ego pose of s1, exactly as the "frames" layout does.
+  Json frames = {{"box_frame", "ego"},
+                 {"frames", {{{"sample_token", "s1"},
+                              {"boxes", {{{"detection_name", "car"}, {"detection_score", 0.8},
+                                          {"translation", {1.0, 2.0, 0.5}},
+                                          {"size", {1.9, 4.5, 1.6}}, {"yaw", 0.25},
+                                          {"velocity", {1.0, 0.0}}}}}}}}};
+  const DetectionBox& e = parse_predictions(frames.dump(), "f.json", g).boxes["s1"][0];
+  EXPECT_EQ(b.translation, e.translation);
+  EXPECT_EQ(b.rotation, e.rotation);
+  EXPECT_EQ(b.size, e.size);
+  EXPECT_EQ(b.velocity, e.velocity);
+  EXPECT_EQ(b.detection_score, 0.8);
+  ASSERT_EQ(p.lanes.at("s1").size(), 1u);
+  EXPECT_FLOAT_EQ(p.lanes.at("s1")[0].confidence, 0.7f);
+  EXPECT_EQ(p.answers.at("s1"), "[PT, (+1.00, +0.00)]");
+  // A box missing a field: the error names the frame file and box.
+  ok["boxes"][0].erase("center");
+  std::ofstream(dir / "frame_000.json") << ok.dump();
+  expect_error([&] { load_predictions(dir.string(), g); }, {"frame_000.json", "box 0", "'center'"});
+  fs::remove_all(dir);
 }
 
 TEST(EvalDatasetErrors, MalformedAndTruncatedJson) {

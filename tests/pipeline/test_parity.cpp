@@ -319,6 +319,12 @@ TEST(ParityCli, MetricsEqualOmnirtEvalOnTheRunOutput) {
   EXPECT_GT(map, 0.0) << "the check needs a non-trivial mAP";
   EXPECT_LT(map, 1.0);
   EXPECT_GT(ev["lanes"]["DET_l"].get<double>(), 0.0);
+  // `omnirt eval` reads the run folder itself the same way.
+  rc = run_cli("eval --gt '" + (tmp / "gt.json").string() + "' --pred '" + (tmp / "run").string() +
+                   "' --json '" + (tmp / "eval_dir.json").string() + "'",
+               tmp / "eval_out.txt", tmp / "eval_err.txt");
+  ASSERT_EQ(rc, 0) << slurp(tmp / "eval_err.txt");
+  EXPECT_EQ(read_json(tmp / "eval_dir.json"), ev);
 
   rc = run_cli("parity '" + kScene + "' --model '" + kModel + "' --device cpu --max-new " +
                    std::to_string(max_new) + " --gt '" + (tmp / "gt.json").string() +
@@ -335,6 +341,13 @@ TEST(ParityCli, MetricsEqualOmnirtEvalOnTheRunOutput) {
     EXPECT_EQ((*row)["metrics"]["NDS"], ev["detection"]["nd_score"]);
     EXPECT_EQ((*row)["metrics"]["DET_l"], ev["lanes"]["DET_l"]);
   }
+  // The text table shows DET_l when the ground truth has lanes.
+  rc = run_cli("parity '" + kScene + "' --model '" + kModel + "' --device cpu --max-new 4 --gt '" +
+                   (tmp / "gt.json").string() + "'",
+               tmp / "parity.txt", tmp / "parity_err.txt");
+  ASSERT_EQ(rc, 0) << slurp(tmp / "parity_err.txt");
+  EXPECT_NE(slurp(tmp / "parity.txt").find("| Lane DET_l | answers parsed"), std::string::npos)
+      << slurp(tmp / "parity.txt");
   // --out: the written files are the same document and `omnirt eval` accepts the predictions.
   EXPECT_EQ(read_json(tmp / "parity" / "parity.json")["rows"], pj["rows"]);
   rc = run_cli("eval --gt '" + (tmp / "gt.json").string() + "' --pred '" +

@@ -40,7 +40,7 @@ omnirt::cli::Command eval_cmd(
     [](CLI::App& sub) {
       auto args = std::make_shared<EvalArgs>();
       sub.add_option("--gt", args->gt, "Ground-truth JSON (docs/eval_format.md)")->required();
-      sub.add_option("--pred", args->pred, "Predictions JSON ('results' or 'frames' layout)")
+      sub.add_option("--pred", args->pred, "Predictions JSON ('results' or 'frames' layout) or an `omnirt run` output folder")
           ->required();
       sub.add_option("--json", args->json_out, "Also write the metrics as JSON to this file");
       sub.add_option("--metrics", args->metrics, "Comma-separated subset of det,plan,lane")
