@@ -387,19 +387,28 @@ ParityResult run_parity(const ParityOptions& opt, std::FILE* log) {
   std::fprintf(log, "vision fp32 reference (%s): %d frames, %.1f s\n", res.reference_device.c_str(),
                n, seconds_since(t0));
   std::vector<VisionRun> runs;
+  // A precision that fails (load, run) is recorded on its rows and the others go on: one bad
+  // mode should not cost the whole table. The reference must succeed.
   for (const Precision& p : opt.vision) {
     t0 = std::chrono::steady_clock::now();
-    auto engine = vision::VisionEngine::load(opt.model_dir, {opt.device, p.dtype, p.tf32});
-    runs.push_back(run_vision(*engine, frames, lineage));
     VisionDrift d;
-    for (int i = 0; i < n; ++i) {
-      d.tokens.push_back(relative_error(runs.back().tokens[size_t(i)], ref_v.tokens[size_t(i)]));
-      d.boxes.push_back(box_drift(ref_v.boxes[size_t(i)], ref_v.box_ids[size_t(i)],
-                                  runs.back().boxes[size_t(i)], runs.back().box_ids[size_t(i)]));
+    try {
+      auto engine = vision::VisionEngine::load(opt.model_dir, {opt.device, p.dtype, p.tf32});
+      runs.push_back(run_vision(*engine, frames, lineage));
+      for (int i = 0; i < n; ++i) {
+        d.tokens.push_back(relative_error(runs.back().tokens[size_t(i)], ref_v.tokens[size_t(i)]));
+        d.boxes.push_back(box_drift(ref_v.boxes[size_t(i)], ref_v.box_ids[size_t(i)],
+                                    runs.back().boxes[size_t(i)], runs.back().box_ids[size_t(i)]));
+      }
+      std::fprintf(log, "vision %s (%s): %d frames, %.1f s\n", p.name.c_str(), res.device.c_str(),
+                   n, seconds_since(t0));
+    } catch (const std::exception& e) {
+      if (runs.size() < res.vision_drift.size() + 1) runs.emplace_back();
+      d = VisionDrift();
+      d.error = "vision " + p.name + ": " + e.what();
+      std::fprintf(log, "%s\n", d.error.c_str());
     }
     res.vision_drift.push_back(std::move(d));
-    std::fprintf(log, "vision %s (%s): %d frames, %.1f s\n", p.name.c_str(), res.device.c_str(), n,
-                 seconds_since(t0));
   }
 
   // ---- LLM: the reference, then each precision; every frame with the reference tokens
@@ -445,37 +454,59 @@ ParityResult run_parity(const ParityOptions& opt, std::FILE* log) {
   for (size_t l = 0; l < nl; ++l) {
     const Precision& p = opt.llm[l];
     t0 = std::chrono::steady_clock::now();
-    auto engine = load_llm(opt.device, p.dtype);
+    std::unique_ptr<llm::LlmEngine> engine;
     LlmDrift d;
-    for (int i = 0; i < n; ++i) {
-      const Generation g = generate_greedy(*engine, tok, prompts[size_t(i)],
-                                           ref_v.tokens[size_t(i)], opt.max_new_tokens);
-      const Generation& r = ref_gen[size_t(i)];
-      d.logits.push_back(relative_error(g.first_logits, r.first_logits));
-      d.first_token_same.push_back(llm::argmax_host(g.first_logits) ==
-                                   llm::argmax_host(r.first_logits));
-      d.divergence.push_back(first_divergence(g.ids, r.ids));
-      d.divergence_margin.push_back(margin_at(r, d.divergence.back()));
+    try {
+      engine = load_llm(opt.device, p.dtype);
+      for (int i = 0; i < n; ++i) {
+        const Generation g = generate_greedy(*engine, tok, prompts[size_t(i)],
+                                             ref_v.tokens[size_t(i)], opt.max_new_tokens);
+        const Generation& r = ref_gen[size_t(i)];
+        d.logits.push_back(relative_error(g.first_logits, r.first_logits));
+        d.first_token_same.push_back(llm::argmax_host(g.first_logits) ==
+                                     llm::argmax_host(r.first_logits));
+        d.divergence.push_back(first_divergence(g.ids, r.ids));
+        d.divergence_margin.push_back(margin_at(r, d.divergence.back()));
+      }
+    } catch (const std::exception& e) {
+      d = LlmDrift();
+      d.error = "LLM " + p.name + ": " + e.what();
+      std::fprintf(log, "%s\n", d.error.c_str());
     }
-    res.llm_drift.push_back(std::move(d));
+    res.llm_drift.push_back(d);
     for (size_t v = 0; v < nv; ++v) {
       ParityRow& row = res.rows[v * nl + l];
       row.vision = int(v);
       row.llm = int(l);
-      for (int i = 0; i < n; ++i) {
-        const Generation g = generate_greedy(*engine, tok, prompts[size_t(i)],
-                                             runs[v].tokens[size_t(i)], opt.max_new_tokens);
-        row.answers.push_back(g.answer);
-        row.divergence.push_back(first_divergence(g.ids, ref_gen[size_t(i)].ids));
-        row.divergence_margin.push_back(margin_at(ref_gen[size_t(i)], row.divergence.back()));
+      if (!res.vision_drift[v].error.empty() || !d.error.empty()) {
+        row.error = !res.vision_drift[v].error.empty() ? res.vision_drift[v].error : d.error;
+        continue;
       }
-      evaluate_row(row, res.tokens, runs[v], gt ? &*gt : nullptr, opt.filter_boxes,
-                   "parity " + opt.vision[v].name + "/" + p.name);
+      try {
+        for (int i = 0; i < n; ++i) {
+          const Generation g = generate_greedy(*engine, tok, prompts[size_t(i)],
+                                               runs[v].tokens[size_t(i)], opt.max_new_tokens);
+          row.answers.push_back(g.answer);
+          row.divergence.push_back(first_divergence(g.ids, ref_gen[size_t(i)].ids));
+          row.divergence_margin.push_back(margin_at(ref_gen[size_t(i)], row.divergence.back()));
+        }
+        evaluate_row(row, res.tokens, runs[v], gt ? &*gt : nullptr, opt.filter_boxes,
+                     "parity " + opt.vision[v].name + "/" + p.name);
+      } catch (const std::exception& e) {
+        row = ParityRow();
+        row.vision = int(v);
+        row.llm = int(l);
+        row.error = "vision " + opt.vision[v].name + " + LLM " + p.name + ": " + e.what();
+        std::fprintf(log, "%s\n", row.error.c_str());
+      }
     }
-    std::fprintf(log, "LLM %s (%s): %zu answers, %.1f s\n", p.name.c_str(), res.device.c_str(),
-                 size_t(n) * (nv + 1), seconds_since(t0));
+    if (d.error.empty())
+      std::fprintf(log, "LLM %s (%s): %zu answers, %.1f s\n", p.name.c_str(), res.device.c_str(),
+                   size_t(n) * (nv + 1), seconds_since(t0));
   }
 
+  for (const ParityRow& row : res.rows)
+    if (!row.error.empty()) res.failed_rows++;
   if (opt.random_weights)
     res.notes.push_back(std::string(kRandomWeightsWarning) +
                         ": mAP, NDS, L2 and collision measure nothing here; the drift columns "
@@ -586,6 +617,10 @@ std::string format_parity(const ParityResult& r) {
     const Precision* v = row.vision >= 0 ? &r.vision[size_t(row.vision)] : nullptr;
     const Precision* l = row.llm >= 0 ? &r.llm[size_t(row.llm)] : nullptr;
     os << engine_name(v) << " | " << engine_name(l) << " | ";
+    if (!row.error.empty()) {
+      os << "failed: " << row.error << "\n";
+      return;
+    }
     const bool det = row.report && row.report->detection;
     const bool plan = row.report && row.report->planning;
     os << (det ? fmt("%.3f", row.report->detection->mean_ap) : "n/a") << " | "
@@ -611,6 +646,11 @@ std::string format_parity(const ParityResult& r) {
   for (const ParityRow& row : r.rows) {
     const VisionDrift& vd = r.vision_drift[size_t(row.vision)];
     const LlmDrift& ld = r.llm_drift[size_t(row.llm)];
+    if (!row.error.empty()) {
+      os << engine_name(&r.vision[size_t(row.vision)]) << " | "
+         << engine_name(&r.llm[size_t(row.llm)]) << " | failed: " << row.error << "\n";
+      continue;
+    }
     int matched = 0, total = 0;
     std::vector<double> box_err;
     for (const BoxDrift& b : vd.boxes) {
@@ -652,6 +692,10 @@ json parity_to_json(const ParityResult& r) {
     json o;
     o["vision"] = row.vision >= 0 ? r.vision[size_t(row.vision)].name : "reference";
     o["llm"] = row.llm >= 0 ? r.llm[size_t(row.llm)].name : "reference";
+    if (!row.error.empty()) {
+      o["error"] = row.error;
+      return o;
+    }
     o["metrics"] = row_metrics(row);
     o["eval"] = row.report ? eval::report_to_json(*row.report) : json(nullptr);
     o["answers"] = row.answers;
@@ -687,6 +731,7 @@ json parity_to_json(const ParityResult& r) {
   for (const ParityRow& row : r.rows) rows.push_back(row_json(row));
   j["rows"] = std::move(rows);
   j["notes"] = r.notes;
+  j["failed_rows"] = r.failed_rows;
   j["wall_s"] = r.wall_s;
   return j;
 }

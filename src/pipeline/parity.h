@@ -108,6 +108,7 @@ double relative_error(const Tensor& a, const Tensor& b);
 struct VisionDrift {  // one vision precision against the reference vision, per frame
   std::vector<double> tokens;
   std::vector<BoxDrift> boxes;
+  std::string error;  // non-empty: this precision failed (load or run); its rows say so
 };
 
 struct LlmDrift {  // one LLM precision against the reference LLM, both fed the reference tokens
@@ -115,6 +116,7 @@ struct LlmDrift {  // one LLM precision against the reference LLM, both fed the 
   std::vector<bool> first_token_same;     // argmax of those logits
   std::vector<int> divergence;            // first differing generated token; -1: identical
   std::vector<double> divergence_margin;  // the reference's top-1 margin there (NaN: none)
+  std::string error;                      // non-empty: this precision failed
 };
 
 struct ParityRow {
@@ -125,6 +127,7 @@ struct ParityRow {
   std::vector<int> divergence;  // first token differing from the reference answer; -1: same
   std::vector<double> divergence_margin;  // the reference's top-1 margin there (NaN: none)
   int trajectories_parsed = 0;
+  std::string error;  // non-empty: this pair failed (the other fields are empty)
 };
 
 struct ParityResult {
@@ -139,10 +142,12 @@ struct ParityResult {
   std::vector<VisionDrift> vision_drift;  // per vision precision
   std::vector<LlmDrift> llm_drift;        // per LLM precision
   std::vector<std::string> notes;
+  int failed_rows = 0;
   double wall_s = 0;
 };
 
-// Runs everything; progress lines go to `log`.
+// Runs everything; progress lines go to `log`. Throws when the inputs or the reference fail; a
+// failing precision or pair is recorded (error fields, failed_rows) and the others still run.
 ParityResult run_parity(const ParityOptions& opt, std::FILE* log);
 
 // The two tables (markdown), with the random-weights warning and notes.

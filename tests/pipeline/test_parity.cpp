@@ -359,6 +359,37 @@ TEST(ParityCli, MetricsEqualOmnirtEvalOnTheRunOutput) {
   fs::remove_all(tmp);
 }
 
+// A precision that fails is recorded on its rows; the others still run. (Half precision on the
+// CPU is refused by the engines themselves; parse_precisions normally stops it earlier.)
+TEST(ParityRun, AFailingPrecisionIsRecordedAndTheRestRuns) {
+  std::string why;
+  if (!ModelEngines::available(&why)) GTEST_SKIP() << "skipped: " << why;
+  ParityOptions o;
+  o.scene = kScene;
+  o.model_dir = kModel;
+  o.device = o.reference_device = Device::CPU;
+  o.vision = {Precision{"fp32", DType::F32, false}, Precision{"fp16", DType::F16, false}};
+  o.llm = {Precision{"fp32", DType::F32, false}, Precision{"bf16", DType::BF16, false}};
+  o.max_new_tokens = 4;
+  o.frames = 2;
+  const ParityResult r = run_parity(o, stderr);
+  ASSERT_EQ(r.rows.size(), 4u);
+  EXPECT_EQ(r.failed_rows, 3);
+  EXPECT_TRUE(r.rows[0].error.empty()) << r.rows[0].error;
+  EXPECT_EQ(r.rows[0].answers.size(), 2u);
+  EXPECT_EQ(r.vision_drift[0].tokens, std::vector<double>(2, 0.0));
+  EXPECT_NE(r.rows[1].error.find("LLM bf16"), std::string::npos) << r.rows[1].error;
+  EXPECT_NE(r.rows[2].error.find("vision fp16"), std::string::npos) << r.rows[2].error;
+  EXPECT_NE(r.rows[3].error.find("vision fp16"), std::string::npos) << r.rows[3].error;
+  const std::string text = format_parity(r);
+  EXPECT_NE(text.find("FP16 engine | FP32 engine | failed: vision fp16"), std::string::npos)
+      << text;
+  const json j = parity_to_json(r);
+  EXPECT_EQ(j["failed_rows"], 3);
+  EXPECT_TRUE(j["rows"][1]["error"].is_string());
+  EXPECT_FALSE(j["rows"][0].contains("error"));
+}
+
 TEST(ParityCli, BadInputIsAClearError) {
   const fs::path tmp = fresh_dir("omnirt_parity_bad");
   const std::string base =

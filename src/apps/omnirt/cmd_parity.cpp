@@ -1,7 +1,8 @@
 // `omnirt parity SCENE --model DIR`: the engines at chosen precisions against the float32
 // reference over a scene's frames: the reference deployment's accuracy table (vision x LLM
 // precision -> mAP, NDS, L2, collision) and the drift of each stage (docs/parity.md).
-// Exit code: 0 done, 1 bad input or a failed run.
+// Exit code: 0 done, 2 some rows failed (their rows say why), 1 bad input or the reference
+// failed.
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -126,7 +127,10 @@ omnirt::cli::Command parity_cmd(
             std::fputs(pipeline::format_parity(r).c_str(), stdout);
           }
           std::fflush(stdout);
-          return 0;
+          if (r.failed_rows > 0)
+            std::fprintf(stderr, "omnirt parity: %d of %zu rows failed (their rows say why)\n",
+                         r.failed_rows, r.rows.size());
+          return r.failed_rows > 0 ? 2 : 0;
         } catch (const std::exception& e) {
           std::fprintf(stderr, "omnirt parity: %s\n", e.what());
           return 1;
