@@ -17,8 +17,13 @@
 
 #include "common/test_util.h"
 #include "core/error.h"
+#include "io/scene.h"
+#include "models/vision/host_math.h"
+#include "models/vision/vision_engine.h"
 #include "pipeline/engines.h"
+#include "pipeline/frame.h"
 #include "pipeline/parity.h"
+#include "pipeline/vision_outputs.h"
 
 namespace fs = std::filesystem;
 using nlohmann::json;
@@ -152,6 +157,46 @@ TEST(ParityLineage, FollowsTheMemoryUpdateAndIgnoresSlotOrder) {
 
   expect_error([&] { a.end_frame({0}); }, {"expected 2 top-k queries"});
   expect_error([&] { a.end_frame({0, 7}); }, {"top-k query 7"});
+}
+
+// The memory rule QueryLineage assumes, checked on the vision engine's real state (tiny model, the
+// tiny scene's first two frames): after a frame, memory entry e < topk holds the decoded centre of
+// that frame's top-k query e (in global coordinates), and entry e >= topk holds the previous
+// memory's entry e - topk.
+TEST(ParityLineage, MatchesTheVisionEngineMemory) {
+  auto engine = vision::VisionEngine::load(kModel, {Device::CPU, DType::F32, false});
+  const vision::VisionConfig& c = engine->config();
+  std::vector<std::string> cams(io::nuscenes_camera_names().begin(),
+                                io::nuscenes_camera_names().begin() + c.num_cams);
+  const io::Scene scene = io::read_scene(kScene, cams);
+  const PreprocessConfig pcfg = PreprocessConfig::for_network(c.img_h, c.img_w);
+  std::vector<float> previous;  // global reference points of the memory after the last frame
+  for (int i = 0; i < 2; ++i) {
+    const PreparedFrame f = prepare_frame(scene, scene.frames[size_t(i)], pcfg, false);
+    ASSERT_TRUE(f.ok()) << f.error;
+    const vision::VisionFrameResult r = engine->run(f.img, frame_geometry(f, i == 0));
+    ASSERT_EQ(int(r.heads.topk_indexes_bbox.size()), c.topk);
+    const int64_t nd = c.num_query + c.num_propagated, L = c.dec_layers;
+    const float* bp = r.heads.all_bbox_preds.data<float>() + (L - 1) * nd * c.code_size;
+    const Tensor mem = engine->state().memory_reference_point_bbox.contiguous();
+    ASSERT_GE(mem.dim(1), c.memory_len);
+    const float* m = mem.data<float>();
+    for (int e = 0; e < c.topk; ++e) {
+      const int q = r.heads.topk_indexes_bbox[size_t(e)];
+      float global[3];
+      vision::host::transform_point(f.ego_pose, bp + int64_t(q) * c.code_size, global);
+      for (int k = 0; k < 3; ++k)
+        EXPECT_NEAR(m[e * 3 + k], global[k], 1e-4 * (1 + std::fabs(global[k])))
+            << "frame " << i << " entry " << e;
+    }
+    if (i == 1)
+      for (int e = c.topk; e < c.memory_len; ++e)
+        for (int k = 0; k < 3; ++k)
+          EXPECT_NEAR(m[e * 3 + k], previous[size_t((e - c.topk) * 3 + k)],
+                      1e-4 * (1 + std::fabs(previous[size_t((e - c.topk) * 3 + k)])))
+              << "entry " << e << " = old entry " << e - c.topk;
+    previous.assign(m, m + c.memory_len * 3);
+  }
 }
 
 TEST(ParityBoxDrift, ComparesBoxesWithTheSameIdentityOnly) {
