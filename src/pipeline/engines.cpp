@@ -88,16 +88,15 @@ class Engines final : public ModelEngines {
     const Tensor tokens = vision_tokens_f32(vr.heads);  // F32 [R, hidden] for the splice
     out.vision_ms = ms_since(t0);
 
-    // Planner.
+    // Planner. prefill_ms = the LLM's TTFT (prompt, prefill, first token sampled), decode_ms the
+    // tokens after the first, as the reference deployment's TTFT / TPOT.
     t0 = std::chrono::steady_clock::now();
     const llm::PromptIds prompt = llm::build_planning_prompt(*tokenizer_, f.location);
     const Tensor emb = llm_->build_prompt_embeddings(prompt.ids, tokens);
     out.prompt_tokens = int(emb.shape()[0]);
     llm_->reset();
     Tensor logits = llm_->prefill(emb);
-    out.prefill_ms = ms_since(t0);
 
-    t0 = std::chrono::steady_clock::now();
     llm::SamplingConfig sc = opt_.greedy ? llm::SamplingConfig::greedy()
                                          : llm::SamplingConfig::omnidrive_planning(opt_.seed);
     sc.max_new_tokens = opt_.max_new_tokens;
@@ -112,6 +111,10 @@ class Engines final : public ModelEngines {
       const Tensor host = logits.to(Device::CPU).contiguous();
       const int32_t tok = sampler.sample(
           std::span<const float>(host.data<float>(), size_t(host.numel())));
+      if (control.num_generated() == 0) {
+        out.prefill_ms = ms_since(t0);
+        t0 = std::chrono::steady_clock::now();
+      }
       // Ids past a smaller tokenizer (random checkpoints pair a 512-piece test tokenizer with a
       // 32000-row LLM) decode to nothing, as the load-time warning says.
       const bool decodable = tok != stop.eos_id && tok >= 0 && tok < tokenizer_->vocab_size();

@@ -53,7 +53,10 @@ struct FrameOutput {
   std::string trajectory_error;                        // why parsing failed
   int prompt_tokens = 0, new_tokens = 0;
   std::string stop_reason;
-  double vision_ms = 0, prefill_ms = 0, decode_ms = 0;  // TTFT = vision + prefill
+  // vision_ms: the vision engine; prefill_ms: prompt + prefill + the first token (the LLM's TTFT);
+  // decode_ms: the tokens after the first (TPOT = decode_ms / (new_tokens - 1)).
+  // Frame in -> first token = vision_ms + prefill_ms.
+  double vision_ms = 0, prefill_ms = 0, decode_ms = 0;
 };
 
 class ModelEngines {

@@ -8,6 +8,7 @@
 #include <filesystem>
 
 #include "apps/omnirt/command.h"
+#include "apps/omnirt/defaults.h"
 #include "core/device.h"
 #include "core/dtype.h"
 #include "core/error.h"
@@ -18,43 +19,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// python/omnidrive_export.py next to this build: walks up from the executable.
-std::string find_exporter() {
-  if (const char* env = std::getenv("OMNIRT_PYTHON_DIR")) return std::string(env) + "/omnidrive_export.py";
-  std::error_code ec;
-  fs::path p = fs::read_symlink("/proc/self/exe", ec);
-  for (int up = 0; up < 4 && !p.empty(); ++up) {
-    p = p.parent_path();
-    for (const char* rel : {"python/omnidrive_export.py", "share/omnirt/python/omnidrive_export.py"})
-      if (fs::is_regular_file(p / rel, ec)) return (p / rel).string();
-  }
-  return "";
-}
-
-// The default model: random full-size on a GPU, random tiny on the CPU (the full model takes
-// minutes per frame there). Created on first use with the Python exporter.
-std::string default_model(bool cuda, std::string& note) {
-  const char* home = std::getenv("HOME");
-  const std::string size = cuda ? "full" : "tiny";
-  const fs::path dir = fs::path(home ? home : ".") / ".cache/omnirt/models" / ("random-" + size);
-  note = "no --model given: using the default random-" + size + " checkpoint " + dir.string() +
-         (cuda ? "" : " (tiny model on the CPU: the full-size model is too slow there; pass "
-                      "--model DIR for another)");
-  std::error_code ec;
-  if (fs::is_regular_file(dir / "config.json", ec)) return dir.string();
-  const std::string exporter = find_exporter();
-  OMNIRT_CHECK(!exporter.empty(), "default model ", dir.string(),
-               " does not exist and python/omnidrive_export.py was not found to create it (set "
-               "OMNIRT_PYTHON_DIR or pass --model DIR)");
-  fs::create_directories(dir.parent_path());
-  const std::string cmd = "python3 '" + exporter + "' --random " + size + " --seed 0 --out '" +
-                          dir.string() + "'";
-  std::fprintf(stderr, "creating the default model (once): %s\n", cmd.c_str());
-  OMNIRT_CHECK(std::system(cmd.c_str()) == 0 && fs::is_regular_file(dir / "config.json", ec),
-               "creating the default model failed: ", cmd,
-               " (the Python dependencies come from scripts/setup.sh)");
-  return dir.string();
-}
+using omnirt::cli::default_model;
 
 omnirt::cli::Command run_cmd(
     "run", "Run the model over a scene folder: boxes, lanes, planner text and trajectory per frame",
