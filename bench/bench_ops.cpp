@@ -14,6 +14,7 @@
 
 #include "core/device.h"
 #include "core/tensor.h"
+#include "models/llm/decode_kernels.h"
 #include "ops/attention.h"
 #include "ops/gemm.h"
 
@@ -141,7 +142,111 @@ void bench_attention(benchmark::State& state, AttnShape s, DType dtype) {
   time_gpu(state, flops, bytes, [&] { omnirt::ops::attention(q, k, v, out, opts); });
 }
 
+// Decode GEMV (models/llm/decode_kernels.h) at TinyLlama's shapes, batch 1. The weights rotate
+// through enough copies (>= 256 MB in all) that every call reads them from HBM, not from the
+// 50 MB L2, as in the real decode step. GB/s counts the weight bytes only (inputs are KBs).
+struct GemvShape {
+  const char* name;
+  int64_t n, k;
+  omnirt::llm::decode::GemvIn in;
+  omnirt::llm::decode::GemvOut out;
+};
+using omnirt::llm::decode::GemvIn;
+using omnirt::llm::decode::GemvOut;
+const GemvShape kGemvShapes[] = {
+    {"qkv_norm", 2560, 2048, GemvIn::kRmsNorm, GemvOut::kStore},
+    {"o_proj_add", 2048, 2048, GemvIn::kPlain, GemvOut::kAddF32},
+    {"gate_up_norm", 11264, 2048, GemvIn::kRmsNorm, GemvOut::kStore},
+    {"down_swiglu_add", 2048, 5632, GemvIn::kSwiglu, GemvOut::kAddF32},
+    {"lm_head_norm", 32000, 2048, GemvIn::kRmsNorm, GemvOut::kStoreF32}};
+
+void bench_gemv(benchmark::State& state, GemvShape s, DType dtype, bool pdl) {
+  std::mt19937_64 rng(3);
+  const size_t elem = omnirt::dtype_nbytes(dtype, 1);
+  const size_t wbytes = static_cast<size_t>(s.n * s.k) * elem;
+  const int copies = static_cast<int>(std::max<size_t>(2, (size_t{256} << 20) / wbytes + 1));
+  Tensor w0 = random_gpu({s.n, s.k}, dtype, rng, -0.02f, 0.02f);
+  Tensor w = Tensor::empty({copies, s.n, s.k}, dtype, Device::CUDA);
+  for (int c = 0; c < copies; ++c)
+    OMNIRT_CUDA_CHECK(cudaMemcpy(static_cast<char*>(w.raw()) + c * wbytes, w0.raw(), wbytes,
+                                 cudaMemcpyDeviceToDevice));
+  const bool f32_in = s.in == GemvIn::kRmsNorm;
+  Tensor in = random_gpu({s.in == GemvIn::kSwiglu ? 2 * s.k : s.k}, f32_in ? DType::F32 : dtype,
+                         rng);
+  Tensor norm = random_gpu({s.k}, DType::F32, rng, 0.9f, 1.1f);
+  Tensor y = Tensor::zeros({s.n}, s.out == GemvOut::kStore ? dtype : DType::F32, Device::CUDA);
+  omnirt::llm::decode::GemvArgs a;
+  a.dtype = dtype;
+  a.n = s.n;
+  a.k = s.k;
+  a.in_mode = s.in;
+  a.in = in.raw();
+  a.norm_w = norm.data<float>();
+  a.out_mode = s.out;
+  a.y = y.raw();
+  int next = 0;
+  time_gpu(state, 2.0 * s.n * s.k, static_cast<double>(wbytes), [&] {
+    a.w = static_cast<const char*>(w.raw()) + (next++ % copies) * wbytes;
+    omnirt::llm::decode::gemv(a, omnirt::cuda::current_stream(), pdl);
+  });
+}
+
+// Decode attention at TinyLlama's shape (32 q / 4 kv heads, D 64) over the last planning-answer
+// position (663 keys) of a 1024-position cache. GB/s: the K and V bytes read.
+void bench_attn_decode(benchmark::State& state, DType dtype, bool pdl) {
+  std::mt19937_64 rng(4);
+  const int hq = 32, hkv = 4, D = 64, pos = 662;
+  const int64_t max_ctx = 1024;
+  Tensor q = random_gpu({hq * D}, dtype, rng);
+  Tensor kc = random_gpu({hkv, max_ctx, D}, dtype, rng);
+  Tensor vc = random_gpu({hkv, max_ctx, D}, dtype, rng);
+  Tensor out = Tensor::empty({hq * D}, dtype, Device::CUDA);
+  const int splits = omnirt::llm::decode::attn_decode_default_splits(hkv, max_ctx);
+  Tensor ws = Tensor::empty(
+      {static_cast<int64_t>(omnirt::llm::decode::attn_decode_workspace_floats(hq, D, splits))},
+      DType::F32, Device::CUDA);
+  Tensor counters = Tensor::zeros({hkv}, DType::I32, Device::CUDA);
+  Tensor pos_t = Tensor::empty({1}, DType::I32, Device::CUDA);
+  OMNIRT_CUDA_CHECK(cudaMemcpy(pos_t.raw(), &pos, 4, cudaMemcpyHostToDevice));
+  omnirt::llm::decode::AttnDecodeArgs a;
+  a.dtype = dtype;
+  a.q = q.raw();
+  a.k_cache = kc.raw();
+  a.v_cache = vc.raw();
+  a.pos = pos_t.data<int32_t>();
+  a.max_ctx = max_ctx;
+  a.hq = hq;
+  a.hkv = hkv;
+  a.head_dim = D;
+  a.scale = 0.125f;
+  a.out = out.raw();
+  a.splits = splits;
+  a.workspace = ws.data<float>();
+  a.counters = counters.data<int32_t>();
+  const double bytes = 2.0 * hkv * (pos + 1) * D * omnirt::dtype_nbytes(dtype, 1);
+  time_gpu(state, 4.0 * hq * (pos + 1) * D, bytes, [&] {
+    omnirt::llm::decode::attention_decode(a, omnirt::cuda::current_stream(), pdl);
+  });
+}
+
 void register_all() {
+  for (const GemvShape& s : kGemvShapes) {
+    for (const auto& [dname, dtype] : {std::pair{"fp16", DType::F16}, std::pair{"bf16", DType::BF16}}) {
+      for (bool pdl : {true, false}) {
+        const std::string name = std::string("gemv/") + s.name + "/" + std::to_string(s.n) + "x" +
+                                 std::to_string(s.k) + "/" + dname + (pdl ? "/pdl" : "/nopdl");
+        benchmark::RegisterBenchmark(name.c_str(), bench_gemv, s, dtype, pdl)
+            ->UseManualTime()
+            ->Unit(benchmark::kMicrosecond);
+      }
+    }
+  }
+  for (bool pdl : {true, false}) {
+    const std::string name = std::string("attn_decode/tinyllama_663keys/fp16") + (pdl ? "/pdl" : "/nopdl");
+    benchmark::RegisterBenchmark(name.c_str(), bench_attn_decode, DType::F16, pdl)
+        ->UseManualTime()
+        ->Unit(benchmark::kMicrosecond);
+  }
   for (const GemmShape& s : kGemmShapes) {
     for (const GemmMode& mode : kGemmModes) {
       for (bool bias : {false, true}) {

@@ -1,7 +1,8 @@
-// The CUDA LLaMA engine: prefill with cuBLAS GEMMs + ops::attention (fused, causal), decode
-// with hand-written GEMVs (norm / SwiGLU fused into their input staging, residual add fused into
-// their output), RoPE fused with the KV-cache write, and the whole decode step captured in one
-// CUDA graph.
+// The CUDA LLaMA engine: prefill with cuBLAS GEMMs + ops::attention (fused, causal), RoPE fused
+// with the KV-cache write; decode with the kernels of decode_kernels.cu: per layer 5 kernels
+// (RMSNorm+QKV GEMV with RoPE and the KV-cache write in its epilogue, split-K attention, o_proj
+// GEMV + residual add, RMSNorm+gate/up GEMV, SwiGLU+down GEMV + residual add), chained with
+// programmatic dependent launch, and the whole step captured in one CUDA graph.
 //
 // Numerics (all dtypes): the residual stream is float32; matmul inputs/outputs, the KV cache and
 // the weights are in the engine dtype T; every dot product accumulates in float32; RMSNorm,
@@ -12,10 +13,13 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
+#include <string>
 
 #include "core/cuda_check.h"
 #include "core/error.h"
+#include "models/llm/decode_kernels.h"
 #include "models/llm/llama_cuda.h"
 #include "models/llm/llm_engine_impl.h"
 #include "ops/activation.h"
@@ -82,11 +86,6 @@ __device__ __forceinline__ float warp_sum(float v) {
   for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
   return v;
 }
-__device__ __forceinline__ float warp_max(float v) {
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
-  return v;
-}
 // Sum over the block; every thread gets the result. `red` holds >= 32 floats.
 __device__ float block_sum(float v, float* red) {
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarps = (blockDim.x + 31) >> 5;
@@ -96,32 +95,6 @@ __device__ float block_sum(float v, float* red) {
   __syncthreads();
   float t = lane < nwarps ? red[lane] : 0.f;
   return warp_sum(t);
-}
-__device__ float block_max(float v, float* red) {
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarps = (blockDim.x + 31) >> 5;
-  v = warp_max(v);
-  __syncthreads();
-  if (lane == 0) red[warp] = v;
-  __syncthreads();
-  float t = lane < nwarps ? red[lane] : -INFINITY;
-  return warp_max(t);
-}
-
-__device__ __forceinline__ float silu(float g) { return g / (1.0f + __expf(-g)); }
-
-// 16 bytes of T (one uint4 load) dotted with float32 x[0..kElems).
-template <typename T>
-struct Vec16 {
-  static constexpr int kElems = 16 / sizeof(T);
-};
-
-template <typename T>
-__device__ __forceinline__ float dot16(const uint4& w, const float* x) {
-  const T* e = reinterpret_cast<const T*>(&w);
-  float s = 0.f;
-#pragma unroll
-  for (int i = 0; i < Vec16<T>::kElems; ++i) s += to_f(e[i]) * x[i];
-  return s;
 }
 
 
@@ -198,162 +171,6 @@ __global__ void rope_kv_kernel(T* qkv, int stride, const float* cos_tab, const f
   }
 }
 
-// ---------------------------------------------------------------------------------------------
-// Decode attention for one new query per head (row 0 of qkv, already rotated) over the
-// *pos + 1 cached keys. One block per query head; scores in dynamic shared memory.
-constexpr int kDecodeAttnThreads = 256;
-
-template <typename T, int D>
-__global__ void __launch_bounds__(kDecodeAttnThreads)
-    attn_decode_kernel(const T* qkv, const T* kc, const T* vc, const int32_t* pos_ptr,
-                       int max_ctx, int group, T* out, float scale_log2) {
-  extern __shared__ float smem[];
-  __shared__ float qs[D];
-  __shared__ float red[32];
-  __shared__ float part[kDecodeAttnThreads / D][D];
-  float* scores = smem;  // [max_ctx]
-  const int h = blockIdx.x, kvh = h / group;
-  const int nkeys = *pos_ptr + 1;
-  for (int d = threadIdx.x; d < D; d += blockDim.x) qs[d] = to_f(qkv[h * D + d]) * scale_log2;
-  __syncthreads();
-  const T* kbase = kc + static_cast<int64_t>(kvh) * max_ctx * D;
-  const T* vbase = vc + static_cast<int64_t>(kvh) * max_ctx * D;
-  float mx = -INFINITY;
-  constexpr int E = Vec16<T>::kElems;
-  static_assert(D % E == 0, "head_dim must fill whole 16-byte vectors");
-  for (int j = threadIdx.x; j < nkeys; j += blockDim.x) {
-    const uint4* k = reinterpret_cast<const uint4*>(kbase + static_cast<int64_t>(j) * D);
-    float s = 0.f;
-#pragma unroll
-    for (int c = 0; c < D / E; ++c) s += dot16<T>(k[c], qs + c * E);
-    scores[j] = s;
-    mx = fmaxf(mx, s);
-  }
-  mx = block_max(mx, red);
-  float sum = 0.f;
-  for (int j = threadIdx.x; j < nkeys; j += blockDim.x) {
-    const float p = exp2f(scores[j] - mx);
-    scores[j] = p;
-    sum += p;
-  }
-  sum = block_sum(sum, red);  // also a barrier: all scores are written
-  constexpr int kSlices = kDecodeAttnThreads / D;
-  const int d = threadIdx.x % D, slice = threadIdx.x / D;
-  float acc = 0.f;
-  for (int j = slice; j < nkeys; j += kSlices)
-    acc += scores[j] * to_f(vbase[static_cast<int64_t>(j) * D + d]);
-  part[slice][d] = acc;
-  __syncthreads();
-  if (threadIdx.x < D) {
-    float t = 0.f;
-#pragma unroll
-    for (int s2 = 0; s2 < kSlices; ++s2) t += part[s2][threadIdx.x];
-    out[h * D + threadIdx.x] = from_f<T>(t / sum);
-  }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Decode GEMV: y[n] (op)= sum_k W[n, k] x[k] for W [N, K] row-major in T, batch 1. The input
-// vector is staged once per block in shared memory as float32, with the preceding op fused in:
-//   kInPlain : x = in (T)
-//   kInNorm  : x = rmsnorm(in (F32 residual), norm_w)
-//   kInSwiglu: x[k] = silu(in[k]) * in[K + k] (in: T [2K], the gate/up GEMV's output)
-// Output: kOutT (y in T), kOutF32 (y in F32), kOutAddF32 (y += result in F32: the residual add).
-// 8 warps per block, 2 rows per warp; each lane loads 16 bytes of both rows per step.
-enum InMode { kInPlain, kInNorm, kInSwiglu };
-enum OutMode { kOutT, kOutF32, kOutAddF32 };
-constexpr int kGemvThreads = 256;
-constexpr int kGemvRowsPerWarp = 2;
-constexpr int kGemvRowsPerBlock = (kGemvThreads / 32) * kGemvRowsPerWarp;
-
-template <typename T, int IN, int OUT, bool VEC>
-__global__ void __launch_bounds__(kGemvThreads)
-    gemv_kernel(const T* __restrict__ W, int N, int K, const void* __restrict__ in,
-                const float* __restrict__ norm_w, float eps, void* __restrict__ y) {
-  extern __shared__ float xs[];  // [K]
-  __shared__ float red[32];
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  const int r0 = blockIdx.x * kGemvRowsPerBlock + warp * kGemvRowsPerWarp;
-  const bool has0 = r0 < N, has1 = r0 + 1 < N;
-  // Rows past N read row N-1 (valid memory) and are never stored.
-  const T* w0 = W + static_cast<int64_t>(min(r0, N - 1)) * K;
-  const T* w1 = W + static_cast<int64_t>(min(r0 + 1, N - 1)) * K;
-  constexpr int E = Vec16<T>::kElems;
-  constexpr int kPre = VEC ? 8 : 1;  // 16-byte chunks per row loaded before the input is staged
-  const int chunks = VEC ? K / E : 0;
-  uint4 pre0[kPre], pre1[kPre];
-  if constexpr (VEC) {
-    // The weight loads do not depend on the input: issue the first ones now so their latency
-    // overlaps the staging (norm / SwiGLU) below.
-    const uint4* v0 = reinterpret_cast<const uint4*>(w0);
-    const uint4* v1 = reinterpret_cast<const uint4*>(w1);
-#pragma unroll
-    for (int i = 0; i < kPre; ++i) {
-      const int c = lane + i * 32;
-      if (c < chunks) {
-        pre0[i] = __ldg(v0 + c);
-        pre1[i] = __ldg(v1 + c);
-      }
-    }
-  }
-  if constexpr (IN == kInNorm) {
-    const float* x = static_cast<const float*>(in);
-    float ss = 0.f;
-    for (int k = threadIdx.x; k < K; k += blockDim.x) ss += x[k] * x[k];
-    ss = block_sum(ss, red);
-    const float inv = rsqrtf(ss / static_cast<float>(K) + eps);
-    for (int k = threadIdx.x; k < K; k += blockDim.x) xs[k] = norm_w[k] * (x[k] * inv);
-  } else if constexpr (IN == kInSwiglu) {
-    const T* x = static_cast<const T*>(in);
-    for (int k = threadIdx.x; k < K; k += blockDim.x) xs[k] = silu(to_f(x[k])) * to_f(x[K + k]);
-  } else {
-    const T* x = static_cast<const T*>(in);
-    for (int k = threadIdx.x; k < K; k += blockDim.x) xs[k] = to_f(x[k]);
-  }
-  __syncthreads();
-  if (!has0) return;
-  float a0 = 0.f, a1 = 0.f;
-  if constexpr (VEC) {
-#pragma unroll
-    for (int i = 0; i < kPre; ++i) {
-      const int c = lane + i * 32;
-      if (c < chunks) {
-        a0 += dot16<T>(pre0[i], xs + c * E);
-        a1 += dot16<T>(pre1[i], xs + c * E);
-      }
-    }
-    const uint4* v0 = reinterpret_cast<const uint4*>(w0);
-    const uint4* v1 = reinterpret_cast<const uint4*>(w1);
-#pragma unroll 4
-    for (int c = lane + kPre * 32; c < chunks; c += 32) {
-      const uint4 p0 = __ldg(v0 + c);
-      const uint4 p1 = __ldg(v1 + c);
-      a0 += dot16<T>(p0, xs + c * E);
-      a1 += dot16<T>(p1, xs + c * E);
-    }
-  } else {
-    for (int k = lane; k < K; k += 32) {
-      a0 += to_f(w0[k]) * xs[k];
-      a1 += to_f(w1[k]) * xs[k];
-    }
-  }
-  a0 = warp_sum(a0);
-  a1 = warp_sum(a1);
-  if (lane == 0) {
-    auto store = [&](int r, float v) {
-      if constexpr (OUT == kOutT) {
-        static_cast<T*>(y)[r] = from_f<T>(v);
-      } else if constexpr (OUT == kOutF32) {
-        static_cast<float*>(y)[r] = v;
-      } else {
-        static_cast<float*>(y)[r] += v;
-      }
-    };
-    store(r0, a0);
-    if (has1) store(r0 + 1, a1);
-  }
-}
-
 // Greedy sampler: token = argmax(logits) (lowest id on ties). One block.
 __global__ void argmax_kernel(const float* logits, int n, int32_t* token) {
   __shared__ float bv[32];
@@ -407,10 +224,21 @@ class CudaLlama final : public detail::LlamaImpl {
     const int64_t D = cfg.head_dim;
     OMNIRT_CHECK(D == 32 || D == 64 || D == 128, "CUDA LLM engine: head_dim ", D,
                  " is not supported (32, 64 or 128)");
-    OMNIRT_CHECK(max_ctx * sizeof(float) <= 160 * 1024, "CUDA LLM engine: max_context ", max_ctx,
-                 " is too long for the decode attention kernel");
     OMNIRT_CHECK(std::max(cfg.hidden_size, cfg.intermediate_size) * sizeof(float) <= 160 * 1024,
                  "CUDA LLM engine: hidden/intermediate size too large for the decode GEMV");
+    OMNIRT_CHECK(cfg.num_attention_heads / cfg.num_key_value_heads <= decode::kAttnMaxGroup,
+                 "CUDA LLM engine: ", cfg.num_attention_heads / cfg.num_key_value_heads,
+                 " query heads per kv head; the decode attention handles up to ",
+                 decode::kAttnMaxGroup);
+    attn_splits_ = decode::attn_decode_default_splits(static_cast<int>(cfg.num_key_value_heads),
+                                                      max_ctx);
+    OMNIRT_CHECK(max_ctx <= static_cast<int64_t>(attn_splits_) * decode::kAttnMaxKeysPerSplit,
+                 "CUDA LLM engine: max_context ", max_ctx,
+                 " is too long for the decode attention kernel");
+    // Programmatic dependent launch between the decode kernels (on by default; OMNIRT_LLM_PDL=0
+    // turns it off, e.g. to measure what it gains).
+    const char* pdl_env = std::getenv("OMNIRT_LLM_PDL");
+    pdl_ = !(pdl_env && std::string(pdl_env) == "0");
     OMNIRT_CUDA_CHECK(cudaStreamCreate(&stream_));  // blocking: the legacy stream syncs with it
     OMNIRT_CUBLAS_CHECK(cublasCreate(&cublas_));
     OMNIRT_CUBLAS_CHECK(cublasSetStream(cublas_, stream_));
@@ -424,7 +252,10 @@ class CudaLlama final : public detail::LlamaImpl {
     const int64_t logit_rows = opt.all_logits ? chunk_ : 1;
     const size_t need = chunk_ * H * 4 + chunk_ * H * elem + chunk_ * cfg.qkv_dim() * elem +
                         chunk_ * cfg.q_dim() * elem + chunk_ * 2 * I * elem + chunk_ * I * elem +
-                        logit_rows * V * 4 + 2 * max_ctx * (D / 2) * 4 + 16 * 256;
+                        logit_rows * V * 4 + 2 * max_ctx * (D / 2) * 4 +
+                        decode::attn_decode_workspace_floats(static_cast<int>(cfg.num_attention_heads),
+                                                             static_cast<int>(D), attn_splits_) * 4 +
+                        cfg.num_key_value_heads * 4 + 20 * 256;
     arena_ = std::make_unique<Arena>(Device::CUDA, need);
     resid_ = arena_->alloc({chunk_, H}, DType::F32);
     xn_ = arena_->alloc({chunk_, H}, dt);
@@ -441,6 +272,14 @@ class CudaLlama final : public detail::LlamaImpl {
     sin_.copy_from(sin_h);
     pos_ = arena_->alloc({1}, DType::I32);
     token_ = arena_->alloc({1}, DType::I32);
+    attn_ws_ = arena_->alloc({static_cast<int64_t>(decode::attn_decode_workspace_floats(
+                                 static_cast<int>(cfg.num_attention_heads), static_cast<int>(D),
+                                 attn_splits_))},
+                             DType::F32);
+    attn_counters_ = arena_->alloc({cfg.num_key_value_heads}, DType::I32);
+    OMNIRT_CUDA_CHECK(cudaMemsetAsync(attn_counters_.raw(), 0, attn_counters_.nbytes(), stream_));
+    // Pinned staging for the prompt embeddings: the upload is then a real async DMA.
+    OMNIRT_CUDA_CHECK(cudaMallocHost(&host_stage_, static_cast<size_t>(chunk_ * H) * sizeof(float)));
     OMNIRT_CUDA_CHECK(cudaMemsetAsync(pos_.raw(), 0, 4, stream_));
     OMNIRT_CUDA_CHECK(cudaMemsetAsync(token_.raw(), 0, 4, stream_));
     last_logits_ = logits_.select(0, 0);
@@ -449,7 +288,6 @@ class CudaLlama final : public detail::LlamaImpl {
           logits.data<float>(), static_cast<int>(logits.numel()), tok.data<int32_t>());
       OMNIRT_CUDA_CHECK_LAUNCH("argmax");
     };
-    configure_smem();
     OMNIRT_CUDA_CHECK(cudaStreamSynchronize(stream_));
   }
 
@@ -457,12 +295,12 @@ class CudaLlama final : public detail::LlamaImpl {
     if (graph_exec_) cudaGraphExecDestroy(graph_exec_);
     if (cublas_) cublasDestroy(cublas_);
     if (stream_) cudaStreamDestroy(stream_);
+    if (host_stage_) cudaFreeHost(host_stage_);
   }
 
   Tensor forward(const Tensor& emb, int64_t pos, bool all_logits) override {
     const int64_t n = emb.dim(0), H = cfg_.hidden_size;
-    OMNIRT_CUDA_CHECK(cudaMemcpyAsync(resid_.raw(), emb.raw(), emb.nbytes(),
-                                      cudaMemcpyHostToDevice, stream_));
+    upload_embeddings(emb);
     set_pos_kernel<<<1, 1, 0, stream_>>>(pos_.data<int32_t>(), static_cast<int>(pos));
     OMNIRT_CUDA_CHECK_LAUNCH("set_pos");
     for (int64_t l = 0; l < cfg_.num_hidden_layers; ++l) prefill_layer(l, n, pos);
@@ -477,8 +315,8 @@ class CudaLlama final : public detail::LlamaImpl {
       last_logits_ = logits_.select(0, n - 1);
       out = lg;
     } else {
-      gemv<kInNorm, kOutF32>(w_.lm_head, resid_.data<float>() + (n - 1) * H,
-                             w_.final_norm.data<float>(), logits_.raw());
+      gemv(w_.lm_head, decode::GemvIn::kRmsNorm, resid_.data<float>() + (n - 1) * H,
+           w_.final_norm.data<float>(), decode::GemvOut::kStoreF32, logits_.raw());
       last_logits_ = logits_.select(0, 0);
       out = last_logits_;
     }
@@ -530,50 +368,22 @@ class CudaLlama final : public detail::LlamaImpl {
     return static_cast<float>(1.4426950408889634 / std::sqrt(static_cast<double>(cfg_.head_dim)));
   }
 
-  void configure_smem() {
-    const int64_t K = std::max(cfg_.hidden_size, std::max(cfg_.intermediate_size, cfg_.q_dim()));
-    const int gemv_smem = static_cast<int>(K * sizeof(float));
-    set_gemv_smem<kInNorm, kOutT>(gemv_smem);
-    set_gemv_smem<kInNorm, kOutF32>(gemv_smem);
-    set_gemv_smem<kInPlain, kOutAddF32>(gemv_smem);
-    set_gemv_smem<kInSwiglu, kOutAddF32>(gemv_smem);
-    const int attn_smem = static_cast<int>(max_ctx_ * sizeof(float));
-    switch (cfg_.head_dim) {
-      case 32:
-        OMNIRT_CUDA_CHECK(cudaFuncSetAttribute(attn_decode_kernel<T, 32>,
-                                               cudaFuncAttributeMaxDynamicSharedMemorySize, attn_smem));
-        break;
-      case 64:
-        OMNIRT_CUDA_CHECK(cudaFuncSetAttribute(attn_decode_kernel<T, 64>,
-                                               cudaFuncAttributeMaxDynamicSharedMemorySize, attn_smem));
-        break;
-      default:
-        OMNIRT_CUDA_CHECK(cudaFuncSetAttribute(attn_decode_kernel<T, 128>,
-                                               cudaFuncAttributeMaxDynamicSharedMemorySize, attn_smem));
-    }
-  }
-  template <int IN, int OUT>
-  void set_gemv_smem(int bytes) {
-    OMNIRT_CUDA_CHECK(cudaFuncSetAttribute(gemv_kernel<T, IN, OUT, true>,
-                                           cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
-    OMNIRT_CUDA_CHECK(cudaFuncSetAttribute(gemv_kernel<T, IN, OUT, false>,
-                                           cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
-  }
-
-  // y = W x for one row; the 16-byte path needs 16-byte aligned rows.
-  template <int IN, int OUT>
-  void gemv(const Tensor& W, const void* in, const float* norm_w, void* y) {
-    const int N = static_cast<int>(W.dim(0)), K = static_cast<int>(W.dim(1));
-    const bool vec = (K * sizeof(T)) % 16 == 0 && reinterpret_cast<uintptr_t>(W.raw()) % 16 == 0;
-    const int blocks = (N + kGemvRowsPerBlock - 1) / kGemvRowsPerBlock;
-    const size_t smem = static_cast<size_t>(K) * sizeof(float);
-    if (vec)
-      gemv_kernel<T, IN, OUT, true><<<blocks, kGemvThreads, smem, stream_>>>(
-          W.data<T>(), N, K, in, norm_w, eps(), y);
-    else
-      gemv_kernel<T, IN, OUT, false><<<blocks, kGemvThreads, smem, stream_>>>(
-          W.data<T>(), N, K, in, norm_w, eps(), y);
-    OMNIRT_CUDA_CHECK_LAUNCH("gemv");
+  // y = W x for one row (the decode GEMV of decode_kernels.cu); PDL as configured.
+  void gemv(const Tensor& W, decode::GemvIn in_mode, const void* in, const float* norm_w,
+            decode::GemvOut out_mode, void* y, const decode::RopeQkv* rope = nullptr) {
+    decode::GemvArgs a;
+    a.dtype = opt_.dtype;
+    a.w = W.raw();
+    a.n = W.dim(0);
+    a.k = W.dim(1);
+    a.in_mode = in_mode;
+    a.in = in;
+    a.norm_w = norm_w;
+    a.eps = eps();
+    a.out_mode = out_mode;
+    a.y = y;
+    if (rope) a.rope = *rope;
+    decode::gemv(a, stream_, pdl_);
   }
 
   // out[M, N] = beta * out + x[M, K] W[N, K]^T, out in T or F32 (row-major).
@@ -603,15 +413,39 @@ class CudaLlama final : public detail::LlamaImpl {
     cuda::StreamGuard g(stream_);
     ops::attention(q, k, v, o, ao);
   }
-  template <int D>
+  // emb (host F32 [n, H], contiguous) -> resid_, through the pinned stage in slices so that the
+  // host copy of one slice overlaps the DMA of the previous one. The stage is free: forward()
+  // ends with a stream sync.
+  void upload_embeddings(const Tensor& emb) {
+    const size_t total = emb.nbytes(), slice = size_t{1} << 20;
+    const char* src = static_cast<const char*>(emb.raw());
+    char* stage = reinterpret_cast<char*>(host_stage_);
+    char* dst = static_cast<char*>(resid_.raw());
+    for (size_t off = 0; off < total; off += slice) {
+      const size_t len = std::min(slice, total - off);
+      std::memcpy(stage + off, src + off, len);
+      OMNIRT_CUDA_CHECK(
+          cudaMemcpyAsync(dst + off, stage + off, len, cudaMemcpyHostToDevice, stream_));
+    }
+  }
+
   void attn_decode(int64_t l) {
-    attn_decode_kernel<T, D><<<static_cast<unsigned>(cfg_.num_attention_heads), kDecodeAttnThreads,
-                               max_ctx_ * sizeof(float), stream_>>>(
-        qkv_.data<T>(), cache_.keys(l).template data<T>(), cache_.values(l).template data<T>(),
-        pos_.data<int32_t>(), static_cast<int>(max_ctx_),
-        static_cast<int>(cfg_.num_attention_heads / cfg_.num_key_value_heads), attn_.data<T>(),
-        scale_log2());
-    OMNIRT_CUDA_CHECK_LAUNCH("attn_decode");
+    decode::AttnDecodeArgs a;
+    a.dtype = opt_.dtype;
+    a.q = qkv_.raw();  // the QKV GEMV wrote the rotated q heads first
+    a.k_cache = cache_.keys(l).raw();
+    a.v_cache = cache_.values(l).raw();
+    a.pos = pos_.data<int32_t>();
+    a.max_ctx = max_ctx_;
+    a.hq = static_cast<int>(cfg_.num_attention_heads);
+    a.hkv = static_cast<int>(cfg_.num_key_value_heads);
+    a.head_dim = static_cast<int>(cfg_.head_dim);
+    a.scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(cfg_.head_dim)));
+    a.out = attn_.raw();
+    a.splits = attn_splits_;
+    a.workspace = attn_ws_.data<float>();
+    a.counters = attn_counters_.data<int32_t>();
+    decode::attention_decode(a, stream_, pdl_);
   }
 
   void rope_kv(int64_t l, int64_t n) {
@@ -657,25 +491,31 @@ class CudaLlama final : public detail::LlamaImpl {
                                                           static_cast<int>(cfg_.vocab_size));
     OMNIRT_CUDA_CHECK_LAUNCH("embed");
     float* resid = resid_.data<float>();
+    using decode::GemvIn;
+    using decode::GemvOut;
     for (int64_t l = 0; l < cfg_.num_hidden_layers; ++l) {
       const LlamaLayerWeights& lw = w_.layers[l];
-      gemv<kInNorm, kOutT>(lw.wqkv, resid, lw.attn_norm.data<float>(), qkv_.raw());
-      rope_kv(l, 1);
-      switch (cfg_.head_dim) {
-        case 32:
-          attn_decode<32>(l);
-          break;
-        case 64:
-          attn_decode<64>(l);
-          break;
-        default:
-          attn_decode<128>(l);
-      }
-      gemv<kInPlain, kOutAddF32>(lw.wo, attn_.raw(), nullptr, resid);
-      gemv<kInNorm, kOutT>(lw.w_gate_up, resid, lw.mlp_norm.data<float>(), gu_.raw());
-      gemv<kInSwiglu, kOutAddF32>(lw.w_down, gu_.raw(), nullptr, resid);
+      // qkv = Wqkv rmsnorm(resid); RoPE on q and k; k and v into the cache at *pos.
+      decode::RopeQkv rope;
+      rope.cos = cos_.data<float>();
+      rope.sin = sin_.data<float>();
+      rope.pos = pos_.data<int32_t>();
+      rope.k_cache = cache_.keys(l).raw();
+      rope.v_cache = cache_.values(l).raw();
+      rope.hq = static_cast<int>(cfg_.num_attention_heads);
+      rope.hkv = static_cast<int>(cfg_.num_key_value_heads);
+      rope.head_dim = static_cast<int>(cfg_.head_dim);
+      rope.max_ctx = max_ctx_;
+      gemv(lw.wqkv, GemvIn::kRmsNorm, resid, lw.attn_norm.data<float>(), GemvOut::kRopeQkv,
+           qkv_.raw(), &rope);
+      attn_decode(l);
+      gemv(lw.wo, GemvIn::kPlain, attn_.raw(), nullptr, GemvOut::kAddF32, resid);
+      gemv(lw.w_gate_up, GemvIn::kRmsNorm, resid, lw.mlp_norm.data<float>(), GemvOut::kStore,
+           gu_.raw());
+      gemv(lw.w_down, GemvIn::kSwiglu, gu_.raw(), nullptr, GemvOut::kAddF32, resid);
     }
-    gemv<kInNorm, kOutF32>(w_.lm_head, resid, w_.final_norm.data<float>(), logits_.raw());
+    gemv(w_.lm_head, GemvIn::kRmsNorm, resid, w_.final_norm.data<float>(), GemvOut::kStoreF32,
+         logits_.raw());
     {
       cuda::StreamGuard g(stream_);
       Tensor lg = logits_.select(0, 0);
@@ -721,6 +561,10 @@ class CudaLlama final : public detail::LlamaImpl {
   KvCache cache_;
   std::unique_ptr<Arena> arena_;
   Tensor resid_, xn_, qkv_, attn_, gu_, act_, logits_, cos_, sin_, pos_, token_, last_logits_;
+  Tensor attn_ws_, attn_counters_;
+  int attn_splits_ = 1;
+  bool pdl_ = true;
+  float* host_stage_ = nullptr;  // pinned [chunk, H]
   DeviceSampler sampler_;
   cudaStream_t stream_ = nullptr;
   cublasHandle_t cublas_ = nullptr;

@@ -1,0 +1,639 @@
+// Batch-1 decode kernels of the CUDA LLaMA engine; see decode_kernels.h.
+//
+// GEMV: the decode step is a chain of matrix-vector products that read 2.08 GB of fp16 weights
+// per token and almost nothing else, so each GEMV must stream its weights at close to the copy
+// bandwidth. Per warp: 2 rows; per lane: 16-byte loads of both rows, 8 per row issued together
+// (16 loads = 256 bytes in flight per lane, 8 KB per warp); 4 or 8 warps per block, so the grid
+// has >= 256 blocks for every TinyLlama matrix and every SM keeps ~64 KB of loads in flight. The
+// first batch of weight loads is issued before griddepcontrol.wait (PDL), then the input vector
+// is staged once per block in shared memory as float32, with the op before the GEMV fused in.
+// The staging layout splits each 16-byte chunk's x values into float4 planes so that the lanes'
+// shared-memory reads are consecutive 16-byte words (no bank conflicts).
+//
+// Attention: grid (kv head, key split); each block scores its keys for all the query heads of
+// its kv head (GQA: each key and value is read once per block), writes the partial (max, sum,
+// unnormalised output) per head and split, and the last block of a kv head to finish (atomic
+// counter) combines the splits and resets the counter, so the kernel is graph-replayable.
+#include "models/llm/decode_kernels.h"
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include <algorithm>
+#include <utility>
+
+#include "core/cuda_check.h"
+#include "core/error.h"
+
+namespace omnirt::llm::decode {
+namespace {
+
+// ---------------------------------------------------------------------------------------------
+// Device helpers
+
+template <typename T>
+__device__ __forceinline__ float to_f(T v);
+template <>
+__device__ __forceinline__ float to_f<float>(float v) {
+  return v;
+}
+template <>
+__device__ __forceinline__ float to_f<__half>(__half v) {
+  return __half2float(v);
+}
+template <>
+__device__ __forceinline__ float to_f<__nv_bfloat16>(__nv_bfloat16 v) {
+  return __bfloat162float(v);
+}
+template <typename T>
+__device__ __forceinline__ T from_f(float v);
+template <>
+__device__ __forceinline__ float from_f<float>(float v) {
+  return v;
+}
+template <>
+__device__ __forceinline__ __half from_f<__half>(float v) {
+  return __float2half_rn(v);
+}
+template <>
+__device__ __forceinline__ __nv_bfloat16 from_f<__nv_bfloat16>(float v) {
+  return __float2bfloat16_rn(v);
+}
+
+// Programmatic dependent launch (sm_90). Without the launch attribute both are no-ops.
+__device__ __forceinline__ void pdl_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void pdl_launch_dependents() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+
+__device__ __forceinline__ float warp_sum(float v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+__device__ __forceinline__ float warp_max(float v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  return v;
+}
+// Sum over the block (blockDim.x <= 1024); every thread gets the result.
+__device__ float block_sum(float v, float* red) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarps = (blockDim.x + 31) >> 5;
+  v = warp_sum(v);
+  __syncthreads();  // `red` may still be read by a previous reduction
+  if (lane == 0) red[warp] = v;
+  __syncthreads();
+  return warp_sum(lane < nwarps ? red[lane] : 0.f);
+}
+
+__device__ __forceinline__ float silu(float g) { return g / (1.0f + __expf(-g)); }
+
+// Elements of T in one 16-byte vector.
+template <typename T>
+constexpr int kVec = 16 / static_cast<int>(sizeof(T));
+
+template <typename T>
+__device__ __forceinline__ void unpack(const uint4& v, float* f) {
+  const T* e = reinterpret_cast<const T*>(&v);
+#pragma unroll
+  for (int i = 0; i < kVec<T>; ++i) f[i] = to_f(e[i]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// GEMV
+
+constexpr int kGemvRowsPerWarp = 2;
+constexpr int kGemvBatch = 8;  // 16-byte chunks per row per lane loaded together
+
+struct GemvDev {
+  const void* w;
+  int n, k;
+  const void* in;
+  const float* norm_w;
+  float eps;
+  void* y;
+  const float* cos;
+  const float* sin;
+  const int32_t* pos;
+  void* kc;
+  void* vc;
+  int hq, hkv, d;
+  long long max_ctx;
+};
+
+// Shared-memory index of x[k]. Vector path: chunk c = k / E holds x[c*E .. c*E+E) as E/4
+// float4 planes (plane p = (k % E) / 4 at float4 index p * chunks + c), so lane l reading chunk
+// c = base + l touches consecutive float4s. For E = 4 (F32) this is the identity.
+template <typename T, bool VEC>
+__device__ __forceinline__ int stage_index(int k, int chunks) {
+  if constexpr (VEC) {
+    constexpr int E = kVec<T>;
+    return ((((k % E) >> 2) * chunks) + k / E) * 4 + (k & 3);
+  } else {
+    return k;
+  }
+}
+
+template <typename T, GemvIn IN, GemvOut OUT, bool VEC>
+__global__ void __launch_bounds__(256) gemv_kernel(const GemvDev a) {
+  extern __shared__ float4 xs4[];  // K floats
+  float* xs = reinterpret_cast<float*>(xs4);
+  __shared__ float red[32];
+  constexpr int E = kVec<T>;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int gw = blockIdx.x * static_cast<int>(blockDim.x >> 5) + warp;  // this warp's row pair
+  const int N = a.n, K = a.k;
+  int r0, r1;
+  if constexpr (OUT == GemvOut::kRopeQkv) {
+    // The pair (i, i + D/2) of one head, which RoPE rotates together.
+    const int half = a.d >> 1;
+    r0 = (gw / half) * a.d + gw % half;
+    r1 = r0 + half;
+  } else {
+    r0 = gw * kGemvRowsPerWarp;
+    r1 = r0 + 1;
+  }
+  const bool has0 = r0 < N, has1 = r1 < N;
+  // Rows past N read row N - 1 (valid memory) and are never stored.
+  const T* W = static_cast<const T*>(a.w);
+  const T* w0 = W + static_cast<int64_t>(min(r0, N - 1)) * K;
+  const T* w1 = W + static_cast<int64_t>(min(r1, N - 1)) * K;
+  const int chunks = VEC ? K / E : 0;
+  const uint4* v0 = reinterpret_cast<const uint4*>(w0);
+  const uint4* v1 = reinterpret_cast<const uint4*>(w1);
+  uint4 b0[kGemvBatch], b1[kGemvBatch];
+  auto load_batch = [&](int base) {
+#pragma unroll
+    for (int u = 0; u < kGemvBatch; ++u) {
+      const int c = base + u * 32 + lane;
+      if (c < chunks) {
+        b0[u] = __ldg(v0 + c);
+        b1[u] = __ldg(v1 + c);
+      }
+    }
+  };
+  // The weights do not depend on any earlier kernel: start streaming them before the wait.
+  if constexpr (VEC) load_batch(0);
+  pdl_wait();
+
+  // Stage x (with the preceding op fused in) once per block.
+  if constexpr (IN == GemvIn::kRmsNorm) {
+    const float* x = static_cast<const float*>(a.in);
+    float ss = 0.f;
+    for (int k = threadIdx.x; k < K; k += blockDim.x) ss += x[k] * x[k];
+    ss = block_sum(ss, red);
+    const float inv = rsqrtf(ss / static_cast<float>(K) + a.eps);
+    for (int k = threadIdx.x; k < K; k += blockDim.x)
+      xs[stage_index<T, VEC>(k, chunks)] = a.norm_w[k] * (x[k] * inv);
+  } else if constexpr (IN == GemvIn::kSwiglu) {
+    const T* x = static_cast<const T*>(a.in);
+    for (int k = threadIdx.x; k < K; k += blockDim.x)
+      xs[stage_index<T, VEC>(k, chunks)] = silu(to_f(x[k])) * to_f(x[K + k]);
+  } else {
+    const T* x = static_cast<const T*>(a.in);
+    for (int k = threadIdx.x; k < K; k += blockDim.x)
+      xs[stage_index<T, VEC>(k, chunks)] = to_f(x[k]);
+  }
+  __syncthreads();
+  // Every input has been read: the next kernel may start streaming its own weights.
+  pdl_launch_dependents();
+  if (!has0) return;  // no block-wide barrier below
+
+  float acc0 = 0.f, acc1 = 0.f;
+  if constexpr (VEC) {
+    const float4* xp = xs4;
+    for (int base = 0;; base += kGemvBatch * 32) {
+#pragma unroll
+      for (int u = 0; u < kGemvBatch; ++u) {
+        const int c = base + u * 32 + lane;
+        if (c < chunks) {
+          float xf[E], wf[E];
+#pragma unroll
+          for (int p = 0; p < E / 4; ++p) {
+            const float4 t = xp[p * chunks + c];
+            xf[4 * p] = t.x;
+            xf[4 * p + 1] = t.y;
+            xf[4 * p + 2] = t.z;
+            xf[4 * p + 3] = t.w;
+          }
+          unpack<T>(b0[u], wf);
+#pragma unroll
+          for (int e = 0; e < E; ++e) acc0 = fmaf(wf[e], xf[e], acc0);
+          unpack<T>(b1[u], wf);
+#pragma unroll
+          for (int e = 0; e < E; ++e) acc1 = fmaf(wf[e], xf[e], acc1);
+        }
+      }
+      if (base + kGemvBatch * 32 >= chunks) break;  // warp-uniform
+      load_batch(base + kGemvBatch * 32);
+    }
+  } else {
+    for (int k = lane; k < K; k += 32) {
+      acc0 = fmaf(to_f(w0[k]), xs[k], acc0);
+      acc1 = fmaf(to_f(w1[k]), xs[k], acc1);
+    }
+  }
+  acc0 = warp_sum(acc0);
+  acc1 = warp_sum(acc1);
+  if (lane != 0) return;
+  if constexpr (OUT == GemvOut::kStore) {
+    T* y = static_cast<T*>(a.y);
+    y[r0] = from_f<T>(acc0);
+    if (has1) y[r1] = from_f<T>(acc1);
+  } else if constexpr (OUT == GemvOut::kStoreF32) {
+    float* y = static_cast<float*>(a.y);
+    y[r0] = acc0;
+    if (has1) y[r1] = acc1;
+  } else if constexpr (OUT == GemvOut::kAddF32) {
+    float* y = static_cast<float*>(a.y);
+    y[r0] += acc0;
+    if (has1) y[r1] += acc1;
+  } else {  // kRopeQkv: has1 holds (N is a whole number of heads)
+    const int D = a.d, half = D >> 1, head = r0 / D, i = r0 - head * D;
+    const int p = *a.pos;
+    const float c = a.cos[static_cast<int64_t>(p) * half + i];
+    const float s = a.sin[static_cast<int64_t>(p) * half + i];
+    const float ra = acc0 * c - acc1 * s, rb = acc1 * c + acc0 * s;
+    if (head < a.hq) {
+      T* y = static_cast<T*>(a.y);
+      y[r0] = from_f<T>(ra);
+      y[r1] = from_f<T>(rb);
+    } else if (head < a.hq + a.hkv) {
+      T* dst = static_cast<T*>(a.kc) +
+               (static_cast<int64_t>(head - a.hq) * a.max_ctx + p) * D;
+      dst[i] = from_f<T>(ra);
+      dst[i + half] = from_f<T>(rb);
+    } else {
+      T* dst = static_cast<T*>(a.vc) +
+               (static_cast<int64_t>(head - a.hq - a.hkv) * a.max_ctx + p) * D;
+      dst[i] = from_f<T>(acc0);
+      dst[i + half] = from_f<T>(acc1);
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Attention
+
+constexpr int kAttnWarps = 4;
+constexpr int kAttnThreads = kAttnWarps * 32;
+constexpr int kAttnMaxSplits = 64;
+
+struct AttnDev {
+  const void* q;
+  const void* kc;
+  const void* vc;
+  const int32_t* pos;
+  long long max_ctx;
+  int hq, hkv, splits;
+  float scale_log2;
+  void* out;
+  float* ws;
+  int* counters;
+};
+
+// Key slots of one block: D / E lanes share one key (each lane one 16-byte piece of it).
+template <typename T, int D>
+constexpr int attn_slots() {
+  return kAttnWarps * (32 / (D / kVec<T>));
+}
+
+template <typename T, int D>
+__global__ void __launch_bounds__(kAttnThreads) attn_decode_kernel(const AttnDev a) {
+  constexpr int E = kVec<T>;
+  constexpr int LPK = D / E;         // lanes per key
+  constexpr int KPW = 32 / LPK;      // keys per warp
+  constexpr int SLOTS = attn_slots<T, D>();
+  constexpr int G8 = kAttnMaxGroup;
+  static_assert(D % E == 0 && LPK >= 2 && LPK <= 32 && 32 % LPK == 0, "unsupported head_dim");
+  __shared__ float qs[G8][D];
+  __shared__ float sc[G8][kAttnMaxKeysPerSplit];
+  __shared__ float wts[G8][kAttnMaxSplits];
+  __shared__ int is_last;
+  extern __shared__ float red[];  // [SLOTS][G][D]
+
+  const int kvh = blockIdx.x, split = blockIdx.y, G = a.hq / a.hkv;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int sub = lane % LPK, slot = warp * KPW + lane / LPK;
+  pdl_wait();  // q and the new key/value come from the kernel before
+  pdl_launch_dependents();
+
+  const int nkeys = min(*a.pos + 1, static_cast<int>(a.max_ctx));
+  const int chunk = (nkeys + a.splits - 1) / a.splits;  // <= kAttnMaxKeysPerSplit (host check)
+  const int j0 = min(nkeys, split * chunk), j1 = min(nkeys, j0 + chunk);
+  const int n = j1 - j0;  // may be 0
+
+  const T* q = static_cast<const T*>(a.q) + static_cast<int64_t>(kvh) * G * D;
+  for (int i = threadIdx.x; i < G * D; i += blockDim.x) qs[i / D][i % D] = to_f(q[i]) * a.scale_log2;
+  __syncthreads();
+  const T* kb = static_cast<const T*>(a.kc) + static_cast<int64_t>(kvh) * a.max_ctx * D;
+  const T* vb = static_cast<const T*>(a.vc) + static_cast<int64_t>(kvh) * a.max_ctx * D;
+
+  // Scores (log2 domain): the trip count is block-uniform, so the shuffles stay converged.
+  for (int t0 = 0; t0 < n; t0 += SLOTS) {
+    const int t = t0 + slot;
+    float kf[E];
+    if (t < n) {
+      unpack<T>(*reinterpret_cast<const uint4*>(kb + static_cast<int64_t>(j0 + t) * D + sub * E), kf);
+    } else {
+#pragma unroll
+      for (int e = 0; e < E; ++e) kf[e] = 0.f;
+    }
+#pragma unroll
+    for (int g = 0; g < G8; ++g) {
+      if (g < G) {
+        float part = 0.f;
+#pragma unroll
+        for (int e = 0; e < E; ++e) part = fmaf(kf[e], qs[g][sub * E + e], part);
+#pragma unroll
+        for (int o = LPK / 2; o > 0; o >>= 1) part += __shfl_xor_sync(0xffffffffu, part, o);
+        if (t < n && sub == 0) sc[g][t] = part;
+      }
+    }
+  }
+  __syncthreads();
+
+  // Softmax numerators of this split, one warp per head.
+  __shared__ float mrow[G8], lrow[G8];
+  for (int g = warp; g < G; g += kAttnWarps) {
+    float m = -INFINITY;
+    for (int t = lane; t < n; t += 32) m = fmaxf(m, sc[g][t]);
+    m = warp_max(m);
+    float l = 0.f;
+    for (int t = lane; t < n; t += 32) {
+      const float p = exp2f(sc[g][t] - m);
+      sc[g][t] = p;
+      l += p;
+    }
+    l = warp_sum(l);
+    if (lane == 0) {
+      mrow[g] = m;  // -inf when the split is empty (then l = 0)
+      lrow[g] = l;
+    }
+  }
+  __syncthreads();
+
+  // P V over this split's keys; each lane accumulates its E dims for every head of the group.
+  float acc[G8][E];
+#pragma unroll
+  for (int g = 0; g < G8; ++g)
+#pragma unroll
+    for (int e = 0; e < E; ++e) acc[g][e] = 0.f;
+  for (int t = slot; t < n; t += SLOTS) {
+    float vf[E];
+    unpack<T>(*reinterpret_cast<const uint4*>(vb + static_cast<int64_t>(j0 + t) * D + sub * E), vf);
+#pragma unroll
+    for (int g = 0; g < G8; ++g) {
+      if (g < G) {
+        const float p = sc[g][t];
+#pragma unroll
+        for (int e = 0; e < E; ++e) acc[g][e] = fmaf(p, vf[e], acc[g][e]);
+      }
+    }
+  }
+#pragma unroll
+  for (int g = 0; g < G8; ++g)
+    if (g < G)
+#pragma unroll
+      for (int e = 0; e < E; ++e) red[(slot * G + g) * D + sub * E + e] = acc[g][e];
+  __syncthreads();
+
+  // This split's partial result: ws[head][split] = (o[0..D), m, l).
+  const int stride = D + 2;
+  for (int i = threadIdx.x; i < G * D; i += blockDim.x) {
+    const int g = i / D, d = i % D;
+    float o = 0.f;
+    for (int sl = 0; sl < SLOTS; ++sl) o += red[(sl * G + g) * D + d];
+    const int h = kvh * G + g;
+    a.ws[(static_cast<int64_t>(h) * a.splits + split) * stride + d] = o;
+  }
+  if (threadIdx.x < G) {
+    const int h = kvh * G + threadIdx.x;
+    float* p = a.ws + (static_cast<int64_t>(h) * a.splits + split) * stride;
+    p[D] = mrow[threadIdx.x];
+    p[D + 1] = lrow[threadIdx.x];
+  }
+  __threadfence();  // each thread's partials visible device-wide before the block is counted
+  __syncthreads();
+  if (threadIdx.x == 0) is_last = atomicAdd(&a.counters[kvh], 1) == a.splits - 1;
+  __syncthreads();
+  if (!is_last) return;
+  __threadfence();
+
+  // The last block of this kv head combines all splits. __ldcg: read through L2 (another SM
+  // wrote these; this SM's L1 may hold lines from an earlier launch).
+  for (int g = warp; g < G; g += kAttnWarps) {
+    const float* base = a.ws + static_cast<int64_t>(kvh * G + g) * a.splits * stride;
+    float m = -INFINITY;
+    for (int s = lane; s < a.splits; s += 32) m = fmaxf(m, __ldcg(base + s * stride + D));
+    m = warp_max(m);  // finite: split 0 always holds key 0
+    float l = 0.f;
+    for (int s = lane; s < a.splits; s += 32) {
+      const float f = exp2f(__ldcg(base + s * stride + D) - m);
+      wts[g][s] = f;
+      l += f * __ldcg(base + s * stride + D + 1);
+    }
+    l = warp_sum(l);
+    const float inv = 1.f / l;
+    for (int s = lane; s < a.splits; s += 32) wts[g][s] *= inv;
+  }
+  __syncthreads();
+  T* out = static_cast<T*>(a.out);
+  for (int i = threadIdx.x; i < G * D; i += blockDim.x) {
+    const int g = i / D, d = i % D;
+    const float* base = a.ws + static_cast<int64_t>(kvh * G + g) * a.splits * stride + d;
+    float o = 0.f;
+    for (int s = 0; s < a.splits; ++s) o = fmaf(wts[g][s], __ldcg(base + s * stride), o);
+    out[static_cast<int64_t>(kvh * G + g) * D + d] = from_f<T>(o);
+  }
+  if (threadIdx.x == 0) a.counters[kvh] = 0;  // every split has arrived: ready for the next launch
+}
+
+// ---------------------------------------------------------------------------------------------
+// Host side
+
+template <typename... KArgs, typename... Args>
+void launch(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem, cudaStream_t stream,
+            bool pdl, const char* name, Args&&... args) {
+  if (smem > 48 * 1024)
+    OMNIRT_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                           static_cast<int>(smem)));
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = grid;
+  cfg.blockDim = block;
+  cfg.dynamicSmemBytes = smem;
+  cfg.stream = stream;
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr[0].val.programmaticStreamSerializationAllowed = 1;
+  cfg.attrs = attr;
+  cfg.numAttrs = pdl ? 1 : 0;
+  const cudaError_t err = cudaLaunchKernelEx(&cfg, kernel, std::forward<Args>(args)...);
+  if (err != cudaSuccess)
+    OMNIRT_FAIL("CUDA kernel ", name, " failed to launch: ", cudaGetErrorName(err), " (",
+                cudaGetErrorString(err), ")");
+}
+
+bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
+
+template <typename T, GemvIn IN, GemvOut OUT>
+void launch_gemv(const GemvArgs& a, const GemvDev& d, int blocks, int threads, size_t smem,
+                 cudaStream_t stream, bool pdl) {
+  if (gemv_vectorized(a))
+    launch(gemv_kernel<T, IN, OUT, true>, dim3(blocks), dim3(threads), smem, stream, pdl, "gemv", d);
+  else
+    launch(gemv_kernel<T, IN, OUT, false>, dim3(blocks), dim3(threads), smem, stream, pdl, "gemv", d);
+}
+
+template <typename T>
+void dispatch_gemv(const GemvArgs& a, const GemvDev& d, int blocks, int threads, size_t smem,
+                   cudaStream_t stream, bool pdl) {
+  using I = GemvIn;
+  using O = GemvOut;
+  if (a.in_mode == I::kPlain && a.out_mode == O::kStore)
+    return launch_gemv<T, I::kPlain, O::kStore>(a, d, blocks, threads, smem, stream, pdl);
+  if (a.in_mode == I::kPlain && a.out_mode == O::kStoreF32)
+    return launch_gemv<T, I::kPlain, O::kStoreF32>(a, d, blocks, threads, smem, stream, pdl);
+  if (a.in_mode == I::kPlain && a.out_mode == O::kAddF32)
+    return launch_gemv<T, I::kPlain, O::kAddF32>(a, d, blocks, threads, smem, stream, pdl);
+  if (a.in_mode == I::kRmsNorm && a.out_mode == O::kStore)
+    return launch_gemv<T, I::kRmsNorm, O::kStore>(a, d, blocks, threads, smem, stream, pdl);
+  if (a.in_mode == I::kRmsNorm && a.out_mode == O::kStoreF32)
+    return launch_gemv<T, I::kRmsNorm, O::kStoreF32>(a, d, blocks, threads, smem, stream, pdl);
+  if (a.in_mode == I::kRmsNorm && a.out_mode == O::kRopeQkv)
+    return launch_gemv<T, I::kRmsNorm, O::kRopeQkv>(a, d, blocks, threads, smem, stream, pdl);
+  if (a.in_mode == I::kSwiglu && a.out_mode == O::kAddF32)
+    return launch_gemv<T, I::kSwiglu, O::kAddF32>(a, d, blocks, threads, smem, stream, pdl);
+  OMNIRT_FAIL("decode::gemv: unsupported input/output mode combination (", static_cast<int>(a.in_mode),
+              ", ", static_cast<int>(a.out_mode), ")");
+}
+
+template <typename T>
+void dispatch_attn(const AttnDecodeArgs& a, const AttnDev& d, cudaStream_t stream, bool pdl) {
+  const dim3 grid(static_cast<unsigned>(a.hkv), static_cast<unsigned>(a.splits));
+  const int G = a.hq / a.hkv;
+  switch (a.head_dim) {
+    case 32:
+      return launch(attn_decode_kernel<T, 32>, grid, dim3(kAttnThreads),
+                    static_cast<size_t>(attn_slots<T, 32>()) * G * 32 * sizeof(float), stream, pdl,
+                    "attention_decode", d);
+    case 64:
+      return launch(attn_decode_kernel<T, 64>, grid, dim3(kAttnThreads),
+                    static_cast<size_t>(attn_slots<T, 64>()) * G * 64 * sizeof(float), stream, pdl,
+                    "attention_decode", d);
+    default:
+      return launch(attn_decode_kernel<T, 128>, grid, dim3(kAttnThreads),
+                    static_cast<size_t>(attn_slots<T, 128>()) * G * 128 * sizeof(float), stream,
+                    pdl, "attention_decode", d);
+  }
+}
+
+}  // namespace
+
+bool gemv_vectorized(const GemvArgs& a) {
+  return (a.k * static_cast<int64_t>(dtype_nbytes(a.dtype, 1))) % 16 == 0 && aligned16(a.w);
+}
+
+void gemv(const GemvArgs& a, cudaStream_t stream, bool pdl) {
+  OMNIRT_CHECK(a.dtype == DType::F32 || a.dtype == DType::F16 || a.dtype == DType::BF16,
+               "decode::gemv: dtype must be F32, F16 or BF16, got ", dtype_name(a.dtype));
+  OMNIRT_CHECK(a.n > 0 && a.k > 0 && a.n < (int64_t{1} << 30) && a.k < (int64_t{1} << 30),
+               "decode::gemv: bad shape N = ", a.n, ", K = ", a.k);
+  OMNIRT_CHECK(a.w && a.in && a.y, "decode::gemv: null weight, input or output pointer");
+  OMNIRT_CHECK(a.in_mode != GemvIn::kRmsNorm || a.norm_w,
+               "decode::gemv: RMSNorm input needs the norm weights");
+  // Shared memory holds x as float32; 227 KB is the sm_90 per-block limit.
+  const size_t smem = static_cast<size_t>(a.k) * sizeof(float);
+  OMNIRT_CHECK(smem <= 227 * 1024, "decode::gemv: K = ", a.k,
+               " is too large for the staged input (", smem, " bytes of shared memory)");
+  int64_t warps_needed = (a.n + kGemvRowsPerWarp - 1) / kGemvRowsPerWarp;
+  GemvDev d{a.w, static_cast<int>(a.n), static_cast<int>(a.k), a.in, a.norm_w, a.eps, a.y,
+            nullptr, nullptr, nullptr, nullptr, nullptr, 0, 0, 0, 0};
+  if (a.out_mode == GemvOut::kRopeQkv) {
+    const RopeQkv& r = a.rope;
+    OMNIRT_CHECK(r.head_dim > 0 && r.head_dim % 2 == 0 && r.hq > 0 && r.hkv > 0,
+                 "decode::gemv RoPE: bad heads (hq ", r.hq, ", hkv ", r.hkv, ", head_dim ",
+                 r.head_dim, ")");
+    OMNIRT_CHECK(a.n == static_cast<int64_t>(r.hq + 2 * r.hkv) * r.head_dim,
+                 "decode::gemv RoPE: N = ", a.n, " but (hq + 2 hkv) * head_dim = ",
+                 (r.hq + 2 * r.hkv) * r.head_dim);
+    OMNIRT_CHECK(r.cos && r.sin && r.pos && r.k_cache && r.v_cache && r.max_ctx > 0,
+                 "decode::gemv RoPE: null table, position or cache pointer");
+    warps_needed = a.n / 2;
+    d.cos = r.cos;
+    d.sin = r.sin;
+    d.pos = r.pos;
+    d.kc = r.k_cache;
+    d.vc = r.v_cache;
+    d.hq = r.hq;
+    d.hkv = r.hkv;
+    d.d = r.head_dim;
+    d.max_ctx = r.max_ctx;
+  }
+  // 8 warps per block for the big matrices (fewer blocks redo the input staging), else 4 so
+  // that N = 2048 still gives 256 blocks.
+  const int warps = a.n >= 8192 ? 8 : 4;
+  const int64_t blocks = (warps_needed + warps - 1) / warps;
+  OMNIRT_CHECK(blocks < (int64_t{1} << 31), "decode::gemv: N = ", a.n, " is too large");
+  switch (a.dtype) {
+    case DType::F32:
+      return dispatch_gemv<float>(a, d, static_cast<int>(blocks), warps * 32, smem, stream, pdl);
+    case DType::F16:
+      return dispatch_gemv<__half>(a, d, static_cast<int>(blocks), warps * 32, smem, stream, pdl);
+    default:
+      return dispatch_gemv<__nv_bfloat16>(a, d, static_cast<int>(blocks), warps * 32, smem, stream,
+                                          pdl);
+  }
+}
+
+int attn_decode_default_splits(int hkv, int64_t max_ctx) {
+  OMNIRT_CHECK(hkv > 0 && max_ctx > 0, "attn_decode_default_splits: bad hkv ", hkv, " / max_ctx ",
+               max_ctx);
+  const int64_t for_length = (max_ctx + kAttnMaxKeysPerSplit - 1) / kAttnMaxKeysPerSplit;
+  const int64_t for_grid = (128 + hkv - 1) / hkv;
+  return static_cast<int>(std::min<int64_t>(kAttnMaxSplits, std::max(for_length, for_grid)));
+}
+
+size_t attn_decode_workspace_floats(int hq, int head_dim, int splits) {
+  return static_cast<size_t>(hq) * splits * (head_dim + 2);
+}
+
+void attention_decode(const AttnDecodeArgs& a, cudaStream_t stream, bool pdl) {
+  OMNIRT_CHECK(a.dtype == DType::F32 || a.dtype == DType::F16 || a.dtype == DType::BF16,
+               "decode::attention_decode: dtype must be F32, F16 or BF16, got ",
+               dtype_name(a.dtype));
+  OMNIRT_CHECK(a.head_dim == 32 || a.head_dim == 64 || a.head_dim == 128,
+               "decode::attention_decode: head_dim must be 32, 64 or 128, got ", a.head_dim);
+  OMNIRT_CHECK(a.hkv > 0 && a.hq > 0 && a.hq % a.hkv == 0 && a.hq / a.hkv <= kAttnMaxGroup,
+               "decode::attention_decode: ", a.hq, " query heads over ", a.hkv,
+               " kv heads (need a whole group of at most ", kAttnMaxGroup, ")");
+  OMNIRT_CHECK(a.splits >= 1 && a.splits <= kAttnMaxSplits, "decode::attention_decode: splits ",
+               a.splits, " outside [1, ", kAttnMaxSplits, "]");
+  OMNIRT_CHECK(a.max_ctx > 0 && a.max_ctx <= static_cast<int64_t>(a.splits) * kAttnMaxKeysPerSplit,
+               "decode::attention_decode: max_ctx ", a.max_ctx, " needs more than ", a.splits,
+               " splits of ", kAttnMaxKeysPerSplit, " keys");
+  OMNIRT_CHECK(a.q && a.k_cache && a.v_cache && a.pos && a.out && a.workspace && a.counters,
+               "decode::attention_decode: null pointer argument");
+  OMNIRT_CHECK(aligned16(a.q) && aligned16(a.k_cache) && aligned16(a.v_cache),
+               "decode::attention_decode: q and the caches must be 16-byte aligned");
+  const AttnDev d{a.q,      a.k_cache, a.v_cache, a.pos, a.max_ctx,
+                  a.hq,     a.hkv,     a.splits,
+                  static_cast<float>(a.scale * 1.4426950408889634), a.out, a.workspace,
+                  a.counters};
+  switch (a.dtype) {
+    case DType::F32:
+      return dispatch_attn<float>(a, d, stream, pdl);
+    case DType::F16:
+      return dispatch_attn<__half>(a, d, stream, pdl);
+    default:
+      return dispatch_attn<__nv_bfloat16>(a, d, stream, pdl);
+  }
+}
+
+}  // namespace omnirt::llm::decode
