@@ -283,7 +283,7 @@ __global__ void __launch_bounds__(256) gemv_kernel(const GemvDev a) {
 
 constexpr int kAttnWarps = 4;
 constexpr int kAttnThreads = kAttnWarps * 32;
-constexpr int kAttnMaxSplits = 64;
+constexpr int kAttnMaxSplits = 256;  // up to 16384 positions
 
 struct AttnDev {
   const void* q;
@@ -329,22 +329,36 @@ __global__ void __launch_bounds__(kAttnThreads) attn_decode_kernel(const AttnDev
   const int j0 = min(nkeys, split * chunk), j1 = min(nkeys, j0 + chunk);
   const int n = j1 - j0;  // may be 0
 
+  // Every key and value piece of this split is loaded at once (one memory round trip), before
+  // q is staged: tile `it` holds key j0 + it * SLOTS + slot.
+  constexpr int kTiles = (kAttnMaxKeysPerSplit + SLOTS - 1) / SLOTS;
+  const T* kb = static_cast<const T*>(a.kc) + static_cast<int64_t>(kvh) * a.max_ctx * D;
+  const T* vb = static_cast<const T*>(a.vc) + static_cast<int64_t>(kvh) * a.max_ctx * D;
+  uint4 kreg[kTiles], vreg[kTiles];
+#pragma unroll
+  for (int it = 0; it < kTiles; ++it) {
+    const int t = it * SLOTS + slot;
+    if (t < n) {
+      const int64_t off = static_cast<int64_t>(j0 + t) * D + sub * E;
+      kreg[it] = *reinterpret_cast<const uint4*>(kb + off);
+      vreg[it] = *reinterpret_cast<const uint4*>(vb + off);
+    } else {
+      kreg[it] = make_uint4(0, 0, 0, 0);
+      vreg[it] = make_uint4(0, 0, 0, 0);
+    }
+  }
+
   const T* q = static_cast<const T*>(a.q) + static_cast<int64_t>(kvh) * G * D;
   for (int i = threadIdx.x; i < G * D; i += blockDim.x) qs[i / D][i % D] = to_f(q[i]) * a.scale_log2;
   __syncthreads();
-  const T* kb = static_cast<const T*>(a.kc) + static_cast<int64_t>(kvh) * a.max_ctx * D;
-  const T* vb = static_cast<const T*>(a.vc) + static_cast<int64_t>(kvh) * a.max_ctx * D;
 
-  // Scores (log2 domain): the trip count is block-uniform, so the shuffles stay converged.
-  for (int t0 = 0; t0 < n; t0 += SLOTS) {
-    const int t = t0 + slot;
-    float kf[E];
-    if (t < n) {
-      unpack<T>(*reinterpret_cast<const uint4*>(kb + static_cast<int64_t>(j0 + t) * D + sub * E), kf);
-    } else {
+  // Scores (log2 domain): the tile loop is block-uniform, so the shuffles stay converged.
 #pragma unroll
-      for (int e = 0; e < E; ++e) kf[e] = 0.f;
-    }
+  for (int it = 0; it < kTiles; ++it) {
+    if (it * SLOTS >= n) break;
+    const int t = it * SLOTS + slot;
+    float kf[E];
+    unpack<T>(kreg[it], kf);  // zeros past n
 #pragma unroll
     for (int g = 0; g < G8; ++g) {
       if (g < G) {
@@ -385,15 +399,19 @@ __global__ void __launch_bounds__(kAttnThreads) attn_decode_kernel(const AttnDev
   for (int g = 0; g < G8; ++g)
 #pragma unroll
     for (int e = 0; e < E; ++e) acc[g][e] = 0.f;
-  for (int t = slot; t < n; t += SLOTS) {
-    float vf[E];
-    unpack<T>(*reinterpret_cast<const uint4*>(vb + static_cast<int64_t>(j0 + t) * D + sub * E), vf);
 #pragma unroll
-    for (int g = 0; g < G8; ++g) {
-      if (g < G) {
-        const float p = sc[g][t];
+  for (int it = 0; it < kTiles; ++it) {
+    const int t = it * SLOTS + slot;
+    if (t < n) {
+      float vf[E];
+      unpack<T>(vreg[it], vf);
 #pragma unroll
-        for (int e = 0; e < E; ++e) acc[g][e] = fmaf(p, vf[e], acc[g][e]);
+      for (int g = 0; g < G8; ++g) {
+        if (g < G) {
+          const float p = sc[g][t];
+#pragma unroll
+          for (int e = 0; e < E; ++e) acc[g][e] = fmaf(p, vf[e], acc[g][e]);
+        }
       }
     }
   }
@@ -461,7 +479,9 @@ __global__ void __launch_bounds__(kAttnThreads) attn_decode_kernel(const AttnDev
 template <typename... KArgs, typename... Args>
 void launch(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem, cudaStream_t stream,
             bool pdl, const char* name, Args&&... args) {
-  if (smem > 48 * 1024)
+  // Opt in above 32 KB of dynamic shared memory: the kernels' static shared memory (<= 16 KB)
+  // counts against the same 48 KB default limit.
+  if (smem > 32 * 1024)
     OMNIRT_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                            static_cast<int>(smem)));
   cudaLaunchConfig_t cfg = {};

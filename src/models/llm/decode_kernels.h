@@ -92,7 +92,7 @@ size_t attn_decode_workspace_floats(int hq, int head_dim, int splits);
 void attention_decode(const AttnDecodeArgs& a, cudaStream_t stream, bool pdl);
 
 constexpr int kAttnMaxGroup = 8;            // query heads per kv head
-constexpr int kAttnMaxKeysPerSplit = 64;    // splits * 64 must cover max_ctx
+constexpr int kAttnMaxKeysPerSplit = 64;    // splits * 64 must cover max_ctx (<= 256 splits)
 
 }  // namespace omnirt::llm::decode
 #endif
