@@ -1,9 +1,9 @@
 // Parity with the PyTorch reference (python/make_fixtures.py): the tiny checkpoint in
 // tests/data/tiny_ckpt and the LLM fixtures of both frames in tests/data/fixtures by default;
 // OMNIRT_PARITY_CKPT / OMNIRT_PARITY_FIXTURES point the same tests at full-size ones (as in
-// tests/vision/test_vision_parity.cpp). CPU F32 always; CUDA F32 (same bounds) and CUDA F16
-// (spec/targets.md: logits within 1e-2; greedy ids equal wherever the reference's top-1 margin
-// exceeds the measured noise) when a GPU is present.
+// tests/vision/test_vision_parity.cpp). CPU F32 always (greedy ids identical); CUDA F32 (logits
+// within 1e-4) and CUDA F16 (spec/targets.md: logits within 1e-2) when a GPU is present, where
+// the greedy ids must equal the reference's wherever its top-1 margin exceeds the measured noise.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -41,7 +41,7 @@ struct Backend {
   std::string name() const { return device_name(device) + "_" + std::string(dtype_name(dtype)); }
 };
 
-// Greedy ids of a half-precision engine may differ from the float32 reference only where the
+// Greedy ids of a GPU engine may differ from the float32 reference only where the
 // reference's top-1 margin is within the noise. At the first differing position i the
 // teacher-forced row of that position (context prompt + answer[0..i)) decides, which is only the
 // greedy context when the greedy ids so far equal the fixture's answer (always for i = 0).
@@ -133,9 +133,9 @@ TEST_P(LlmFixture, TeacherForcedLogitsSpliceAndGreedyIds) {
     if (got.back() == 2) break;
     eng->decode_next();
   }
-  if (be.dtype == DType::F32) {
+  if (be.device == Device::CPU) {
     EXPECT_EQ(got, want);
-  } else {
+  } else {  // on the GPU even fp32 sums in another order: a near-tie may flip
     // Teacher-forced rows of the answer positions: row P - 1 + i predicts answer token i; the
     // greedy ids follow the answer only while they agree, which is all the check needs.
     const int64_t V = cfg.vocab_size;

@@ -358,6 +358,7 @@ class CudaLlama final : public detail::LlamaImpl {
     OMNIRT_CUDA_CHECK(cudaStreamSynchronize(stream_));
     return v;
   }
+  bool checks_finite_input() const override { return true; }
   const Tensor& embed_table() const override { return w_.embed; }
   size_t kv_cache_bytes() const override { return cache_.bytes(); }
   size_t workspace_bytes() const override { return arena_->capacity(); }
@@ -413,19 +414,30 @@ class CudaLlama final : public detail::LlamaImpl {
     cuda::StreamGuard g(stream_);
     ops::attention(q, k, v, o, ao);
   }
-  // emb (host F32 [n, H], contiguous) -> resid_, through the pinned stage in slices so that the
-  // host copy of one slice overlaps the DMA of the previous one. The stage is free: forward()
-  // ends with a stream sync.
+  // emb (host F32 [n, H], contiguous) -> resid_, through the pinned stage in 1 MB slices: the
+  // host copy of one slice (which also checks that every value is finite: one pass over the
+  // prompt instead of two) overlaps the DMA of the previous one. Throws the engine's message
+  // before any other GPU work when a value is not finite (resid_ is scratch). The stage is free
+  // on entry: forward() ends with a stream sync.
   void upload_embeddings(const Tensor& emb) {
-    const size_t total = emb.nbytes(), slice = size_t{1} << 20;
-    const char* src = static_cast<const char*>(emb.raw());
-    char* stage = reinterpret_cast<char*>(host_stage_);
-    char* dst = static_cast<char*>(resid_.raw());
-    for (size_t off = 0; off < total; off += slice) {
-      const size_t len = std::min(slice, total - off);
-      std::memcpy(stage + off, src + off, len);
-      OMNIRT_CUDA_CHECK(
-          cudaMemcpyAsync(dst + off, stage + off, len, cudaMemcpyHostToDevice, stream_));
+    const int64_t total = emb.numel(), slice = int64_t{1} << 18;  // floats
+    const float* src = emb.data<float>();
+    float* dst = resid_.data<float>();
+    for (int64_t off = 0; off < total; off += slice) {
+      const int64_t len = std::min(slice, total - off);
+      uint32_t bad = 0;
+      for (int64_t i = off; i < off + len; ++i) {  // branch-free: vectorises
+        uint32_t u;
+        std::memcpy(&u, src + i, sizeof u);
+        bad |= static_cast<uint32_t>((u & 0x7f800000u) == 0x7f800000u);
+        std::memcpy(host_stage_ + i, &u, sizeof u);
+      }
+      if (bad) {
+        OMNIRT_CUDA_CHECK(cudaStreamSynchronize(stream_));  // earlier slices' DMAs read the stage
+        detail::check_finite_embeddings(src, total, cfg_.hidden_size);  // throws
+      }
+      OMNIRT_CUDA_CHECK(cudaMemcpyAsync(dst + off, host_stage_ + off, len * sizeof(float),
+                                        cudaMemcpyHostToDevice, stream_));
     }
   }
 

@@ -54,6 +54,23 @@ Tensor LlmEngine::prefill_all_logits(const Tensor& embeddings) {
   return run_prefill(embeddings, true);
 }
 
+void detail::check_finite_embeddings(const float* e, int64_t count, int64_t hidden) {
+  // A branch-free scan (it vectorises; a prompt is ~1.2 M floats and this runs inside TTFT): a
+  // float is inf/NaN iff its exponent bits are all ones. Only when the scan finds one is the
+  // first offender located for the message.
+  uint32_t bad = 0;
+  for (int64_t i = 0; i < count; ++i) {
+    uint32_t u;
+    std::memcpy(&u, e + i, sizeof u);
+    bad |= static_cast<uint32_t>((u & 0x7f800000u) == 0x7f800000u);
+  }
+  if (bad) {
+    for (int64_t i = 0; i < count; ++i)
+      OMNIRT_CHECK(std::isfinite(e[i]), "prefill: input embedding row ", i / hidden, ", column ",
+                   i % hidden, " is not finite (", e[i], ")");
+  }
+}
+
 Tensor LlmEngine::run_prefill(const Tensor& embeddings, bool all_logits) {
   const int64_t H = config_.hidden_size;
   OMNIRT_CHECK(embeddings.defined(), "prefill: the input embeddings are missing");
@@ -69,22 +86,10 @@ Tensor LlmEngine::run_prefill(const Tensor& embeddings, bool all_logits) {
   // All checks on the host, before any GPU work: a device input is brought over first.
   Tensor host = embeddings.device() == Device::CPU ? embeddings.contiguous()
                                                    : embeddings.to(Device::CPU);
-  // Finite check as a branch-free scan (vectorises; the prompt is ~1.2 M floats and this runs
-  // inside TTFT): a float is inf/NaN iff its exponent bits are all ones. Only when the scan finds
-  // one is the first offender located for the message.
-  const float* e = host.data<float>();
-  const int64_t count = host.numel();
-  uint32_t bad = 0;
-  for (int64_t i = 0; i < count; ++i) {
-    uint32_t u;
-    std::memcpy(&u, e + i, sizeof u);
-    bad |= static_cast<uint32_t>((u & 0x7f800000u) == 0x7f800000u);
-  }
-  if (bad) {
-    for (int64_t i = 0; i < count; ++i)
-      OMNIRT_CHECK(std::isfinite(e[i]), "prefill: input embedding row ", i / H, ", column ", i % H,
-                   " is not finite (", e[i], ")");
-  }
+  // (A backend that checks while it uploads does so for a single-chunk prompt: its forward()
+  // throws before changing any state. Chunked prompts are checked here, before the first chunk.)
+  if (!(L <= options_.max_prefill_chunk && impl_->checks_finite_input()))
+    detail::check_finite_embeddings(host.data<float>(), host.numel(), H);
 
   Tensor all;
   if (all_logits) all = Tensor::empty({L, config_.vocab_size}, DType::F32);

@@ -16,6 +16,10 @@ class LlamaImpl {
   // pos..pos+n-1. Returns F32 logits on the backend device: [n, vocab] when all_logits, else
   // [vocab] of the last row.
   virtual Tensor forward(const Tensor& emb, int64_t pos, bool all_logits) = 0;
+  // True when forward() itself rejects non-finite embeddings (with the engine's message, before
+  // it changes any state), so the engine can skip its own scan of a single-chunk prompt: the CUDA
+  // backend checks while it copies the rows into its pinned upload stage, one pass instead of two.
+  virtual bool checks_finite_input() const { return false; }
   // One token at `pos`; returns F32 [vocab] on the backend device.
   virtual Tensor decode(int32_t token, int64_t pos) = 0;
   // The sequence restarts at position 0.
@@ -29,6 +33,10 @@ class LlamaImpl {
   virtual size_t kv_cache_bytes() const = 0;
   virtual size_t workspace_bytes() const = 0;
 };
+
+// Throws "prefill: input embedding row R, column C is not finite (v)" for the first non-finite
+// value of e [count / hidden, hidden].
+void check_finite_embeddings(const float* e, int64_t count, int64_t hidden);
 
 std::unique_ptr<LlamaImpl> make_cpu_llama(const LlamaConfig& cfg, LlamaWeights weights,
                                           const LlmEngineOptions& opt, int64_t max_context);
