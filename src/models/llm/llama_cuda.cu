@@ -280,6 +280,7 @@ class CudaLlama final : public detail::LlamaImpl {
     OMNIRT_CUDA_CHECK(cudaMemsetAsync(attn_counters_.raw(), 0, attn_counters_.nbytes(), stream_));
     // Pinned staging for the prompt embeddings: the upload is then a real async DMA.
     OMNIRT_CUDA_CHECK(cudaMallocHost(&host_stage_, static_cast<size_t>(chunk_ * H) * sizeof(float)));
+    OMNIRT_CUDA_CHECK(cudaMallocHost(&host_token_, sizeof(int32_t)));
     OMNIRT_CUDA_CHECK(cudaMemsetAsync(pos_.raw(), 0, 4, stream_));
     OMNIRT_CUDA_CHECK(cudaMemsetAsync(token_.raw(), 0, 4, stream_));
     last_logits_ = logits_.select(0, 0);
@@ -296,6 +297,7 @@ class CudaLlama final : public detail::LlamaImpl {
     if (cublas_) cublasDestroy(cublas_);
     if (stream_) cudaStreamDestroy(stream_);
     if (host_stage_) cudaFreeHost(host_stage_);
+    if (host_token_) cudaFreeHost(host_token_);
   }
 
   Tensor forward(const Tensor& emb, int64_t pos, bool all_logits) override {
@@ -353,10 +355,12 @@ class CudaLlama final : public detail::LlamaImpl {
     run_step();
   }
   int32_t read_token() override {
-    int32_t v = 0;
-    OMNIRT_CUDA_CHECK(cudaMemcpyAsync(&v, token_.raw(), 4, cudaMemcpyDeviceToHost, stream_));
+    // Into pinned memory: a real async 4-byte DMA, not a driver-staged pageable copy (this runs
+    // once per streamed token).
+    OMNIRT_CUDA_CHECK(
+        cudaMemcpyAsync(host_token_, token_.raw(), 4, cudaMemcpyDeviceToHost, stream_));
     OMNIRT_CUDA_CHECK(cudaStreamSynchronize(stream_));
-    return v;
+    return *host_token_;
   }
   bool checks_finite_input() const override { return true; }
   const Tensor& embed_table() const override { return w_.embed; }
@@ -576,7 +580,8 @@ class CudaLlama final : public detail::LlamaImpl {
   Tensor attn_ws_, attn_counters_;
   int attn_splits_ = 1;
   bool pdl_ = true;
-  float* host_stage_ = nullptr;  // pinned [chunk, H]
+  float* host_stage_ = nullptr;    // pinned [chunk, H]
+  int32_t* host_token_ = nullptr;  // pinned [1]
   DeviceSampler sampler_;
   cudaStream_t stream_ = nullptr;
   cublasHandle_t cublas_ = nullptr;
