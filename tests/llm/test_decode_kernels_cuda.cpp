@@ -59,11 +59,11 @@ struct GemvCase {
 
 // Runs one GEMV mode and checks it against float64.
 void check_gemv(DType dt, GemvIn in_mode, GemvOut out_mode, GemvCase s, bool pdl,
-                std::mt19937_64& rng, bool misalign = false) {
+                std::mt19937_64& rng, bool misalign = false, bool misalign_in = false) {
   SCOPED_TRACE(std::string(dtype_name(dt)) + " N=" + std::to_string(s.n) + " K=" +
                std::to_string(s.k) + " in=" + std::to_string(static_cast<int>(in_mode)) +
                " out=" + std::to_string(static_cast<int>(out_mode)) + (pdl ? " pdl" : "") +
-               (misalign ? " misaligned W" : ""));
+               (misalign ? " misaligned W" : "") + (misalign_in ? " misaligned input" : ""));
   const int64_t N = s.n, K = s.k;
   const float a = std::sqrt(3.0f / static_cast<float>(K));
   std::vector<float> w_seen;
@@ -75,21 +75,26 @@ void check_gemv(DType dt, GemvIn in_mode, GemvOut out_mode, GemvCase s, bool pdl
   const float* wref = w_seen.data() + (misalign ? 1 : 0);
 
   // The input and the x the GEMV must compute from it.
+  // misalign_in: the input starts one element into its buffer (scalar staging, vector weights).
+  const int64_t lead = misalign_in ? 1 : 0;
   std::vector<double> x(static_cast<size_t>(K));
   Tensor in, norm;
   std::vector<float> in_seen, norm_seen;
   if (in_mode == GemvIn::kRmsNorm) {
-    in = upload(uniform(K, rng, -3.f, 3.f), DType::F32, &in_seen);
+    in = upload(uniform(K + lead, rng, -3.f, 3.f), DType::F32, &in_seen);
     norm = upload(uniform(K, rng, 0.7f, 1.3f), DType::F32, &norm_seen);
+    in_seen.erase(in_seen.begin(), in_seen.begin() + lead);
     double ss = 0;
     for (int64_t i = 0; i < K; ++i) ss += static_cast<double>(in_seen[i]) * in_seen[i];
     const double inv = 1.0 / std::sqrt(ss / K + 1e-5);
     for (int64_t i = 0; i < K; ++i) x[i] = norm_seen[i] * (in_seen[i] * inv);
   } else if (in_mode == GemvIn::kSwiglu) {
-    in = upload(uniform(2 * K, rng, -4.f, 4.f), dt, &in_seen);
+    in = upload(uniform(2 * K + lead, rng, -4.f, 4.f), dt, &in_seen);
+    in_seen.erase(in_seen.begin(), in_seen.begin() + lead);
     for (int64_t i = 0; i < K; ++i) x[i] = silu(in_seen[i]) * in_seen[K + i];
   } else {
-    in = upload(uniform(K, rng), dt, &in_seen);
+    in = upload(uniform(K + lead, rng), dt, &in_seen);
+    in_seen.erase(in_seen.begin(), in_seen.begin() + lead);
     for (int64_t i = 0; i < K; ++i) x[i] = in_seen[i];
   }
   std::vector<double> ref(static_cast<size_t>(N));
@@ -110,7 +115,7 @@ void check_gemv(DType dt, GemvIn in_mode, GemvOut out_mode, GemvCase s, bool pdl
   g.n = N;
   g.k = K;
   g.in_mode = in_mode;
-  g.in = in.raw();
+  g.in = static_cast<const char*>(in.raw()) + lead * dtype_nbytes(in.dtype(), 1);
   g.norm_w = norm.defined() ? norm.data<float>() : nullptr;
   g.eps = 1e-5f;
   g.out_mode = out_mode;
@@ -150,7 +155,7 @@ TEST(DecodeGemvCuda, EveryModeEveryDtypeMatchesFloat64) {
       for (const GemvCase& s : kShapes) check_gemv(dt, m.first, m.second, s, /*pdl=*/true, rng);
 }
 
-TEST(DecodeGemvCuda, WithoutPdlAndMisalignedWeights) {
+TEST(DecodeGemvCuda, WithoutPdlAndMisalignedWeightsOrInput) {
   OMNIRT_REQUIRE_CUDA();
   std::mt19937_64 rng(omnirt::testing::test_seed());
   for (DType dt : {DType::F32, DType::F16, DType::BF16}) {
@@ -159,6 +164,10 @@ TEST(DecodeGemvCuda, WithoutPdlAndMisalignedWeights) {
     // W one element off 16-byte alignment: must fall back to the scalar path, still correct.
     check_gemv(dt, GemvIn::kPlain, GemvOut::kStoreF32, {37, 200}, /*pdl=*/true, rng,
                /*misalign=*/true);
+    // Input one element off alignment: vector weights, scalar staging, every input mode.
+    check_gemv(dt, GemvIn::kPlain, GemvOut::kStore, {70, 5640}, true, rng, false, true);
+    check_gemv(dt, GemvIn::kRmsNorm, GemvOut::kStoreF32, {2051, 2056}, true, rng, false, true);
+    check_gemv(dt, GemvIn::kSwiglu, GemvOut::kAddF32, {37, 200}, true, rng, false, true);
   }
 }
 

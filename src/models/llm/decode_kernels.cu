@@ -125,6 +125,7 @@ struct GemvDev {
   void* vc;
   int hq, hkv, d;
   long long max_ctx;
+  int stage_vec;  // input (and norm weights) 16-byte aligned: 16-byte staging loads
 };
 
 // Shared-memory index of x[k]. Vector path: chunk c = k / E holds x[c*E .. c*E+E) as E/4
@@ -137,6 +138,60 @@ __device__ __forceinline__ int stage_index(int k, int chunks) {
     return ((((k % E) >> 2) * chunks) + k / E) * 4 + (k & 3);
   } else {
     return k;
+  }
+}
+
+// Stages x into the float4 planes with 16-byte loads (VEC path, aligned input): each thread
+// handles whole chunks, several in flight (the staging is on the critical path after the wait).
+template <typename T, GemvIn IN>
+__device__ __forceinline__ void stage_vec(const GemvDev& a, float4* xs4, int chunks, float* red) {
+  constexpr int E = kVec<T>;
+  constexpr int P = E / 4;  // float4 planes per chunk
+  if constexpr (IN == GemvIn::kRmsNorm) {
+    const float4* x4 = static_cast<const float4*>(a.in);  // F32: chunk c = float4s c*P .. c*P+P
+    float ss = 0.f;
+#pragma unroll 4
+    for (int c = threadIdx.x; c < chunks; c += blockDim.x) {
+#pragma unroll
+      for (int p = 0; p < P; ++p) {
+        const float4 v = x4[c * P + p];
+        ss += v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w;
+        xs4[p * chunks + c] = v;
+      }
+    }
+    ss = block_sum(ss, red);
+    const float inv = rsqrtf(ss / static_cast<float>(a.k) + a.eps);
+    const float4* w4 = reinterpret_cast<const float4*>(a.norm_w);
+    // Each thread rescales the chunks it wrote itself: no barrier needed in between.
+#pragma unroll 4
+    for (int c = threadIdx.x; c < chunks; c += blockDim.x) {
+#pragma unroll
+      for (int p = 0; p < P; ++p) {
+        float4 v = xs4[p * chunks + c];
+        const float4 w = w4[c * P + p];
+        v.x = w.x * (v.x * inv);
+        v.y = w.y * (v.y * inv);
+        v.z = w.z * (v.z * inv);
+        v.w = w.w * (v.w * inv);
+        xs4[p * chunks + c] = v;
+      }
+    }
+  } else {
+    const uint4* in4 = static_cast<const uint4*>(a.in);  // T: chunk c = one uint4
+#pragma unroll 4
+    for (int c = threadIdx.x; c < chunks; c += blockDim.x) {
+      float f[E];
+      unpack<T>(in4[c], f);
+      if constexpr (IN == GemvIn::kSwiglu) {
+        float u[E];
+        unpack<T>(in4[chunks + c], u);  // the up half starts K elements (= chunks vectors) later
+#pragma unroll
+        for (int e = 0; e < E; ++e) f[e] = silu(f[e]) * u[e];
+      }
+#pragma unroll
+      for (int p = 0; p < P; ++p)
+        xs4[p * chunks + c] = make_float4(f[4 * p], f[4 * p + 1], f[4 * p + 2], f[4 * p + 3]);
+    }
   }
 }
 
@@ -183,7 +238,9 @@ __global__ void __launch_bounds__(256) gemv_kernel(const GemvDev a) {
   pdl_wait();
 
   // Stage x (with the preceding op fused in) once per block.
-  if constexpr (IN == GemvIn::kRmsNorm) {
+  if (VEC && a.stage_vec) {  // block-uniform
+    if constexpr (VEC) stage_vec<T, IN>(a, xs4, chunks, red);
+  } else if constexpr (IN == GemvIn::kRmsNorm) {
     const float* x = static_cast<const float*>(a.in);
     float ss = 0.f;
     for (int k = threadIdx.x; k < K; k += blockDim.x) ss += x[k] * x[k];
@@ -573,8 +630,10 @@ void gemv(const GemvArgs& a, cudaStream_t stream, bool pdl) {
   OMNIRT_CHECK(smem <= 227 * 1024, "decode::gemv: K = ", a.k,
                " is too large for the staged input (", smem, " bytes of shared memory)");
   int64_t warps_needed = (a.n + kGemvRowsPerWarp - 1) / kGemvRowsPerWarp;
-  GemvDev d{a.w, static_cast<int>(a.n), static_cast<int>(a.k), a.in, a.norm_w, a.eps, a.y,
-            nullptr, nullptr, nullptr, nullptr, nullptr, 0, 0, 0, 0};
+  // 16-byte staging loads need an aligned input (and norm weights); else scalar staging.
+  const int stage_vec = aligned16(a.in) && (a.in_mode != GemvIn::kRmsNorm || aligned16(a.norm_w));
+  GemvDev d{a.w,     static_cast<int>(a.n), static_cast<int>(a.k), a.in, a.norm_w, a.eps, a.y,
+            nullptr, nullptr, nullptr, nullptr, nullptr, 0, 0, 0, 0, stage_vec};
   if (a.out_mode == GemvOut::kRopeQkv) {
     const RopeQkv& r = a.rope;
     OMNIRT_CHECK(r.head_dim > 0 && r.head_dim % 2 == 0 && r.hq > 0 && r.hkv > 0,

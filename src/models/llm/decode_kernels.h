@@ -15,7 +15,8 @@
 // the output type.
 //
 // Alignment: the 16-byte vector path needs K * sizeof(T) % 16 == 0 and a 16-byte aligned W; other
-// shapes take a scalar path (correct, slow). attention_decode needs 16-byte aligned q and caches
+// shapes take a scalar path (correct, slow). Its input staging also loads 16 bytes at a time when
+// the input (and the RMSNorm weights) are 16-byte aligned, else element by element. attention_decode needs 16-byte aligned q and caches
 // and head_dim 32, 64 or 128. Bad arguments throw omnirt::Error naming the field.
 #pragma once
 
