@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -387,6 +388,38 @@ TEST(LlmEngineCudaOnly, ChunkedPrefillMatchesCpu) {
     Tensor ref = make_engine(c, ck, co)->prefill_all_logits(emb);
     Tensor got = make_engine(c, ck, go)->prefill_all_logits(emb);
     EXPECT_LE(rel_error(got, ref), dt == DType::F32 ? 1e-4 : 1e-2) << dtype_name(dt);
+  }
+}
+
+TEST(LlmEngineCudaOnly, ProgrammaticDependentLaunchChangesNoBit) {
+  // PDL lets each decode kernel start (and stream weights) before the previous one ends; it must
+  // not change what is computed. A missing wait (a kernel reading its input too early) would show
+  // here as a difference, most likely in every step.
+  OMNIRT_REQUIRE_CUDA();
+  const LlamaConfig c = tiny_config();
+  std::mt19937_64 rng(test_seed());
+  Checkpoint ck = random_checkpoint(c, rng);
+  Tensor emb = random_tensor({29, c.hidden_size}, rng);
+  for (DType dt : {DType::F32, DType::F16}) {
+    LlmEngineOptions o;
+    o.device = Device::CUDA;
+    o.dtype = dt;
+    setenv("OMNIRT_LLM_PDL", "0", 1);
+    auto plain = make_engine(c, ck, o);
+    unsetenv("OMNIRT_LLM_PDL");
+    auto pdl = make_engine(c, ck, o);
+    ASSERT_EQ(pdl->prefill(emb).to_float_vector(), plain->prefill(emb).to_float_vector());
+    pdl->sample_first();
+    plain->sample_first();
+    for (int i = 0; i < 20; ++i) {
+      pdl->decode_next();
+      plain->decode_next();
+      ASSERT_EQ(pdl->read_token(), plain->read_token()) << dtype_name(dt) << " step " << i;
+    }
+    for (int32_t t : {7, 99}) {
+      ASSERT_EQ(pdl->decode(t).to_float_vector(), plain->decode(t).to_float_vector())
+          << dtype_name(dt) << " token " << t;
+    }
   }
 }
 

@@ -14,6 +14,8 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
+#include <string>
 #include <fstream>
 
 #include <nlohmann/json.hpp>
@@ -64,6 +66,7 @@ struct Options {
   int warmup = 3;
   uint64_t seed = 1;
   bool no_graph = false;
+  bool no_pdl = false;
   std::string json_out;
 };
 
@@ -78,6 +81,11 @@ int run_bench(const Options& o) {
                o.device, "\"");
   eo.dtype = parse_dtype(o.dtype);
   eo.cuda_graph = !o.no_graph;
+  // The CUDA engine reads OMNIRT_LLM_PDL when it is built (programmatic dependent launch
+  // between its decode kernels).
+  if (o.no_pdl) setenv("OMNIRT_LLM_PDL", "0", 1);
+  const char* pdl_env = std::getenv("OMNIRT_LLM_PDL");
+  const bool pdl = !(pdl_env && std::string(pdl_env) == "0");
 
   const auto t_load = Clock::now();
   std::unique_ptr<llm::LlmEngine> engine;
@@ -163,11 +171,12 @@ int run_bench(const Options& o) {
     std::printf("  %-22s p50 %9.3f ms   p90 %9.3f ms\n", name, percentile(v, 50), percentile(v, 90));
   };
   std::printf("omnirt bench llm — %s\n", cfg.describe().c_str());
-  std::printf("  device %s (%s), dtype %s, CUDA graph %s, prompt %lld embeddings, %d new tokens, "
-              "%d runs (+%d warm-up), load %.0f ms\n",
+  std::printf("  device %s (%s), dtype %s, CUDA graph %s, PDL %s, prompt %lld embeddings, %d new "
+              "tokens, %d runs (+%d warm-up), load %.0f ms\n",
               device_name(eo.device).c_str(), gpu.c_str(), std::string(dtype_name(eo.dtype)).c_str(),
-              eo.device == Device::CPU ? "n/a" : eo.cuda_graph ? "on" : "off", static_cast<long long>(o.prompt_len), o.new_tokens,
-              o.runs, o.warmup, load_ms);
+              eo.device == Device::CPU ? "n/a" : eo.cuda_graph ? "on" : "off",
+              eo.device == Device::CPU ? "n/a" : pdl ? "on" : "off",
+              static_cast<long long>(o.prompt_len), o.new_tokens, o.runs, o.warmup, load_ms);
   row("TTFT", ttft);
   row("TPOT (streamed)", tpot);
   row("TPOT (pipelined)", tpot_pipe);
@@ -194,6 +203,7 @@ int run_bench(const Options& o) {
     j["device"] = device_name(eo.device);
     j["dtype"] = std::string(dtype_name(eo.dtype));
     j["cuda_graph"] = eo.cuda_graph;
+    j["pdl"] = eo.device == Device::CUDA && pdl;
     j["model"] = o.random_tinyllama ? "random-tinyllama" : o.model;
     j["config"] = cfg.describe();
     j["prompt_len"] = o.prompt_len;
@@ -240,6 +250,9 @@ BenchCommand bench_llm("llm", "TinyLlama planner latency: TTFT, TPOT, overall (p
                          sub.add_option("--seed", o->seed, "seed of the random weights");
                          sub.add_flag("--no-graph", o->no_graph,
                                       "launch the decode step's kernels one by one");
+                         sub.add_flag("--no-pdl", o->no_pdl,
+                                      "CUDA: no programmatic dependent launch between the "
+                                      "decode kernels (same as OMNIRT_LLM_PDL=0)");
                          sub.add_option("--json", o->json_out, "write the results as JSON here");
                          return [o]() { return run_bench(*o); };
                        });
