@@ -60,7 +60,10 @@ __device__ __forceinline__ __nv_bfloat16 from_f<__nv_bfloat16>(float v) {
   return __float2bfloat16_rn(v);
 }
 
-// Programmatic dependent launch (sm_90). Without the launch attribute both are no-ops.
+// Programmatic dependent launch (sm_90). Without the launch attribute both are no-ops. Data an
+// earlier kernel of the step wrote (activations, the KV cache, the position) is read with __ldcg
+// (through L2, never a possibly stale L1 line) and only after pdl_wait(); only weights, which
+// nothing writes, are read before it.
 __device__ __forceinline__ void pdl_wait() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   asm volatile("griddepcontrol.wait;" ::: "memory");
@@ -154,7 +157,7 @@ __device__ __forceinline__ void stage_vec(const GemvDev& a, float4* xs4, int chu
     for (int c = threadIdx.x; c < chunks; c += blockDim.x) {
 #pragma unroll
       for (int p = 0; p < P; ++p) {
-        const float4 v = x4[c * P + p];
+        const float4 v = __ldcg(x4 + c * P + p);
         ss += v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w;
         xs4[p * chunks + c] = v;
       }
@@ -181,10 +184,12 @@ __device__ __forceinline__ void stage_vec(const GemvDev& a, float4* xs4, int chu
 #pragma unroll 4
     for (int c = threadIdx.x; c < chunks; c += blockDim.x) {
       float f[E];
-      unpack<T>(in4[c], f);
+      const uint4 v = __ldcg(in4 + c);  // one 16-byte load into registers, then unpacked
+      unpack<T>(v, f);
       if constexpr (IN == GemvIn::kSwiglu) {
         float u[E];
-        unpack<T>(in4[chunks + c], u);  // the up half starts K elements (= chunks vectors) later
+        const uint4 vu = __ldcg(in4 + chunks + c);  // the up half: K elements (chunks vectors) on
+        unpack<T>(vu, u);
 #pragma unroll
         for (int e = 0; e < E; ++e) f[e] = silu(f[e]) * u[e];
       }
@@ -243,19 +248,22 @@ __global__ void __launch_bounds__(256) gemv_kernel(const GemvDev a) {
   } else if constexpr (IN == GemvIn::kRmsNorm) {
     const float* x = static_cast<const float*>(a.in);
     float ss = 0.f;
-    for (int k = threadIdx.x; k < K; k += blockDim.x) ss += x[k] * x[k];
+    for (int k = threadIdx.x; k < K; k += blockDim.x) {
+      const float v = __ldcg(x + k);
+      ss += v * v;
+    }
     ss = block_sum(ss, red);
     const float inv = rsqrtf(ss / static_cast<float>(K) + a.eps);
     for (int k = threadIdx.x; k < K; k += blockDim.x)
-      xs[stage_index<T, VEC>(k, chunks)] = a.norm_w[k] * (x[k] * inv);
+      xs[stage_index<T, VEC>(k, chunks)] = a.norm_w[k] * (__ldcg(x + k) * inv);
   } else if constexpr (IN == GemvIn::kSwiglu) {
     const T* x = static_cast<const T*>(a.in);
     for (int k = threadIdx.x; k < K; k += blockDim.x)
-      xs[stage_index<T, VEC>(k, chunks)] = silu(to_f(x[k])) * to_f(x[K + k]);
+      xs[stage_index<T, VEC>(k, chunks)] = silu(to_f(__ldcg(x + k))) * to_f(__ldcg(x + K + k));
   } else {
     const T* x = static_cast<const T*>(a.in);
     for (int k = threadIdx.x; k < K; k += blockDim.x)
-      xs[stage_index<T, VEC>(k, chunks)] = to_f(x[k]);
+      xs[stage_index<T, VEC>(k, chunks)] = to_f(__ldcg(x + k));
   }
   __syncthreads();
   // Every input has been read: the next kernel may start streaming its own weights.
@@ -309,11 +317,11 @@ __global__ void __launch_bounds__(256) gemv_kernel(const GemvDev a) {
     if (has1) y[r1] = acc1;
   } else if constexpr (OUT == GemvOut::kAddF32) {
     float* y = static_cast<float*>(a.y);
-    y[r0] += acc0;
-    if (has1) y[r1] += acc1;
+    y[r0] = __ldcg(y + r0) + acc0;
+    if (has1) y[r1] = __ldcg(y + r1) + acc1;
   } else {  // kRopeQkv: has1 holds (N is a whole number of heads)
     const int D = a.d, half = D >> 1, head = r0 / D, i = r0 - head * D;
-    const int p = *a.pos;
+    const int p = __ldcg(a.pos);
     const float c = a.cos[static_cast<int64_t>(p) * half + i];
     const float s = a.sin[static_cast<int64_t>(p) * half + i];
     const float ra = acc0 * c - acc1 * s, rb = acc1 * c + acc0 * s;
@@ -381,7 +389,7 @@ __global__ void __launch_bounds__(kAttnThreads) attn_decode_kernel(const AttnDev
   pdl_wait();  // q and the new key/value come from the kernel before
   pdl_launch_dependents();
 
-  const int nkeys = min(*a.pos + 1, static_cast<int>(a.max_ctx));
+  const int nkeys = min(__ldcg(a.pos) + 1, static_cast<int>(a.max_ctx));
   const int chunk = (nkeys + a.splits - 1) / a.splits;  // <= kAttnMaxKeysPerSplit (host check)
   const int j0 = min(nkeys, split * chunk), j1 = min(nkeys, j0 + chunk);
   const int n = j1 - j0;  // may be 0
@@ -397,8 +405,8 @@ __global__ void __launch_bounds__(kAttnThreads) attn_decode_kernel(const AttnDev
     const int t = it * SLOTS + slot;
     if (t < n) {
       const int64_t off = static_cast<int64_t>(j0 + t) * D + sub * E;
-      kreg[it] = *reinterpret_cast<const uint4*>(kb + off);
-      vreg[it] = *reinterpret_cast<const uint4*>(vb + off);
+      kreg[it] = __ldcg(reinterpret_cast<const uint4*>(kb + off));
+      vreg[it] = __ldcg(reinterpret_cast<const uint4*>(vb + off));
     } else {
       kreg[it] = make_uint4(0, 0, 0, 0);
       vreg[it] = make_uint4(0, 0, 0, 0);
@@ -406,7 +414,7 @@ __global__ void __launch_bounds__(kAttnThreads) attn_decode_kernel(const AttnDev
   }
 
   const T* q = static_cast<const T*>(a.q) + static_cast<int64_t>(kvh) * G * D;
-  for (int i = threadIdx.x; i < G * D; i += blockDim.x) qs[i / D][i % D] = to_f(q[i]) * a.scale_log2;
+  for (int i = threadIdx.x; i < G * D; i += blockDim.x) qs[i / D][i % D] = to_f(__ldcg(q + i)) * a.scale_log2;
   __syncthreads();
 
   // Scores (log2 domain): the tile loop is block-uniform, so the shuffles stay converged.
