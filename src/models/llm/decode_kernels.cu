@@ -146,10 +146,18 @@ __device__ __forceinline__ int stage_index(int k, int chunks) {
 
 // Stages x into the float4 planes with 16-byte loads (VEC path, aligned input): each thread
 // handles whole chunks, several in flight (the staging is on the critical path after the wait).
+// RMSNorm weights of the first kNormPre chunks per thread are loaded before the PDL wait (they are
+// weights), which takes one L2 round trip off the staging; K = 2048 needs at most 2.
+constexpr int kNormPre = 2;
+
+template <typename T>
+constexpr int kPlanes = kVec<T> / 4;  // float4 planes per 16-byte chunk of T
+
 template <typename T, GemvIn IN>
-__device__ __forceinline__ void stage_vec(const GemvDev& a, float4* xs4, int chunks, float* red) {
+__device__ __forceinline__ void stage_vec(const GemvDev& a, float4* xs4, int chunks, float* red,
+                                          const float4 (&nw)[kNormPre][kPlanes<T>]) {
   constexpr int E = kVec<T>;
-  constexpr int P = E / 4;  // float4 planes per chunk
+  constexpr int P = kPlanes<T>;
   if constexpr (IN == GemvIn::kRmsNorm) {
     const float4* x4 = static_cast<const float4*>(a.in);  // F32: chunk c = float4s c*P .. c*P+P
     float ss = 0.f;
@@ -166,18 +174,25 @@ __device__ __forceinline__ void stage_vec(const GemvDev& a, float4* xs4, int chu
     const float inv = rsqrtf(ss / static_cast<float>(a.k) + a.eps);
     const float4* w4 = reinterpret_cast<const float4*>(a.norm_w);
     // Each thread rescales the chunks it wrote itself: no barrier needed in between.
-#pragma unroll 4
-    for (int c = threadIdx.x; c < chunks; c += blockDim.x) {
+    auto scale = [&](int c, int p, const float4& w) {
+      float4 v = xs4[p * chunks + c];
+      v.x = w.x * (v.x * inv);
+      v.y = w.y * (v.y * inv);
+      v.z = w.z * (v.z * inv);
+      v.w = w.w * (v.w * inv);
+      xs4[p * chunks + c] = v;
+    };
 #pragma unroll
-      for (int p = 0; p < P; ++p) {
-        float4 v = xs4[p * chunks + c];
-        const float4 w = w4[c * P + p];
-        v.x = w.x * (v.x * inv);
-        v.y = w.y * (v.y * inv);
-        v.z = w.z * (v.z * inv);
-        v.w = w.w * (v.w * inv);
-        xs4[p * chunks + c] = v;
-      }
+    for (int i = 0; i < kNormPre; ++i) {  // weights already in registers
+      const int c = threadIdx.x + i * static_cast<int>(blockDim.x);
+      if (c < chunks)
+#pragma unroll
+        for (int p = 0; p < P; ++p) scale(c, p, nw[i][p]);
+    }
+#pragma unroll 4
+    for (int c = threadIdx.x + kNormPre * blockDim.x; c < chunks; c += blockDim.x) {
+#pragma unroll
+      for (int p = 0; p < P; ++p) scale(c, p, w4[c * P + p]);
     }
   } else {
     const uint4* in4 = static_cast<const uint4*>(a.in);  // T: chunk c = one uint4
@@ -240,11 +255,24 @@ __global__ void __launch_bounds__(256) gemv_kernel(const GemvDev a) {
   };
   // The weights do not depend on any earlier kernel: start streaming them before the wait.
   if constexpr (VEC) load_batch(0);
+  float4 nw[kNormPre][kPlanes<T>];
+  if constexpr (VEC && IN == GemvIn::kRmsNorm) {
+    if (a.stage_vec) {
+      const float4* w4 = reinterpret_cast<const float4*>(a.norm_w);
+#pragma unroll
+      for (int i = 0; i < kNormPre; ++i) {
+        const int c = threadIdx.x + i * static_cast<int>(blockDim.x);
+#pragma unroll
+        for (int p = 0; p < kPlanes<T>; ++p)
+          nw[i][p] = c < chunks ? __ldg(w4 + c * kPlanes<T> + p) : make_float4(0.f, 0.f, 0.f, 0.f);
+      }
+    }
+  }
   pdl_wait();
 
   // Stage x (with the preceding op fused in) once per block.
   if (VEC && a.stage_vec) {  // block-uniform
-    if constexpr (VEC) stage_vec<T, IN>(a, xs4, chunks, red);
+    if constexpr (VEC) stage_vec<T, IN>(a, xs4, chunks, red, nw);
   } else if constexpr (IN == GemvIn::kRmsNorm) {
     const float* x = static_cast<const float*>(a.in);
     float ss = 0.f;
