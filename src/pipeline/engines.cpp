@@ -20,6 +20,9 @@
 #include "models/llm/trajectory.h"
 #include "models/vision/vision_engine.h"
 #include "pipeline/vision_outputs.h"
+#ifdef OMNIRT_WITH_CUDA
+#include "core/cuda_check.h"
+#endif
 #endif
 
 namespace omnirt::pipeline {
@@ -48,7 +51,7 @@ class Engines final : public ModelEngines {
     vision_ = vision::VisionEngine::load(dir, vo);
     llm::LlmEngineOptions lo;
     lo.device = opt.device;
-    lo.dtype = opt.device == Device::CUDA ? DType::F16 : DType::F32;
+    lo.dtype = opt.device == Device::CUDA ? opt.llm_dtype : DType::F32;
     lo.max_context = 1024;  // prompt (~577) + 320 new tokens
     // LLM: config.json's "llm" section + llm.safetensors (HF LLaMA names).
     const llm::LlamaConfig lc = llm::LlamaConfig::from_folder(dir);
@@ -59,6 +62,35 @@ class Engines final : public ModelEngines {
     llm_ = std::make_unique<llm::LlmEngine>(lc, std::move(w), lo);
     tokenizer_ = std::make_unique<llm::Tokenizer>(llm::Tokenizer::load(dir + "/tokenizer.model"));
     llm::check_tokenizer_vocab(*tokenizer_, llm_->config());
+
+    // The sampler runs where the logits are: on CUDA inside the decode step (captured in the
+    // engine's CUDA graph, no per-token logits copy; the host reads back one int per token), on
+    // the CPU on the host logits. Both draw the same token for the same logits, seed and step
+    // (models/llm/sampler.h).
+    sampling_ = opt.greedy ? llm::SamplingConfig::greedy()
+                           : llm::SamplingConfig::omnidrive_planning(opt.seed);
+    sampling_.max_new_tokens = opt.max_new_tokens;
+    sampling_.validate();
+    if (opt.device == Device::CUDA) {
+#ifdef OMNIRT_WITH_CUDA
+      gpu_sampler_ = std::make_unique<llm::CudaSampler>(int(lc.vocab_size), sampling_);
+      llm_->set_sampler([s = gpu_sampler_.get()](const Tensor& logits, Tensor& token_out) {
+        cudaStream_t stream = cuda::current_stream();
+        s->sample(logits, stream);
+        OMNIRT_CUDA_CHECK(cudaMemcpyAsync(token_out.raw(), s->token_device(), sizeof(int32_t),
+                                          cudaMemcpyDeviceToDevice, stream));
+      });
+#else
+      OMNIRT_FAIL("device cuda: this build has no CUDA backend");
+#endif
+    } else {
+      cpu_sampler_ = std::make_unique<llm::Sampler>(sampling_);
+      llm_->set_sampler([s = cpu_sampler_.get()](const Tensor& logits, Tensor& token_out) {
+        const Tensor host = logits.contiguous();
+        token_out.data<int32_t>()[0] =
+            s->sample(std::span<const float>(host.data<float>(), size_t(host.numel())));
+      });
+    }
   }
 
   std::vector<std::string> camera_names() const override {
@@ -88,39 +120,56 @@ class Engines final : public ModelEngines {
     const Tensor tokens = vision_tokens_f32(vr.heads);  // F32 [R, hidden] for the splice
     out.vision_ms = ms_since(t0);
 
-    // Planner. prefill_ms = the LLM's TTFT (prompt, prefill, first token sampled), decode_ms the
-    // tokens after the first, as the reference deployment's TTFT / TPOT.
-    t0 = std::chrono::steady_clock::now();
-    const llm::PromptIds prompt = llm::build_planning_prompt(*tokenizer_, f.location);
+    plan_into(out, tokens, f.location, f.index);
+    return out;
+  }
+
+  FrameOutput plan(const Tensor& vision_tokens, const std::string& location,
+                   int frame_index) override {
+    FrameOutput out;
+    plan_into(out, vision_tokens, location, frame_index);
+    return out;
+  }
+
+ private:
+  void plan_into(FrameOutput& out, const Tensor& tokens, const std::string& location,
+                 int frame_index) {
+    // prefill_ms = the LLM's TTFT (prompt, prefill, first token sampled), decode_ms the tokens
+    // after the first, as the reference deployment's TTFT / TPOT.
+    auto t0 = std::chrono::steady_clock::now();
+    const llm::PromptIds prompt = llm::build_planning_prompt(*tokenizer_, location);
     const Tensor emb = llm_->build_prompt_embeddings(prompt.ids, tokens);
     out.prompt_tokens = int(emb.shape()[0]);
+    // Per-frame random stream (reproducible whatever ran before): RNG step = index << 20.
+    const uint64_t step = uint64_t(frame_index) << 20;
+    if (cpu_sampler_) cpu_sampler_->reset({}, step);
+#ifdef OMNIRT_WITH_CUDA
+    if (gpu_sampler_) gpu_sampler_->reset({}, step);
+#endif
     llm_->reset();
-    Tensor logits = llm_->prefill(emb);
+    llm_->prefill(emb);
+    llm_->sample_first();
 
-    llm::SamplingConfig sc = opt_.greedy ? llm::SamplingConfig::greedy()
-                                         : llm::SamplingConfig::omnidrive_planning(opt_.seed);
-    sc.max_new_tokens = opt_.max_new_tokens;
-    llm::Sampler sampler(sc);
-    sampler.reset({}, uint64_t(f.index) << 20);  // per-frame stream, reproducible
     llm::StopConfig stop;
     stop.eos_id = tokenizer_->eos_id();
     stop.max_new_tokens = opt_.max_new_tokens;
     llm::GenerationControl control(stop);
     llm::StreamingDetokenizer detok(*tokenizer_);
+    const int64_t vocab = llm_->config().vocab_size;
     while (true) {
-      const Tensor host = logits.to(Device::CPU).contiguous();
-      const int32_t tok = sampler.sample(
-          std::span<const float>(host.data<float>(), size_t(host.numel())));
+      const int32_t tok = llm_->read_token();  // waits for the step; one int32 from the device
+      OMNIRT_CHECK(tok >= 0 && tok < vocab, "planner: the sampler returned token ", tok,
+                   " (outside [0, ", vocab, "): non-finite logits?)");
       if (control.num_generated() == 0) {
         out.prefill_ms = ms_since(t0);
         t0 = std::chrono::steady_clock::now();
       }
       // Ids past a smaller tokenizer (random checkpoints pair a 512-piece test tokenizer with a
       // 32000-row LLM) decode to nothing, as the load-time warning says.
-      const bool decodable = tok != stop.eos_id && tok >= 0 && tok < tokenizer_->vocab_size();
+      const bool decodable = tok != stop.eos_id && tok < tokenizer_->vocab_size();
       const std::string piece = decodable ? detok.push(tok) : std::string();
       if (control.on_token(tok, piece) != llm::StopReason::kNone) break;
-      logits = llm_->decode(tok);
+      llm_->decode_next();  // appends the token in the device slot, samples the next into it
     }
     out.new_tokens = control.num_generated();
     out.stop_reason = llm::stop_reason_name(control.reason());
@@ -132,14 +181,17 @@ class Engines final : public ModelEngines {
     } catch (const std::exception& e) {
       out.trajectory_error = e.what();
     }
-    return out;
   }
 
- private:
   EngineOptions opt_;
   std::unique_ptr<vision::VisionEngine> vision_;
   std::unique_ptr<llm::LlmEngine> llm_;
   std::unique_ptr<llm::Tokenizer> tokenizer_;
+  llm::SamplingConfig sampling_;
+  std::unique_ptr<llm::Sampler> cpu_sampler_;
+#ifdef OMNIRT_WITH_CUDA
+  std::unique_ptr<llm::CudaSampler> gpu_sampler_;
+#endif
 };
 
 }  // namespace

@@ -39,6 +39,7 @@ struct Lane {
 struct EngineOptions {
   Device device = Device::CPU;
   DType vision_dtype = DType::F32;
+  DType llm_dtype = DType::F16;  // the LLM on CUDA: F16, BF16 or F32 (the CPU runs F32)
   bool greedy = false;       // argmax decoding (numerical comparison); else OmniDrive sampling
   int max_new_tokens = 320;
   uint64_t seed = 0;
@@ -73,6 +74,11 @@ class ModelEngines {
   virtual std::string description() const = 0;  // sizes, dtype, device
   // Runs one frame: vision (memory carried; `first_frame` resets it), then the planner.
   virtual FrameOutput run(const PreparedFrame& frame, bool first_frame) = 0;
+  // The planner half of run() on given vision tokens (F32 [R, hidden], host): prompt for
+  // `location` with the tokens spliced in, generation (sampling stream of `frame_index`),
+  // trajectory parsing. Fills the planner fields and prefill/decode timings of FrameOutput.
+  virtual FrameOutput plan(const Tensor& vision_tokens, const std::string& location,
+                           int frame_index) = 0;
 };
 
 }  // namespace omnirt::pipeline
