@@ -183,7 +183,7 @@ Model::Model(const std::string& model_dir, const ModelOptions& options)
   OMNIRT_CHECK(pipeline::ModelEngines::available(&why), why);
   m.engines = pipeline::ModelEngines::load(model_dir, eo);
   m.cameras = m.engines->camera_names();
-  m.pcfg = pipeline::PreprocessConfig::for_network(m.engines->input_h(), m.engines->input_w());
+  m.pcfg = pipeline::preprocess_config_for(*m.engines);
   m.random = pipeline::checkpoint_has_random_weights(model_dir);
 }
 

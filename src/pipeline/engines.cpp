@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
 
 #include "core/error.h"
 
@@ -32,6 +33,13 @@ const std::vector<std::string>& detection_class_names() {
       "car",     "truck",      "construction_vehicle", "bus",        "trailer",
       "barrier", "motorcycle", "bicycle",              "pedestrian", "traffic_cone"};
   return names;
+}
+
+PreprocessConfig preprocess_config_for(const ModelEngines& engines) {
+  PreprocessConfig cfg = PreprocessConfig::for_network(engines.input_h(), engines.input_w());
+  cfg.cuda = engines.device() == Device::CUDA && std::getenv("OMNIRT_CPU_PREPROCESS") == nullptr;
+  cfg.cuda_dtype = engines.vision_dtype();
+  return cfg;
 }
 
 #ifdef OMNIRT_PIPELINE_HAVE_ENGINES
@@ -109,6 +117,9 @@ class Engines final : public ModelEngines {
            std::to_string(llm_->config().hidden_size) + ", device " +
            (opt_.device == Device::CUDA ? "cuda" : "cpu");
   }
+
+  Device device() const override { return opt_.device; }
+  DType vision_dtype() const override { return opt_.vision_dtype; }
 
   FrameOutput run(const PreparedFrame& f, bool first_frame) override {
     FrameOutput out;

@@ -72,6 +72,8 @@ class ModelEngines {
   virtual int input_h() const = 0;
   virtual int input_w() const = 0;
   virtual std::string description() const = 0;  // sizes, dtype, device
+  virtual Device device() const = 0;
+  virtual DType vision_dtype() const = 0;  // the backbone's
   // Runs one frame: vision (memory carried; `first_frame` resets it), then the planner.
   virtual FrameOutput run(const PreparedFrame& frame, bool first_frame) = 0;
   // The planner half of run() on given vision tokens (F32 [R, hidden], host): prompt for
@@ -80,5 +82,9 @@ class ModelEngines {
   virtual FrameOutput plan(const Tensor& vision_tokens, const std::string& location,
                            int frame_index) = 0;
 };
+
+// The pre-processing for `engines`: the network's input size; on a CUDA device the chain runs on
+// the GPU and writes the backbone's dtype (OMNIRT_CPU_PREPROCESS=1 keeps it on the CPU).
+PreprocessConfig preprocess_config_for(const ModelEngines& engines);
 
 }  // namespace omnirt::pipeline

@@ -5,6 +5,12 @@
 #include <sstream>
 
 #include "core/error.h"
+#ifdef OMNIRT_WITH_CUDA
+#include <cuda_runtime.h>
+
+#include "core/cuda_check.h"
+#include "pipeline/preprocess_cuda.h"
+#endif
 
 namespace omnirt::pipeline {
 
@@ -31,8 +37,16 @@ PreparedFrame prepare(const io::SceneFrame& frame, int n, const std::vector<io::
     OMNIRT_CHECK(decoded ? int(decoded->size()) == n : int(frame.image_paths.size()) == n,
                  "expected ", n, " camera images, got ",
                  decoded ? decoded->size() : frame.image_paths.size());
-    out.img = Tensor::empty({n, 3, cfg.out_h, cfg.out_w}, DType::F32);
-    float* dst = out.img.data<float>();
+#ifndef OMNIRT_WITH_CUDA
+    OMNIRT_CHECK(!cfg.cuda, "pre-processing on CUDA: this build has no CUDA backend");
+#endif
+    // On the GPU the workers only decode; the chain runs below, one camera after the other.
+    Tensor host_img;
+    float* dst = nullptr;
+    if (!cfg.cuda) {
+      host_img = Tensor::empty({n, 3, cfg.out_h, cfg.out_w}, DType::F32);
+      dst = host_img.data<float>();
+    }
     const size_t per_cam = size_t(3) * cfg.out_h * cfg.out_w;
     // One task per camera: decoding and resampling a 1600x900 image is ~0.1 s of CPU each.
     struct CamResult {
@@ -58,7 +72,7 @@ PreparedFrame prepare(const io::SceneFrame& frame, int n, const std::vector<io::
             r.img = io::load_image_rgb(frame.image_paths[c]);
             img = &r.img;
           }
-          preprocess_image(cfg, *img, dst + c * per_cam);
+          if (!cfg.cuda) preprocess_image(cfg, *img, dst + c * per_cam);
           const auto& cal = frame.calibration[c];
           const Mat4d s2e = rigid_from_quaternion(cal.sensor2ego_rotation, cal.sensor2ego_translation);
           r.lidar2img = to_float(ego_to_image(adjust_intrinsics(cfg, cal.intrinsics, img->width,
@@ -73,6 +87,35 @@ PreparedFrame prepare(const io::SceneFrame& frame, int n, const std::vector<io::
     std::vector<CamResult> results;
     for (auto& t : tasks) results.push_back(t.get());
     for (auto& r : results) OMNIRT_CHECK(r.error.empty(), r.error);
+    if (!cfg.cuda) {
+      out.img = host_img;
+    } else {
+#ifdef OMNIRT_WITH_CUDA
+      // A stream of its own (non-blocking): this runs on the runner's worker thread while the
+      // engines work on the previous frame.
+      cudaStream_t stream = nullptr;
+      OMNIRT_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+      struct StreamOwner {
+        cudaStream_t s;
+        ~StreamOwner() { cudaStreamDestroy(s); }
+      } owner{stream};
+      cuda::StreamGuard guard(stream);
+      out.img = Tensor::empty({n, 3, cfg.out_h, cfg.out_w}, cfg.cuda_dtype, Device::CUDA);
+      const size_t cam_bytes = per_cam * dtype_nbytes(cfg.cuda_dtype, 1);
+      for (int c = 0; c < n; ++c) {
+        const io::Image& img = decoded ? (*decoded)[size_t(c)] : results[size_t(c)].img;
+        try {
+          preprocess_image_cuda(cfg, img, static_cast<char*>(out.img.raw()) + c * cam_bytes,
+                                cfg.cuda_dtype);
+        } catch (const std::exception& e) {
+          OMNIRT_FAIL(c < int(frame.image_paths.size()) && !frame.image_paths[c].empty()
+                          ? "file " + frame.image_paths[c]
+                          : "camera " + std::to_string(c) + " image",
+                      ": ", e.what());
+        }
+      }
+#endif
+    }
     for (auto& r : results) {
       out.lidar2img.push_back(r.lidar2img);
       if (keep_source_images) {

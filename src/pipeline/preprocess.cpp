@@ -43,19 +43,15 @@ double bicubic_filter(double x) {
   return 0.0;
 }
 
-struct Coeffs {
-  int ksize = 0;
-  std::vector<int> bounds;  // per output: xmin, count
-  std::vector<int> k;       // per output: ksize fixed-point weights
-};
+}  // namespace
 
 // precompute_coeffs + normalize_coeffs_8bpc for the whole input range (no box).
-Coeffs precompute_coeffs(int in_size, int out_size) {
+BicubicCoeffs pil_bicubic_coeffs(int in_size, int out_size) {
   constexpr double kSupport = 2.0;  // bicubic
   const double scale = double(in_size) / out_size;
   const double filterscale = std::max(scale, 1.0);
   const double support = kSupport * filterscale;
-  Coeffs c;
+  BicubicCoeffs c;
   c.ksize = int(std::ceil(support)) * 2 + 1;
   c.bounds.resize(size_t(out_size) * 2);
   c.k.assign(size_t(out_size) * c.ksize, 0);
@@ -84,6 +80,8 @@ Coeffs precompute_coeffs(int in_size, int out_size) {
   return c;
 }
 
+namespace {
+
 inline uint8_t clip8(int v) {
   if (v >= (1 << kPrecisionBits << 8)) return 255;
   if (v <= 0) return 0;
@@ -91,7 +89,7 @@ inline uint8_t clip8(int v) {
 }
 
 io::Image resample_horizontal(const io::Image& src, int out_w) {
-  const Coeffs c = precompute_coeffs(src.width, out_w);
+  const BicubicCoeffs c = pil_bicubic_coeffs(src.width, out_w);
   const int ch = src.channels;
   io::Image out(out_w, src.height, ch);
   for (int y = 0; y < src.height; ++y) {
@@ -111,7 +109,7 @@ io::Image resample_horizontal(const io::Image& src, int out_w) {
 }
 
 io::Image resample_vertical(const io::Image& src, int out_h) {
-  const Coeffs c = precompute_coeffs(src.height, out_h);
+  const BicubicCoeffs c = pil_bicubic_coeffs(src.height, out_h);
   const int ch = src.channels;
   const int row_len = src.width * ch;
   io::Image out(src.width, out_h, ch);
@@ -131,12 +129,9 @@ io::Image resample_vertical(const io::Image& src, int out_h) {
   return out;
 }
 
-// cv2's per-output-index source position for INTER_LINEAR (half-pixel centres, clamped).
-struct LinearTap {
-  int i0, i1;
-  float w0, w1;
-};
-std::vector<LinearTap> linear_taps(int in_size, int out_size) {
+}  // namespace
+
+std::vector<LinearTap> cv2_linear_taps(int in_size, int out_size) {
   const double inv_scale = double(out_size) / in_size;
   const double scale = 1.0 / inv_scale;
   std::vector<LinearTap> taps(out_size);
@@ -156,8 +151,6 @@ std::vector<LinearTap> linear_taps(int in_size, int out_size) {
   }
   return taps;
 }
-
-}  // namespace
 
 io::Image pil_resize_bicubic(const io::Image& src, int out_w, int out_h) {
   OMNIRT_CHECK(src.width > 0 && src.height > 0 && out_w > 0 && out_h > 0, "resize ", src.width,
@@ -183,8 +176,8 @@ io::Image pil_crop(const io::Image& src, int x0, int y0, int w, int h) {
 
 std::vector<float> cv2_resize_linear_f32(const io::Image& src, int out_w, int out_h) {
   const int ch = src.channels;
-  const auto tx = linear_taps(src.width, out_w);
-  const auto ty = linear_taps(src.height, out_h);
+  const auto tx = cv2_linear_taps(src.width, out_w);
+  const auto ty = cv2_linear_taps(src.height, out_h);
   // Horizontal pass per source row (float), then the vertical blend, as cv2's resizeGeneric.
   std::vector<float> hrow(size_t(src.height) * out_w * ch);
   for (int y = 0; y < src.height; ++y) {

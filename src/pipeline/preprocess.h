@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "core/dtype.h"
 #include "io/image.h"
 
 namespace omnirt::pipeline {
@@ -28,6 +29,10 @@ struct PreprocessConfig {
   int out_h = 640, out_w = 640;      // ResizeMultiview3D img_scale = the network's input size
   std::array<float, 3> mean{123.675f, 116.28f, 103.53f};  // RGB
   std::array<float, 3> std{58.395f, 57.12f, 57.375f};
+  // prepare_frame only: run the chain on the GPU (preprocess_cuda.h); PreparedFrame::img is then
+  // a CUDA tensor of `cuda_dtype` (F32, F16 or BF16: the vision backbone's, so no conversion).
+  bool cuda = false;
+  DType cuda_dtype = DType::F32;
   // The OmniDrive recipe for a network input of img_h x img_w: crop to (img_h/2, img_w), then
   // stretch vertically x2 (for 640x640: final_dim (320, 640)).
   static PreprocessConfig for_network(int img_h, int img_w);
@@ -48,6 +53,20 @@ io::Image pil_crop(const io::Image& src, int x0, int y0, int w, int h);
 // cv2.resize(float image, (out_w, out_h), interpolation=INTER_LINEAR) of the uint8 values
 // promoted to float32; interleaved HWC float32 result.
 std::vector<float> cv2_resize_linear_f32(const io::Image& src, int out_w, int out_h);
+
+// The resampling tables behind the functions above, shared with the CUDA version.
+struct BicubicCoeffs {
+  int ksize = 0;            // taps per output (the widest support)
+  std::vector<int> bounds;  // per output: first input index, tap count
+  std::vector<int> k;       // per output: ksize fixed-point weights (22 fractional bits)
+};
+BicubicCoeffs pil_bicubic_coeffs(int in_size, int out_size);
+// cv2's per-output source positions for INTER_LINEAR (half-pixel centres, clamped).
+struct LinearTap {
+  int i0, i1;
+  float w0, w1;
+};
+std::vector<LinearTap> cv2_linear_taps(int in_size, int out_size);
 
 // The whole chain for one camera: writes [3, out_h, out_w] normalised float32 to dst.
 void preprocess_image(const PreprocessConfig& cfg, const io::Image& src, float* dst);

@@ -134,7 +134,7 @@ RunSummary run_scene(const RunOptions& opt, ModelEngines& engines) {
   const std::vector<std::string> cameras = engines.camera_names();
   const io::Scene scene = io::read_scene(opt.scene, cameras);
   fs::create_directories(opt.out_dir);
-  const PreprocessConfig pcfg = PreprocessConfig::for_network(engines.input_h(), engines.input_w());
+  const PreprocessConfig pcfg = preprocess_config_for(engines);
   const int n = opt.max_frames >= 0 ? std::min<int>(opt.max_frames, int(scene.frames.size()))
                                     : int(scene.frames.size());
   std::fprintf(con, "scene %s: %zu frames (%d valid), cameras:", scene.name.c_str(),

@@ -139,7 +139,7 @@ int run_bench(const Options& o) {
 
   auto engines = pipeline::ModelEngines::load(model, eo);
   const io::Scene scene = io::read_scene(scene_dir, engines->camera_names());
-  const auto pcfg = pipeline::PreprocessConfig::for_network(engines->input_h(), engines->input_w());
+  const auto pcfg = pipeline::preprocess_config_for(*engines);
   std::vector<pipeline::PreparedFrame> frames;
   Samples s;
   for (const auto& f : scene.frames) {
@@ -191,7 +191,7 @@ int run_bench(const Options& o) {
                         {"Overall Latency (ms)", s.overall}},
                 kLlmRefs, std::size(kLlmRefs), kLlmFields);
     std::printf("\n  frame (vision + LLM overall): p50 %.2f ms, p90 %.2f ms; decode + pre-process "
-                "(CPU, before timing): p50 %.2f ms, p90 %.2f ms per frame\n",
+                "(before timing; on the GPU with cuda): p50 %.2f ms, p90 %.2f ms per frame\n",
                 percentile(s.frame, 50), percentile(s.frame, 90), percentile(s.prepare, 50),
                 percentile(s.prepare, 90));
   }
