@@ -169,7 +169,11 @@ void device_copy(void* dst, Device dst_dev, const void* src, Device src_dev, siz
                                                  : cudaMemcpyDeviceToDevice;
   cudaStream_t s = cuda::current_stream();
   OMNIRT_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, kind, s));
-  OMNIRT_CUDA_CHECK(cudaStreamSynchronize(s));
+  // Only a copy to the host has to wait: the caller reads `dst` next. Device-to-device copies
+  // are ordered with the kernels on the stream, and a copy from pageable host memory returns
+  // once the source has been staged (CUDA's documented behaviour), so the caller may reuse it.
+  // Not waiting there keeps the GPU busy while the host queues the next work.
+  if (kind == cudaMemcpyDeviceToHost) OMNIRT_CUDA_CHECK(cudaStreamSynchronize(s));
 #else
   OMNIRT_FAIL("CUDA copy requested but omnirt was built without CUDA");
 #endif

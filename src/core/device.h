@@ -21,7 +21,9 @@ int cuda_compute_capability();  // 90 for sm_90; throws if no device
 void* device_alloc(Device d, size_t bytes);
 // `bytes` is the size given to device_alloc (GPU blocks go back to a size-keyed cache).
 void device_free(Device d, void* p, size_t bytes = 0);
-// Copy between any two places (host<->device, device<->device, host<->host), synchronous.
+// Copy between any two places (host<->device, device<->device, host<->host), in order with the
+// work queued on the thread's current stream. Returns when `src` may be reused; a copy to the
+// host also waits until `dst` holds the data. Device-to-device copies do not wait.
 void device_copy(void* dst, Device dst_dev, const void* src, Device src_dev, size_t bytes);
 void device_memset(Device d, void* p, int value, size_t bytes);
 void device_synchronize();

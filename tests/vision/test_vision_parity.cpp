@@ -179,3 +179,28 @@ TEST(VisionParity, CudaHalfBackboneTokensWithinTolerance) {
     EXPECT_LE(e, dt == DType::F16 ? 1e-2 : 1e-1) << dtype_name(dt);
   }
 }
+
+// Full half precision (backbone and heads in fp16/bf16), first frame, against the float32
+// reference: the 513 tokens, the final-layer class scores and the position embedding.
+TEST(VisionParity, CudaFullHalfTokensWithinTolerance) {
+  OMNIRT_REQUIRE_CUDA();
+  for (DType dt : {DType::F16, DType::BF16}) {
+    VisionEngineOptions opt{Device::CUDA, dt, false};
+    opt.heads_dtype = dt;
+    auto engine = VisionEngine::load(ckpt_dir(), opt);
+    const VisionConfig& c = engine->config();
+    auto f = SafetensorsFile::open(fixture(0));
+    Tensor img = f.get("inputs.img").reshape({c.num_cams, 3, c.img_h, c.img_w});
+    VisionFrameResult r = engine->run(img, geometry(f, c.num_cams));
+    EXPECT_EQ(r.heads.vision_tokens.dtype(), DType::F32);
+    const std::string name(dtype_name(dt));
+    std::printf("full %s, frame 0:\n", name.c_str());
+    const double tokens = rel(r.heads.vision_tokens, f.get("out.vision_tokens"), "vision_tokens");
+    const double pos = rel(r.heads.pos_embed, f.get("out.pos_embed"), "pos_embed");
+    const double cls = rel(r.heads.all_cls_scores, f.get("out.all_cls_scores"), "all_cls_scores");
+    const double half_tol = dt == DType::F16 ? 2e-2 : 1.5e-1;
+    EXPECT_LE(tokens, half_tol) << name;
+    EXPECT_LE(pos, half_tol) << name;
+    EXPECT_LE(cls, half_tol) << name;
+  }
+}

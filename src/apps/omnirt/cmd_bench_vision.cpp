@@ -12,6 +12,7 @@
 #include "apps/omnirt/command.h"
 #include "core/device.h"
 #include "core/progress.h"
+#include "core/stage_timer.h"
 #include "models/vision/vision_engine.h"
 
 namespace {
@@ -23,9 +24,11 @@ struct Args {
   std::string model;
   std::string device = "cuda";
   std::string dtype = "fp32";
+  std::string heads_dtype = "fp32";
   bool tf32 = false;
   int runs = 20, warmup = 3;
   std::string json;
+  bool stages = false;
 };
 
 double percentile(std::vector<double> v, double p) {
@@ -65,15 +68,25 @@ omnirt::cli::BenchCommand bench_vision_cmd(
       app.add_option("--device", a->device, "cpu or cuda")->check(CLI::IsMember({"cpu", "cuda"}));
       app.add_option("--dtype", a->dtype, "backbone precision: fp32, fp16, bf16")
           ->check(CLI::IsMember({"fp32", "fp16", "bf16"}));
+      app.add_option("--heads-dtype", a->heads_dtype,
+                     "heads precision: fp32 (with a half backbone: the reference's mixed mode), "
+                     "fp16, bf16")
+          ->check(CLI::IsMember({"fp32", "fp16", "bf16"}));
       app.add_flag("--tf32", a->tf32, "let fp32 GEMMs use TF32");
       app.add_option("--runs", a->runs, "timed runs")->check(CLI::Range(1, 100000));
       app.add_option("--warmup", a->warmup, "untimed runs first")->check(CLI::Range(0, 1000));
       app.add_option("--json", a->json, "write the results as JSON to this file");
+      app.add_flag("--stages", a->stages,
+                   "after the timed runs, time each stage separately (device synchronised "
+                   "between stages) and print the breakdown");
       return [a]() {
         VisionEngineOptions opt;
         opt.device = a->device == "cuda" ? Device::CUDA : Device::CPU;
         opt.backbone_dtype = a->dtype == "fp16" ? DType::F16 : a->dtype == "bf16" ? DType::BF16 : DType::F32;
         opt.tf32 = a->tf32;
+        opt.heads_dtype = a->heads_dtype == "fp16"   ? DType::F16
+                          : a->heads_dtype == "bf16" ? DType::BF16
+                                                     : DType::F32;
         auto engine = VisionEngine::load(a->model, opt);
         const VisionConfig& c = engine->config();
         std::mt19937 rng(1234);
@@ -95,15 +108,37 @@ omnirt::cli::BenchCommand bench_vision_cmd(
           bar.advance();
         }
         bar.finish();
+        StageTimer stage_timer;
+        if (a->stages) {
+          // Separate runs, so that the synchronising marks do not disturb the timed ones.
+          stage_timer.activate();
+          for (int i = 0; i < a->runs; ++i) {
+            stage_timer.start();
+            (void)engine->run(img, synthetic_geometry(c, a->warmup + a->runs + i));
+          }
+          stage_timer.deactivate();
+        }
         const double p50 = percentile(ms, 0.5), p90 = percentile(ms, 0.9);
         const std::string gpu = opt.device == Device::CUDA ? cuda_device_description() : "cpu";
-        std::printf("vision engine  device %s  backbone %s%s  cameras %d x %dx%d\n", gpu.c_str(),
-                    a->dtype.c_str(), a->tf32 ? " (tf32)" : "", c.num_cams, c.img_h, c.img_w);
+        std::printf("vision engine  device %s  backbone %s%s  heads %s  cameras %d x %dx%d\n",
+                    gpu.c_str(), a->dtype.c_str(), a->tf32 ? " (tf32)" : "",
+                    a->heads_dtype.c_str(), c.num_cams, c.img_h, c.img_w);
         std::printf("| metric | p50 ms | p90 ms | runs |\n| --- | --- | --- | --- |\n");
         std::printf("| vision frame (host wall clock, synchronised) | %.3f | %.3f | %d |\n", p50, p90,
                     a->runs);
+        if (a->stages) {
+          std::printf("\nstage breakdown (device synchronised after each stage)\n");
+          std::printf("| stage | p50 ms | p90 ms |\n| --- | --- | --- |\n");
+          double total = 0;
+          for (const auto& [name, samples] : stage_timer.samples()) {
+            const double s50 = percentile(samples, 0.5);
+            total += s50;
+            std::printf("| %s | %.3f | %.3f |\n", name.c_str(), s50, percentile(samples, 0.9));
+          }
+          std::printf("| sum of stage p50s | %.3f | |\n", total);
+        }
         if (!a->json.empty()) {
-          nlohmann::json j = {{"what", "vision_frame"}, {"device", gpu},        {"dtype", a->dtype},
+          nlohmann::json j = {{"what", "vision_frame"}, {"device", gpu},        {"dtype", a->dtype}, {"heads_dtype", a->heads_dtype},
                               {"tf32", a->tf32},        {"p50_ms", p50},        {"p90_ms", p90},
                               {"runs", a->runs},        {"commit", omnirt::git_commit()}, {"samples_ms", ms}};
           std::ofstream(a->json) << j.dump(2) << "\n";

@@ -6,6 +6,7 @@
 #include "core/error.h"
 #include "ops/activation.h"
 #include "ops/attention.h"
+#include "core/stage_timer.h"
 #include "ops/elementwise.h"
 #include "ops/norm.h"
 #include "ops/permute.h"
@@ -172,7 +173,9 @@ void EvaVit::attention_block(const Tensor& x_norm, int layer, Tensor& out) {
   Tensor& attn = buffer(k + "attn", {B, nh, S, hd});
   ops::AttentionOptions opt;
   opt.scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  StageTimer::mark("backbone: GEMMs + pointwise");
   ops::attention(q_rot, k_rot, v, attn, opt);
+  StageTimer::mark("backbone: attention kernel");
   Tensor& merged = buffer(k + "merged", {B, S, nh, hd});
   ops::permute(attn, {0, 2, 1, 3}, merged);
   ops::linear(merged.reshape({B, S, C}), w.proj_w, w.proj_b, out, gemm_);
@@ -225,6 +228,7 @@ Tensor EvaVit::forward(const Tensor& img, std::map<std::string, Tensor>* taps) {
     ops::add(x, mlp_out, x);
     if (taps) (*taps)["block" + std::to_string(i)] = x.clone();
   }
+  StageTimer::mark("backbone: GEMMs + pointwise");
   return x;
 }
 

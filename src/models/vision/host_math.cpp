@@ -80,4 +80,33 @@ void pos2posemb1d(double p, int num_feats, float* out) {
   }
 }
 
+Tensor position_embedding_input(const VisionConfig& cfg, const std::vector<float>& coords_d,
+                                const std::vector<Mat4>& img2lidars) {
+  const int n = cfg.num_cams, h = cfg.grid_h(), w = cfg.grid_w(), dn = cfg.depth_num;
+  const int stride = cfg.patch;
+  const auto& pr = cfg.position_range;
+  Tensor out = Tensor::empty({int64_t(n) * h * w, 3 * dn}, DType::F32);
+  float* o = out.data<float>();
+  for (int cam = 0; cam < n; ++cam)
+    for (int i = 0; i < h; ++i)
+      for (int j = 0; j < w; ++j) {
+        // misc.locations: centres normalised by the padded size, then multiplied back.
+        const float u = (float(stride * j) + float(stride / 2)) / float(cfg.img_w) * float(cfg.img_w);
+        const float v = (float(stride * i) + float(stride / 2)) / float(cfg.img_h) * float(cfg.img_h);
+        float* row = o + ((int64_t(cam) * h + i) * w + j) * 3 * dn;
+        for (int k = 0; k < dn; ++k) {
+          const float dep = coords_d[k];
+          const float dc = std::max(dep, 1e-5f);
+          const float p[3] = {u * dc, v * dc, dep};
+          float xyz[3];
+          const Mat4& m = img2lidars[cam];
+          for (int r = 0; r < 3; ++r)
+            xyz[r] = m[r * 4 + 0] * p[0] + m[r * 4 + 1] * p[1] + m[r * 4 + 2] * p[2] + m[r * 4 + 3];
+          for (int r = 0; r < 3; ++r)
+            row[k * 3 + r] = inverse_sigmoid((xyz[r] - pr[r]) / (pr[r + 3] - pr[r]));
+        }
+      }
+  return out;
+}
+
 }  // namespace omnirt::vision::host

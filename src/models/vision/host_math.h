@@ -8,6 +8,9 @@
 #include <cmath>
 #include <vector>
 
+#include "core/tensor.h"
+#include "models/vision/vision_config.h"
+
 namespace omnirt::vision::host {
 
 using Mat4 = std::array<float, 16>;  // row-major
@@ -31,5 +34,11 @@ void nerf_pe(const float* in, int n, float* out);
 // out[2m+1] = cos(...). The position is double (the reference keeps memory timestamps in
 // float64); dim_t is float32 as in the original; the result is rounded to float32.
 void pos2posemb1d(double p, int num_feats, float* out);
+
+// The 3-D position-embedding MLP input (spec §2.1): for every camera, patch centre and depth
+// bin, the frustum point mapped to the ego frame by img2lidar, normalised by the position range
+// and passed through inverse_sigmoid. F32 [num_cams * gh * gw, 3 * depth_num] on the host.
+Tensor position_embedding_input(const VisionConfig& cfg, const std::vector<float>& coords_d,
+                                const std::vector<Mat4>& img2lidars);
 
 }  // namespace omnirt::vision::host

@@ -7,6 +7,10 @@
 
 #include "core/error.h"
 #include "core/log.h"
+#include "core/stage_timer.h"
+#ifdef OMNIRT_WITH_CUDA
+#include "models/vision/heads_cuda.h"
+#endif
 #include "ops/activation.h"
 #include "ops/attention.h"
 #include "ops/cast.h"
@@ -26,9 +30,11 @@ Tensor host_f32(const WeightGetter& get, const std::string& name, const Shape& s
   return t.dtype() == DType::F32 ? t.contiguous() : t.to_dtype(DType::F32);
 }
 
-Tensor to_device(const Tensor& host, Device d) { return d == Device::CPU ? host.clone() : host.to(d); }
-
-Tensor empty(const Shape& s, Device d) { return Tensor::empty(s, DType::F32, d); }
+// A host F32 tensor as a new tensor at `at` (converted on the host, then copied).
+Tensor to_device(const Tensor& host, const Placement& at) {
+  Tensor h = host.dtype() == at.dtype ? host : host.to_dtype(at.dtype);
+  return at.device == Device::CPU ? h.clone() : h.to(at.device);
+}
 
 // Rows [a; b] of two [*, d] tensors on one device.
 Tensor cat_rows(const Tensor& a, const Tensor& b) {
@@ -38,6 +44,16 @@ Tensor cat_rows(const Tensor& a, const Tensor& b) {
   Tensor top = out.slice(0, 0, a.dim(0)), bottom = out.slice(0, a.dim(0), s[0]);
   top.copy_from(a);
   bottom.copy_from(b);
+  return out;
+}
+
+// Rows [begin, end) of every tensor in `layers` ([rows, d] each), stacked into one tensor.
+Tensor stack_rows(const std::vector<Tensor>& layers, int64_t begin, int64_t end) {
+  const int64_t n = end - begin;
+  Tensor out = Tensor::empty({int64_t(layers.size()) * n, layers[0].dim(1)}, layers[0].dtype(),
+                             layers[0].device());
+  for (size_t l = 0; l < layers.size(); ++l)
+    out.slice(0, int64_t(l) * n, int64_t(l + 1) * n).copy_from(layers[l].slice(0, begin, end));
   return out;
 }
 
@@ -54,9 +70,9 @@ std::vector<int> topk_indices(const std::vector<float>& score, int k) {
 
 // ---- small building blocks -------------------------------------------------------------------
 void Linear::load(const WeightGetter& get, const std::string& name, int64_t out, int64_t in,
-                  Device device, bool bias) {
-  w = to_device(host_f32(get, name + ".weight", {out, in}), device);
-  if (bias) b = to_device(host_f32(get, name + ".bias", {out}), device);
+                  const Placement& at, bool bias) {
+  w = to_device(host_f32(get, name + ".weight", {out, in}), at);
+  if (bias) b = to_device(host_f32(get, name + ".bias", {out}), at);
 }
 
 void Linear::apply(const Tensor& x, Tensor& out, GemmActivation act) const {
@@ -73,9 +89,9 @@ Tensor Linear::operator()(const Tensor& x, GemmActivation act) const {
   return out;
 }
 
-void Norm::load(const WeightGetter& get, const std::string& name, int64_t dim, Device device) {
-  w = to_device(host_f32(get, name + ".weight", {dim}), device);
-  b = to_device(host_f32(get, name + ".bias", {dim}), device);
+void Norm::load(const WeightGetter& get, const std::string& name, int64_t dim, const Placement& at) {
+  w = to_device(host_f32(get, name + ".weight", {dim}), at);
+  b = to_device(host_f32(get, name + ".bias", {dim}), at);
 }
 
 static Tensor layernorm(const Tensor& x, const Norm& n, float eps) {
@@ -91,7 +107,7 @@ static Tensor add(const Tensor& a, const Tensor& b) {
 }
 
 static void load_mha(Mha& m, const WeightGetter& get, const std::string& name, int64_t e,
-                     int heads, Device device) {
+                     int heads, const Placement& device) {
   Tensor w = host_f32(get, name + ".in_proj_weight", {3 * e, e});
   Tensor b = host_f32(get, name + ".in_proj_bias", {3 * e});
   Linear* parts[3] = {&m.q, &m.k, &m.v};
@@ -104,7 +120,7 @@ static void load_mha(Mha& m, const WeightGetter& get, const std::string& name, i
 }
 
 static std::vector<DecoderLayer> load_decoder(const WeightGetter& get, const std::string& prefix,
-                                              const VisionConfig& c, Device device) {
+                                              const VisionConfig& c, const Placement& device) {
   std::vector<DecoderLayer> layers(c.dec_layers);
   for (int l = 0; l < c.dec_layers; ++l) {
     const std::string p =
@@ -123,7 +139,7 @@ static std::vector<DecoderLayer> load_decoder(const WeightGetter& get, const std
 
 // The cls/reg branches are one module stored num_pred times; we load entry 0 once.
 static void load_branches(const WeightGetter& get, const std::string& prefix, int64_t d,
-                          int64_t cls_out, int64_t reg_out, Device device,
+                          int64_t cls_out, int64_t reg_out, const Placement& device,
                           std::vector<Linear>& cls_lin, std::vector<Norm>& cls_ln,
                           std::vector<Linear>& reg_lin) {
   cls_lin.resize(3);
@@ -180,8 +196,14 @@ VisionState VisionState::from_map(const std::map<std::string, Tensor>& m, const 
 }
 
 // ---- construction ----------------------------------------------------------------------------
-PetrHeads::PetrHeads(const VisionConfig& c, const WeightGetter& get, Device device, bool tf32)
-    : cfg_(c), device_(device) {
+PetrHeads::PetrHeads(const VisionConfig& c, const WeightGetter& get, Device dev, bool tf32,
+                     DType dtype)
+    : cfg_(c), device_(dev), dtype_(dtype) {
+  OMNIRT_CHECK(dtype == DType::F32 || ((dtype == DType::F16 || dtype == DType::BF16) &&
+                                       dev == Device::CUDA),
+               "vision heads: dtype ", dtype_name(dtype), " is not supported on ",
+               device_name(dev), " (F32 anywhere, F16/BF16 on CUDA)");
+  const Placement device{dev, dtype};
   gemm_.fp32_compute = tf32 ? ops::Fp32Compute::TF32 : ops::Fp32Compute::Exact;
   const int64_t d = c.dec_dim, nq = c.num_query, ne = c.num_extra, n11 = c.num_lane_one2one;
   const int64_t qp_in = 12 * 3 * c.n_control;
@@ -271,7 +293,8 @@ PetrHeads::PetrHeads(const VisionConfig& c, const WeightGetter& get, Device devi
   }
 }
 
-Tensor PetrHeads::upload(const Tensor& host) const { return to_device(host, device_); }
+Tensor PetrHeads::upload(const Tensor& host) const { return to_device(host, {device_, dtype_}); }
+Tensor PetrHeads::empty(const Shape& shape) const { return Tensor::empty(shape, dtype_, device_); }
 
 Tensor PetrHeads::mlp_query_pos(const Tensor& nerf_host) const {
   Tensor x = upload(nerf_host);
@@ -304,7 +327,7 @@ Tensor PetrHeads::temporal_pos(const std::vector<float>& norm_ref, int per_entry
   }
   Tensor pos = mlp_query_pos(nerf);
   // MLN: gamma(c) * LN(x) + beta(c), LN without affine.
-  Tensor xn = Tensor::empty(pos.shape(), DType::F32, device_);
+  Tensor xn = empty(pos.shape());
   ops::layernorm(pos, Tensor(), Tensor(), 1e-5f, xn);
   Tensor cvec = mln_reduce_(upload(ego), GemmActivation::Relu);
   Tensor gamma = mln_gamma_(cvec), beta = mln_beta_(cvec);
@@ -320,12 +343,12 @@ Tensor PetrHeads::attention(const Mha& m, const Tensor& q_in, const Tensor& k_in
   const int64_t lq = q_in.dim(0), lk = k_in.dim(0), e = q_in.dim(1), h = m.heads, hd = e / h;
   auto heads_of = [&](const Linear& lin, const Tensor& x, int64_t len) {
     Tensor proj = lin(x);
-    Tensor t = empty({1, h, len, hd}, device_);
+    Tensor t = empty({1, h, len, hd});
     ops::permute(proj.reshape({1, len, h, hd}), {0, 2, 1, 3}, t);
     return t;
   };
   Tensor q = heads_of(m.q, q_in, lq), k = heads_of(m.k, k_in, lk), v = heads_of(m.v, v_in, lk);
-  Tensor o = empty({1, h, lq, hd}, device_);
+  Tensor o = empty({1, h, lq, hd});
   ops::AttentionOptions opt;
   opt.scale = 1.0f / std::sqrt(static_cast<float>(hd));
   opt.mask = mask;
@@ -333,13 +356,16 @@ Tensor PetrHeads::attention(const Mha& m, const Tensor& q_in, const Tensor& k_in
     // The CUDA attention kernels support head_dim 32/64/128 (the full model's decoders use 32).
     // Other sizes (the tiny test model's 8) run on the CPU reference: slow, but exact.
     opt.mask = mask.defined() ? mask.to(Device::CPU) : Tensor();
+    auto host_f32_of = [](const Tensor& t) { return t.to(Device::CPU).to_dtype(DType::F32); };
     Tensor oc = Tensor::empty(o.shape(), DType::F32);
-    ops::attention(q.to(Device::CPU), k.to(Device::CPU), v.to(Device::CPU), oc, opt);
-    o.copy_from(oc);
+    ops::attention(host_f32_of(q), host_f32_of(k), host_f32_of(v), oc, opt);
+    o.copy_from(oc.to_dtype(dtype_).to(device_));
   } else {
+    StageTimer::mark("heads: decoder GEMMs + pointwise");
     ops::attention(q, k, v, o, opt);
+    StageTimer::mark("heads: decoder attention kernel");
   }
-  Tensor merged = empty({1, lq, h, hd}, device_);
+  Tensor merged = empty({1, lq, h, hd});
   ops::permute(o, {0, 2, 1, 3}, merged);
   return m.out(merged.reshape({lq, e}));
 }
@@ -385,31 +411,7 @@ Tensor PetrHeads::branch_reg(const std::vector<Linear>& lin, const Tensor& x) co
 }
 
 Tensor PetrHeads::position_embedding_input(const std::vector<host::Mat4>& img2lidars) const {
-  const int n = cfg_.num_cams, h = cfg_.grid_h(), w = cfg_.grid_w(), dn = cfg_.depth_num;
-  const int stride = cfg_.patch;
-  const auto& pr = cfg_.position_range;
-  Tensor out = Tensor::empty({int64_t(n) * h * w, 3 * dn}, DType::F32);
-  float* o = out.data<float>();
-  for (int cam = 0; cam < n; ++cam)
-    for (int i = 0; i < h; ++i)
-      for (int j = 0; j < w; ++j) {
-        // misc.locations: centres normalised by the padded size, then multiplied back.
-        const float u = (float(stride * j) + float(stride / 2)) / float(cfg_.img_w) * float(cfg_.img_w);
-        const float v = (float(stride * i) + float(stride / 2)) / float(cfg_.img_h) * float(cfg_.img_h);
-        float* row = o + ((int64_t(cam) * h + i) * w + j) * 3 * dn;
-        for (int k = 0; k < dn; ++k) {
-          const float dep = coords_d_[k];
-          const float dc = std::max(dep, 1e-5f);
-          const float p[3] = {u * dc, v * dc, dep};
-          float xyz[3];
-          const host::Mat4& m = img2lidars[cam];
-          for (int r = 0; r < 3; ++r)
-            xyz[r] = m[r * 4 + 0] * p[0] + m[r * 4 + 1] * p[1] + m[r * 4 + 2] * p[2] + m[r * 4 + 3];
-          for (int r = 0; r < 3; ++r)
-            row[k * 3 + r] = host::inverse_sigmoid((xyz[r] - pr[r]) / (pr[r + 3] - pr[r]));
-        }
-      }
-  return out;
+  return host::position_embedding_input(cfg_, coords_d_, img2lidars);
 }
 
 // ---- forward ---------------------------------------------------------------------------------
@@ -423,10 +425,10 @@ HeadsOutput PetrHeads::forward(const Tensor& backbone, const FrameGeometry& geo,
                c.num_cams, " camera matrices, got ", geo.lidar2img.size());
   HeadsOutput out;
 
-  // Image tokens in float32, [T, C].
+  // Image tokens in the heads' dtype, [T, C].
   Tensor tokens = backbone.reshape({T, c.embed_dim});
-  if (tokens.dtype() != DType::F32) {
-    Tensor f = empty({T, c.embed_dim}, device_);
+  if (tokens.dtype() != dtype_) {
+    Tensor f = empty({T, c.embed_dim});
     ops::cast(tokens, f);
     tokens = f;
   }
@@ -441,9 +443,23 @@ HeadsOutput PetrHeads::forward(const Tensor& backbone, const FrameGeometry& geo,
   }
   OMNIRT_CHECK(static_cast<int>(img2lidars.size()) == c.num_cams, "frame geometry: expected ",
                c.num_cams, " img2lidars matrices, got ", img2lidars.size());
-  Tensor pos_embed = pos_enc2_(pos_enc0_(upload(position_embedding_input(img2lidars)),
-                                         GemmActivation::Relu));
+  Tensor pe_input;
+#ifdef OMNIRT_WITH_CUDA
+  if (device_ == Device::CUDA) {
+    pe_input = Tensor::empty({T, 3 * int64_t(c.depth_num)}, DType::F32, device_);
+    cuda::position_embedding_input(c, coords_d_, img2lidars, pe_input);
+  }
+#endif
+  if (!pe_input.defined()) pe_input = upload(position_embedding_input(img2lidars));
+  if (pe_input.dtype() != dtype_) {
+    Tensor cast = empty(pe_input.shape());
+    ops::cast(pe_input, cast);
+    pe_input = cast;
+  }
+  Tensor pos_embed = pos_enc2_(pos_enc0_(pe_input, GemmActivation::Relu));
   out.pos_embed = pos_embed.reshape({1, T, d});
+
+  StageTimer::mark("heads: 3-D position embedding");
 
   // ---- memory pre-update (host) -----------------------------------------------------------
   const bool first = geo.is_first_frame || st.empty();
@@ -496,13 +512,17 @@ HeadsOutput PetrHeads::forward(const Tensor& backbone, const FrameGeometry& geo,
     }
   }
 
+  StageTimer::mark("heads: memory alignment (host)");
+
   // ---- box head ---------------------------------------------------------------------------
   Tensor memory_b = box_in_proj_(tokens);
   Tensor mem_k_b = add(memory_b, pos_embed);
   std::vector<float> norm_ref_b(ml * 3);
   for (int64_t e = 0; e < ml; ++e)
     for (int i = 0; i < 3; ++i) norm_ref_b[e * 3 + i] = (ref_b[e * 3 + i] - pc[i]) / (pc[i + 3] - pc[i]);
+  StageTimer::mark("heads: decoder GEMMs + pointwise");
   Tensor temp_pos_b = temporal_pos(norm_ref_b, 3, ts_b.data(), pose_b.data(), static_cast<int>(ml));
+  StageTimer::mark("heads: temporal position encodings");
   Tensor emb_b_dev = upload(Tensor::from_vector(emb_b, {ml, d}));
   // queries [VLM | detection | propagated]
   Tensor tgt_b = cat_rows(cat_rows(box_query_embedding_, upload(Tensor::zeros({nq, d}, DType::F32))),
@@ -513,8 +533,9 @@ HeadsOutput PetrHeads::forward(const Tensor& backbone, const FrameGeometry& geo,
   for (int64_t r = ne; r < qb; ++r)
     for (int64_t col = 0; col < ne; ++col) mask_b_host.data<uint8_t>()[r * kb + col] = 1;
   std::vector<Tensor> dec_b =
-      decode(box_layers_, tgt_b, qpos_b, mem_k_b, memory_b, upload(mask_b_host),
+      decode(box_layers_, tgt_b, qpos_b, mem_k_b, memory_b, to_device(mask_b_host, {device_, DType::U8}),
              emb_b_dev.slice(0, p, ml), temp_pos_b.slice(0, p, ml));
+  StageTimer::mark("heads: decoder GEMMs + pointwise");
   // branches on the 900 detection + propagated queries, every layer
   const int64_t nd = nq + p, L = c.dec_layers;
   out.all_cls_scores = Tensor::empty({L, 1, nd, c.num_classes}, DType::F32);
@@ -525,11 +546,15 @@ HeadsOutput PetrHeads::forward(const Tensor& backbone, const FrameGeometry& geo,
       const float r = q < nq ? box_reference_[q * 3 + i] : norm_ref_b[(q - nq) * 3 + i];
       reference[q * 3 + i] = host::inverse_sigmoid(r);
     }
+  {
+    // The branches are row-wise: run them once over every layer's queries stacked [L * nd, d]
+    // (one pass, one copy to the host) instead of once per layer.
+    Tensor dq = stack_rows(dec_b, ne, qb);
+    std::vector<float> cls_all = branch_cls(box_cls_lin_, box_cls_ln_, dq).to_float_vector();
+    std::vector<float> reg_all = branch_reg(box_reg_lin_, dq).to_float_vector();
+    std::memcpy(out.all_cls_scores.data<float>(), cls_all.data(), cls_all.size() * 4);
   for (int64_t l = 0; l < L; ++l) {
-    Tensor dq = dec_b[l].slice(0, ne, qb);
-    std::vector<float> cls = branch_cls(box_cls_lin_, box_cls_ln_, dq).to_float_vector();
-    std::vector<float> reg = branch_reg(box_reg_lin_, dq).to_float_vector();
-    std::memcpy(out.all_cls_scores.data<float>() + l * nd * c.num_classes, cls.data(), cls.size() * 4);
+    const float* reg = reg_all.data() + l * nd * c.code_size;
     float* bp = out.all_bbox_preds.data<float>() + l * nd * c.code_size;
     for (int64_t q = 0; q < nd; ++q)
       for (int i = 0; i < c.code_size; ++i) {
@@ -538,6 +563,8 @@ HeadsOutput PetrHeads::forward(const Tensor& backbone, const FrameGeometry& geo,
         bp[q * c.code_size + i] = v;
       }
   }
+  }
+  StageTimer::mark("heads: box branches + copies");
   Tensor box_tokens = box_out_proj_(dec_b.back().slice(0, 0, ne));
   // ego token from [command, can_bus] + can-bus memory + mean pose of each memory block
   std::vector<float> rec_can(14);
@@ -554,6 +581,8 @@ HeadsOutput PetrHeads::forward(const Tensor& backbone, const FrameGeometry& geo,
   Tensor ego_token = canbus2_(canbus0_(upload(Tensor::from_vector(can_in, {1, int64_t(can_in.size())})),
                                        GemmActivation::Relu));
 
+  StageTimer::mark("heads: box tokens + ego token");
+
   // ---- lane head (VLM + one2one) ----------------------------------------------------------
   Tensor memory_l = lane_in_proj_(tokens);
   Tensor mem_k_l = add(memory_l, pos_embed);
@@ -561,21 +590,25 @@ HeadsOutput PetrHeads::forward(const Tensor& backbone, const FrameGeometry& geo,
   for (int64_t e = 0; e < lml; ++e)
     for (int k = 0; k < ptsz; ++k)
       norm_ref_l[e * ptsz + k] = (ref_l[e * ptsz + k] - pc[k % 3]) / (pc[k % 3 + 3] - pc[k % 3]);
+  StageTimer::mark("heads: decoder GEMMs + pointwise");
   Tensor temp_pos_l = temporal_pos(norm_ref_l, ptsz, ts_l.data(), pose_l.data(), static_cast<int>(lml));
+  StageTimer::mark("heads: temporal position encodings");
   const int64_t ql = ne + n11, kl = ql + lml;
   Tensor mask_l_host = Tensor::zeros({ql, kl}, DType::U8);
   for (int64_t r = ne; r < ql; ++r)
     for (int64_t col = 0; col < ne; ++col) mask_l_host.data<uint8_t>()[r * kl + col] = 1;
   Tensor emb_l_dev = upload(Tensor::from_vector(emb_l, {lml, d}));
   std::vector<Tensor> dec_l = decode(lane_layers_, lane_tgt_, lane_query_pos_, mem_k_l, memory_l,
-                                     upload(mask_l_host), emb_l_dev, temp_pos_l);
+                                     to_device(mask_l_host, {device_, DType::U8}), emb_l_dev, temp_pos_l);
   out.all_lane_cls_one2one = Tensor::empty({L, 1, n11, 1}, DType::F32);
   out.all_lane_preds_one2one = Tensor::empty({L, 1, n11, ptsz}, DType::F32);
+  {
+    Tensor dq = stack_rows(dec_l, ne, ql);
+    std::vector<float> cls_all = branch_cls(lane_cls_lin_, lane_cls_ln_, dq).to_float_vector();
+    std::vector<float> reg_all = branch_reg(lane_reg_lin_, dq).to_float_vector();
+    std::memcpy(out.all_lane_cls_one2one.data<float>(), cls_all.data(), cls_all.size() * 4);
   for (int64_t l = 0; l < L; ++l) {
-    Tensor dq = dec_l[l].slice(0, ne, ql);
-    std::vector<float> cls = branch_cls(lane_cls_lin_, lane_cls_ln_, dq).to_float_vector();
-    std::vector<float> reg = branch_reg(lane_reg_lin_, dq).to_float_vector();
-    std::memcpy(out.all_lane_cls_one2one.data<float>() + l * n11, cls.data(), n11 * 4);
+    const float* reg = reg_all.data() + l * n11 * ptsz;
     float* lp = out.all_lane_preds_one2one.data<float>() + l * n11 * ptsz;
     for (int64_t q = 0; q < n11; ++q)
       for (int k = 0; k < ptsz; ++k) {
@@ -583,10 +616,19 @@ HeadsOutput PetrHeads::forward(const Tensor& backbone, const FrameGeometry& geo,
         lp[q * ptsz + k] = v * (pc[k % 3 + 3] - pc[k % 3]) + pc[k % 3];
       }
   }
+  }
   Tensor lane_tokens = lane_out_proj_(dec_l.back().slice(0, 0, ne));
 
+  StageTimer::mark("heads: lane branches + copies");
+
   // ---- 513 vision tokens [box | ego | lane] -----------------------------------------------
-  out.vision_tokens = cat_rows(cat_rows(box_tokens, ego_token), lane_tokens).reshape({1, 2 * ne + 1, c.out_dims});
+  Tensor tokens_out = cat_rows(cat_rows(box_tokens, ego_token), lane_tokens);
+  if (tokens_out.dtype() != DType::F32) {
+    Tensor f = Tensor::empty(tokens_out.shape(), DType::F32, device_);
+    ops::cast(tokens_out, f);
+    tokens_out = f;
+  }
+  out.vision_tokens = tokens_out.reshape({1, 2 * ne + 1, c.out_dims});
 
   // ---- decoding (host) --------------------------------------------------------------------
   {
@@ -622,6 +664,8 @@ HeadsOutput PetrHeads::forward(const Tensor& backbone, const FrameGeometry& geo,
       }
     }
   }
+
+  StageTimer::mark("heads: box/lane decoding (host)");
 
   // ---- memory post-update (host) ----------------------------------------------------------
   {
@@ -694,6 +738,7 @@ HeadsOutput PetrHeads::forward(const Tensor& backbone, const FrameGeometry& geo,
     }
     st = std::move(ns);
   }
+  StageTimer::mark("heads: memory update (host)");
   return out;
 }
 

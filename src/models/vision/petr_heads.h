@@ -75,23 +75,29 @@ struct HeadsOutput {
   Tensor all_bbox_preds;          // host F32 [L, 1, Q, 10]
   Tensor all_lane_cls_one2one;    // host F32 [L, 1, n11, 1]
   Tensor all_lane_preds_one2one;  // host F32 [L, 1, n11, 3*n_control]
-  Tensor vision_tokens;           // [1, 2*num_extra+1, out_dims] on device
+  Tensor vision_tokens;           // F32 [1, 2*num_extra+1, out_dims] on device
   DecodedBoxes boxes;
   DecodedLanes lanes;
   std::vector<int> topk_indexes_bbox, topk_indexes_map;
   bool memory_reset = false;  // true when the memory was dropped this frame (first frame / gap)
 };
 
+// Where and in which dtype the heads keep their weights and activations.
+struct Placement {
+  Device device = Device::CPU;
+  DType dtype = DType::F32;  // F32 everywhere; F16/BF16 on CUDA ("full half" heads)
+};
+
 struct Linear {
   Tensor w, b;
   void load(const WeightGetter& get, const std::string& name, int64_t out, int64_t in,
-            Device device, bool bias = true);
+            const Placement& at, bool bias = true);
   void apply(const Tensor& x, Tensor& out, ops::GemmActivation act = ops::GemmActivation::None) const;
   Tensor operator()(const Tensor& x, ops::GemmActivation act = ops::GemmActivation::None) const;
 };
 struct Norm {
   Tensor w, b;
-  void load(const WeightGetter& get, const std::string& name, int64_t dim, Device device);
+  void load(const WeightGetter& get, const std::string& name, int64_t dim, const Placement& at);
 };
 struct Mha {
   Linear q, k, v, out;  // slices of in_proj_weight / in_proj_bias
@@ -105,9 +111,13 @@ struct DecoderLayer {
 
 class PetrHeads {
  public:
-  PetrHeads(const VisionConfig& cfg, const WeightGetter& get, Device device, bool tf32 = false);
+  // dtype: the heads' weights and activations (F32, or F16/BF16 on CUDA); host-side
+  // bookkeeping and the outputs handed to the host stay float32 either way.
+  PetrHeads(const VisionConfig& cfg, const WeightGetter& get, Device device, bool tf32 = false,
+            DType dtype = DType::F32);
 
-  // tokens: backbone features [N, gh, gw, C] on the device (any float dtype; converted to F32).
+  // tokens: backbone features [N, gh, gw, C] on the device (any float dtype; converted to the
+  // heads' dtype).
   // `state` is read and replaced by the new memory.
   HeadsOutput forward(const Tensor& tokens, const FrameGeometry& geo, VisionState& state);
 
@@ -129,10 +139,12 @@ class PetrHeads {
   Tensor branch_cls(const std::vector<Linear>& lin, const std::vector<Norm>& ln,
                     const Tensor& x) const;
   Tensor branch_reg(const std::vector<Linear>& lin, const Tensor& x) const;
-  Tensor upload(const Tensor& host) const;
+  Tensor upload(const Tensor& host) const;  // host F32 -> device, heads dtype
+  Tensor empty(const Shape& shape) const;   // device, heads dtype
 
   VisionConfig cfg_;
   Device device_;
+  DType dtype_;
   ops::GemmOptions gemm_;
   // shared detector-level modules
   Linear query_pos0_, query_pos2_, time_emb0_, pos_enc0_, pos_enc2_;

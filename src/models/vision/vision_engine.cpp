@@ -4,6 +4,7 @@
 #include <filesystem>
 
 #include "core/error.h"
+#include "core/stage_timer.h"
 #include "io/safetensors.h"
 
 namespace omnirt::vision {
@@ -13,7 +14,7 @@ VisionEngine::VisionEngine(const VisionConfig& cfg, const WeightGetter& get,
     : cfg_(cfg),
       opt_(opt),
       vit_(cfg, get, opt.device, opt.backbone_dtype, opt.tf32),
-      heads_(cfg, get, opt.device, opt.tf32) {}
+      heads_(cfg, get, opt.device, opt.tf32, opt.heads_dtype) {}
 
 std::unique_ptr<VisionEngine> VisionEngine::load(const std::string& dir,
                                                  const VisionEngineOptions& opt) {
@@ -60,6 +61,7 @@ VisionFrameResult VisionEngine::run(const Tensor& img, const FrameGeometry& geo)
     if (host.dtype() != opt_.backbone_dtype) host = host.to_dtype(opt_.backbone_dtype);
     x = opt_.device == Device::CPU ? host : host.to(opt_.device);
   }
+  StageTimer::mark("validate + image upload");
   r.backbone = vit_.forward(x);
   r.heads = heads_.forward(r.backbone, geo, state_);
   last_timestamp_ = geo.timestamp;

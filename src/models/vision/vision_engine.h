@@ -16,6 +16,9 @@ struct VisionEngineOptions {
   Device device = Device::CPU;
   DType backbone_dtype = DType::F32;  // F32 (CPU/CUDA), F16 or BF16 (CUDA)
   bool tf32 = false;                  // let fp32 GEMMs use TF32 (CUDA)
+  // The heads' weights and activations: F32 (the reference deployment's "mixed" mode keeps
+  // them so under a half backbone), or F16/BF16 on CUDA ("full half").
+  DType heads_dtype = DType::F32;
 };
 
 struct VisionFrameResult {

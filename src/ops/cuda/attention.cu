@@ -29,7 +29,6 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
-#include <mma.h>
 
 #include <algorithm>
 #include <cmath>
@@ -41,6 +40,7 @@
 #include "core/cuda_check.h"
 #include "core/error.h"
 #include "ops/cuda/attention.h"
+#include "ops/cuda/common.cuh"
 
 namespace omnirt::ops::cuda {
 namespace {
@@ -50,47 +50,6 @@ constexpr int kThreads = kWarps * 32;
 constexpr int kRowsPerWarp = 4;
 constexpr int kRowsPerBlock = kWarps * kRowsPerWarp;
 constexpr int kKeyTile = 32;
-
-template <typename T>
-__device__ __forceinline__ float to_float(T x);
-template <>
-__device__ __forceinline__ float to_float<float>(float x) {
-  return x;
-}
-template <>
-__device__ __forceinline__ float to_float<__half>(__half x) {
-  return __half2float(x);
-}
-template <>
-__device__ __forceinline__ float to_float<__nv_bfloat16>(__nv_bfloat16 x) {
-  return __bfloat162float(x);
-}
-
-template <typename T>
-__device__ __forceinline__ T from_float(float x);
-template <>
-__device__ __forceinline__ float from_float<float>(float x) {
-  return x;
-}
-template <>
-__device__ __forceinline__ __half from_float<__half>(float x) {
-  return __float2half_rn(x);
-}
-template <>
-__device__ __forceinline__ __nv_bfloat16 from_float<__nv_bfloat16>(float x) {
-  return __float2bfloat16_rn(x);
-}
-
-__device__ __forceinline__ float warp_max(float x) {
-  for (int offset = 16; offset > 0; offset >>= 1) {
-    x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, offset));
-  }
-  return x;
-}
-__device__ __forceinline__ float warp_sum(float x) {
-  for (int offset = 16; offset > 0; offset >>= 1) x += __shfl_xor_sync(0xffffffffu, x, offset);
-  return x;
-}
 
 template <typename T>
 struct Params {
@@ -282,190 +241,317 @@ __global__ void __launch_bounds__(kThreads)
 }
 
 // ---------------------------------------------------------------------------------------------
-// Tensor-core variant for F16/BF16 (WMMA 16x16x16, fp32 accumulation).
+// Tensor-core variant for F16/BF16 (FlashAttention-2 style, mma.sync m16n8k16, fp32 accumulate).
 //
-// Same row mapping, causal/mask rules, split-key scheme and partial format as attention_kernel,
-// with bigger tiles: a block owns kTcRows = 64 query rows (16 per warp) and walks the keys in
-// tiles of kTcKeys = 64. Per tile and warp:
-//   S[16, 64] = Q_w K^T on tensor cores, stored to shared memory as float;
-//   softmax step in plain code: lanes 2r and 2r+1 own row r (32 columns each), apply scale,
-//     causal and mask, update the running max m and sum l, write P = 2^(S - m) in T, and
-//     rescale the row of the float accumulator O (kept in shared memory, because WMMA's
-//     accumulator layout is opaque and the per-row rescale needs to know rows);
-//   O[16, D] += P V on tensor cores (O loaded from and stored back to shared memory).
-// P is rounded to T before the second product (as FlashAttention does); l uses fp32 P.
+// Same row mapping, causal/mask rules, split-key scheme and partial format as attention_kernel.
+// A block of 4 warps owns kTcRows = 64 query rows (16 per warp) and walks the keys in tiles of
+// kTcKeys = 64. Everything a warp computes stays in registers:
+//   - Q: the warp's 16 x D slice is loaded once into mma A fragments (ldmatrix);
+//   - S = Q K^T: 16 x 64 fp32 accumulators (8 n-blocks of 8 keys), K read from shared memory
+//     with ldmatrix (K stored [key][d] is exactly the "col" B operand);
+//   - online softmax on the accumulators: each thread holds 2 rows (g = lane / 4 and g + 8), 16
+//     columns each; row max and sum are reduced over the 4 threads of a quad by shuffles;
+//   - P is rounded to T and repacked in registers as the A operand of the second product (the
+//     accumulator layout of two adjacent n-blocks is the A layout of one k-step);
+//   - O += P V: V stored [key][d] is the "row" B operand, read with ldmatrix.trans.
+// K/V tiles are double-buffered in shared memory and filled with cp.async (16-byte chunks,
+// zero-filled past the last key), so the next tile's loads overlap this tile's math. Shared
+// rows are padded by 16 bytes, which makes every ldmatrix phase hit 32 distinct banks.
+// Requirements (checked by the host, else the SIMT kernel runs): every row start 16-byte
+// aligned, i.e. base pointers 16-byte aligned and batch/head/sequence strides multiples of 8.
+// P is rounded to T before the second product (as FlashAttention does); l sums the fp32 P.
 constexpr int kTcRows = 64;
 constexpr int kTcKeys = 64;
 
 template <int D>
 struct TcLayout {
-  static constexpr int kLdh = D + 8;        // T elements per Q/K/V row in shared memory
-  static constexpr int kLdS = kTcKeys + 4;  // floats per S row
-  static constexpr int kLdP = kTcKeys + 8;  // T elements per P row
-  static constexpr int kLdO = D + 4;        // floats per O row
-  // Byte offsets; every section size is a multiple of 128 bytes, keeping WMMA's 32-byte
-  // pointer alignment for each 16-row/16-column fragment.
-  static constexpr size_t kQ = 0;
-  static constexpr size_t kK = kQ + size_t{kTcRows} * kLdh * 2;
-  static constexpr size_t kV = kK + size_t{kTcKeys} * kLdh * 2;
-  static constexpr size_t kS = kV + size_t{kTcKeys} * kLdh * 2;
-  static constexpr size_t kP = kS + size_t{kWarps} * 16 * kLdS * 4;
-  static constexpr size_t kO = kP + size_t{kWarps} * 16 * kLdP * 2;
-  static constexpr size_t kBytes = kO + size_t{kWarps} * 16 * kLdO * 4;
+  static constexpr int kLd = D + 8;  // T elements per shared row (16-byte pad)
+  static constexpr size_t kTileBytes = size_t{kTcKeys} * kLd * 2;
+  static constexpr size_t kQ = 0;                                 // [kTcRows][kLd]
+  static constexpr size_t kK = size_t{kTcRows} * kLd * 2;         // 2 stages of [kTcKeys][kLd]
+  static constexpr size_t kV = kK + 2 * kTileBytes;               // 2 stages of [kTcKeys][kLd]
+  static constexpr size_t kBytes = kV + 2 * kTileBytes;
 };
+
+__device__ __forceinline__ uint32_t smem_addr(const void* p) {
+  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
+
+// 16-byte global -> shared copy; src_bytes = 0 zero-fills without reading.
+__device__ __forceinline__ void cp_async_16(void* dst, const void* src, bool valid) {
+  const int src_bytes = valid ? 16 : 0;
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr(dst)), "l"(src),
+               "r"(src_bytes));
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+template <int N>
+__device__ __forceinline__ void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+}
+
+__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const void* p) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(smem_addr(p)));
+}
+__device__ __forceinline__ void ldmatrix_x4_trans(uint32_t (&r)[4], const void* p) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(smem_addr(p)));
+}
+
+// c += a * b for one 16x8x16 tile; T selects the f16 or bf16 instruction.
+template <typename T>
+__device__ __forceinline__ void mma_16816(float (&c)[4], const uint32_t (&a)[4], uint32_t b0,
+                                          uint32_t b1) {
+  if constexpr (std::is_same_v<T, __half>) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+        "{%8,%9}, {%0,%1,%2,%3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+  } else {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+        "{%8,%9}, {%0,%1,%2,%3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+  }
+}
+
+// Two floats rounded to T and packed into one 32-bit register (lower address = x).
+template <typename T>
+__device__ __forceinline__ uint32_t pack2(float x, float y) {
+  if constexpr (std::is_same_v<T, __half>) {
+    const __half2 h = __floats2half2_rn(x, y);
+    return *reinterpret_cast<const uint32_t*>(&h);
+  } else {
+    const __nv_bfloat162 h = __floats2bfloat162_rn(x, y);
+    return *reinterpret_cast<const uint32_t*>(&h);
+  }
+}
 
 template <typename T, int D>
 __global__ void __launch_bounds__(kThreads) attention_tc_kernel(const Params<T> p) {
-  using namespace nvcuda;
+  static_assert(D % 32 == 0, "head_dim must be a multiple of 32");
   using L = TcLayout<D>;
+  constexpr int kChunks = D / 8;     // 16-byte chunks per row
+  constexpr int kKSteps = D / 16;    // k-steps of S = Q K^T
+  constexpr int kSBlocks = kTcKeys / 8;  // n-blocks of S (8 keys each)
+  constexpr int kOBlocks = D / 8;    // n-blocks of O (8 dims each)
   extern __shared__ __align__(128) unsigned char smem[];
   T* q_s = reinterpret_cast<T*>(smem + L::kQ);
-  T* k_s = reinterpret_cast<T*>(smem + L::kK);
+  T* k_s = reinterpret_cast<T*>(smem + L::kK);  // stage s at + s * kTcKeys * kLd
   T* v_s = reinterpret_cast<T*>(smem + L::kV);
+
   const int warp = threadIdx.x / 32;
   const int lane = threadIdx.x % 32;
-  float* s_w = reinterpret_cast<float*>(smem + L::kS) + warp * 16 * L::kLdS;
-  T* p_w = reinterpret_cast<T*>(smem + L::kP) + warp * 16 * L::kLdP;
-  float* o_w = reinterpret_cast<float*>(smem + L::kO) + warp * 16 * L::kLdO;
-
+  const int g = lane / 4;  // accumulator row within the warp's 16 (and g + 8)
+  const int t = lane % 4;  // accumulator column pair
   const int kv_head = blockIdx.y;
   const int64_t batch = blockIdx.z;
   const int split = blockIdx.x % p.num_splits;
   const int64_t row0 = static_cast<int64_t>(blockIdx.x / p.num_splits) * kTcRows;
 
-  // Query rows (unscaled, in T); rows past the end are zero.
-  for (int idx = threadIdx.x; idx < kTcRows * D; idx += kThreads) {
-    const int r = idx / D, e = idx % D;
-    const int64_t row = row0 + r;
-    T val = from_float<T>(0.f);
-    if (row < p.rows) {
-      const int64_t head = static_cast<int64_t>(kv_head) * p.group + row / p.seq_q;
-      const int64_t pos = row % p.seq_q;
-      val = p.q[batch * p.q_stride[0] + head * p.q_stride[1] + pos * p.q_stride[2] + e];
-    }
-    q_s[r * L::kLdh + e] = val;
-  }
-  for (int idx = lane; idx < 16 * L::kLdO; idx += 32) o_w[idx] = 0.f;
-
+  // Keys this block needs: with causality, up to the last visible key of its latest row.
   int kv_end = p.seq_k;
+  int block_min_visible = p.seq_k;  // every row of the block sees all keys below this
   if (p.causal) {
     const int64_t last_row = (row0 + kTcRows < p.rows ? row0 + kTcRows : p.rows) - 1;
     const bool spans_heads = row0 / p.seq_q != last_row / p.seq_q;
     const int64_t max_pos = spans_heads ? p.seq_q - 1 : last_row % p.seq_q;
+    const int64_t min_pos = spans_heads ? 0 : row0 % p.seq_q;
     const int64_t end = max_pos + 1 + p.seq_k - p.seq_q;
     kv_end = static_cast<int>(end < p.seq_k ? end : p.seq_k);
+    block_min_visible = static_cast<int>(min_pos + 1 + p.seq_k - p.seq_q);
   }
-
-  // Softmax ownership: lanes 2r, 2r+1 hold row r of this warp's 16; `half` picks 32 columns.
-  const int my_r = lane / 2;
-  const int half = lane % 2;
-  const int64_t my_row = row0 + warp * 16 + my_r;
-  const bool my_valid = my_row < p.rows;
-  const int64_t my_pos = my_valid ? my_row % p.seq_q : 0;
-  const int my_visible_end = p.causal ? static_cast<int>(my_pos + 1 + p.seq_k - p.seq_q) : p.seq_k;
-  float m = -INFINITY, l = 0.f;
+  const int key_begin = split * p.keys_per_split;
+  const int key_end = min(kv_end, key_begin + p.keys_per_split);
 
   const T* k_base = p.k + batch * p.k_stride[0] + kv_head * p.k_stride[1];
   const T* v_base = p.v + batch * p.v_stride[0] + kv_head * p.v_stride[1];
-  const int key_begin = split * p.keys_per_split;
-  const int key_end = min(kv_end, key_begin + p.keys_per_split);
-  for (int tile = key_begin; tile < key_end; tile += kTcKeys) {
-    __syncthreads();  // previous tile fully consumed; q_s written on the first pass
-    for (int idx = threadIdx.x; idx < kTcKeys * D; idx += kThreads) {
-      const int j = idx / D, e = idx % D;
+  auto load_kv_tile = [&](int tile, int stage) {
+    T* k_dst = k_s + stage * kTcKeys * L::kLd;
+    T* v_dst = v_s + stage * kTcKeys * L::kLd;
+    for (int idx = threadIdx.x; idx < kTcKeys * kChunks; idx += kThreads) {
+      const int j = idx / kChunks, c = idx % kChunks;
       const int key = tile + j;
-      T kv = from_float<T>(0.f), vv = from_float<T>(0.f);
-      if (key < p.seq_k) {
-        kv = k_base[key * p.k_stride[2] + e];
-        vv = v_base[key * p.v_stride[2] + e];
-      }
-      k_s[j * L::kLdh + e] = kv;
-      v_s[j * L::kLdh + e] = vv;
+      const bool valid = key < p.seq_k;
+      const int64_t src_key = valid ? key : 0;
+      cp_async_16(k_dst + j * L::kLd + c * 8, k_base + src_key * p.k_stride[2] + c * 8, valid);
+      cp_async_16(v_dst + j * L::kLd + c * 8, v_base + src_key * p.v_stride[2] + c * 8, valid);
     }
+  };
+
+  // Group 0: the query rows (zero past the end) and the first K/V tile.
+  for (int idx = threadIdx.x; idx < kTcRows * kChunks; idx += kThreads) {
+    const int r = idx / kChunks, c = idx % kChunks;
+    const int64_t row = row0 + r;
+    const bool valid = row < p.rows;
+    const int64_t head = valid ? static_cast<int64_t>(kv_head) * p.group + row / p.seq_q : 0;
+    const int64_t pos = valid ? row % p.seq_q : 0;
+    cp_async_16(q_s + r * L::kLd + c * 8,
+                p.q + batch * p.q_stride[0] + head * p.q_stride[1] + pos * p.q_stride[2] + c * 8,
+                valid);
+  }
+  if (key_begin < key_end) load_kv_tile(key_begin, 0);
+  cp_async_commit();
+
+  // This thread's two rows (g and g + 8 of the warp's 16).
+  int64_t my_pos[2];
+  int my_visible_end[2];
+  bool my_valid[2];
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    const int64_t row = row0 + warp * 16 + g + 8 * h;
+    my_valid[h] = row < p.rows;
+    my_pos[h] = my_valid[h] ? row % p.seq_q : 0;
+    my_visible_end[h] =
+        p.causal ? static_cast<int>(my_pos[h] + 1 + p.seq_k - p.seq_q) : p.seq_k;
+  }
+  float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};
+  float o[kOBlocks][4];
+#pragma unroll
+  for (int n = 0; n < kOBlocks; ++n) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.f;
+  uint32_t q_frag[kKSteps][4];
+
+  int stage = 0;
+  bool first = true;
+  for (int tile = key_begin; tile < key_end; tile += kTcKeys, stage ^= 1) {
+    // Prefetch the next tile into the other stage, then wait for this one.
+    const int next = tile + kTcKeys;
+    if (next < key_end) load_kv_tile(next, stage ^ 1);
+    cp_async_commit();
+    cp_async_wait<1>();
     __syncthreads();
-
-    // S = Q_w K^T. K is stored [key][d], i.e. K^T column-major with leading dimension kLdh.
+    if (first) {
+      // ldmatrix x4 of a 16x16 A tile: lanes 0-15 address rows 0-15 (cols +0), 16-31 cols +8.
 #pragma unroll
-    for (int n = 0; n < kTcKeys / 16; ++n) {
-      wmma::fragment<wmma::accumulator, 16, 16, 16, float> s_frag;
-      wmma::fill_fragment(s_frag, 0.f);
-#pragma unroll
-      for (int kk = 0; kk < D / 16; ++kk) {
-        wmma::fragment<wmma::matrix_a, 16, 16, 16, T, wmma::row_major> q_frag;
-        wmma::fragment<wmma::matrix_b, 16, 16, 16, T, wmma::col_major> k_frag;
-        wmma::load_matrix_sync(q_frag, q_s + (warp * 16) * L::kLdh + kk * 16, L::kLdh);
-        wmma::load_matrix_sync(k_frag, k_s + (n * 16) * L::kLdh + kk * 16, L::kLdh);
-        wmma::mma_sync(s_frag, q_frag, k_frag, s_frag);
+      for (int ks = 0; ks < kKSteps; ++ks) {
+        ldmatrix_x4(q_frag[ks],
+                    q_s + (warp * 16 + (lane % 16)) * L::kLd + ks * 16 + (lane / 16) * 8);
       }
-      wmma::store_matrix_sync(s_w + n * 16, s_frag, L::kLdS, wmma::mem_row_major);
+      first = false;
     }
-    __syncwarp();
+    const T* k_tile = k_s + stage * kTcKeys * L::kLd;
+    const T* v_tile = v_s + stage * kTcKeys * L::kLd;
 
-    // Online softmax for row my_r, columns [32 * half, 32 * half + 32).
-    float s[32];
-    float tile_max = -INFINITY;
+    // S = Q K^T.
+    float s[kSBlocks][4];
 #pragma unroll
-    for (int c = 0; c < 32; ++c) {
-      const int col = half * 32 + c;
-      const int key = tile + col;
-      bool blocked = !my_valid || key >= my_visible_end || key >= p.seq_k;
-      if (!blocked && p.mask != nullptr) blocked = p.mask[my_pos * p.seq_k + key] != 0;
-      s[c] = blocked ? -INFINITY : s_w[my_r * L::kLdS + col] * p.scale_log2;
-      tile_max = fmaxf(tile_max, s[c]);
-    }
-    tile_max = fmaxf(tile_max, __shfl_xor_sync(0xffffffffu, tile_max, 1));
-    const float m_new = fmaxf(m, tile_max);
-    // A row with nothing visible so far keeps O = 0, l = 0 (rescale 1, P = 0).
-    const float rescale = m_new == -INFINITY ? 1.f : exp2f(m - m_new);
-    float row_sum = 0.f;
+    for (int n = 0; n < kSBlocks; ++n) {
+      s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.f;
 #pragma unroll
-    for (int c = 0; c < 32; ++c) {
-      const float prob = m_new == -INFINITY ? 0.f : exp2f(s[c] - m_new);
-      row_sum += prob;
-      p_w[my_r * L::kLdP + half * 32 + c] = from_float<T>(prob);
-    }
-    row_sum += __shfl_xor_sync(0xffffffffu, row_sum, 1);
-    l = l * rescale + row_sum;
-    m = m_new;
-#pragma unroll
-    for (int d = 0; d < D / 2; ++d) o_w[my_r * L::kLdO + half * (D / 2) + d] *= rescale;
-    __syncwarp();
-
-    // O_w += P V. V is stored [key][d]: row-major with leading dimension kLdh.
-#pragma unroll
-    for (int dn = 0; dn < D / 16; ++dn) {
-      wmma::fragment<wmma::accumulator, 16, 16, 16, float> o_frag;
-      wmma::load_matrix_sync(o_frag, o_w + dn * 16, L::kLdO, wmma::mem_row_major);
-#pragma unroll
-      for (int kk = 0; kk < kTcKeys / 16; ++kk) {
-        wmma::fragment<wmma::matrix_a, 16, 16, 16, T, wmma::row_major> p_frag;
-        wmma::fragment<wmma::matrix_b, 16, 16, 16, T, wmma::row_major> v_frag;
-        wmma::load_matrix_sync(p_frag, p_w + kk * 16, L::kLdP);
-        wmma::load_matrix_sync(v_frag, v_s + (kk * 16) * L::kLdh + dn * 16, L::kLdh);
-        wmma::mma_sync(o_frag, p_frag, v_frag, o_frag);
+      for (int ks = 0; ks < kKSteps; ks += 2) {
+        // Matrices: keys n*8 + (lane % 8), dims ks*16 + (lane / 8) * 8 -> b0, b1 of k-step ks
+        // and b0, b1 of k-step ks + 1.
+        uint32_t b[4];
+        ldmatrix_x4(b, k_tile + (n * 8 + (lane % 8)) * L::kLd + ks * 16 + (lane / 8) * 8);
+        mma_16816<T>(s[n], q_frag[ks], b[0], b[1]);
+        mma_16816<T>(s[n], q_frag[ks + 1], b[2], b[3]);
       }
-      wmma::store_matrix_sync(o_w + dn * 16, o_frag, L::kLdO, wmma::mem_row_major);
     }
-    __syncwarp();
-  }
-  __syncwarp();
 
-  if (!my_valid) return;
-  const float* o_row = o_w + my_r * L::kLdO + half * (D / 2);
-  if (p.num_splits > 1) {
-    const int64_t slot = ((batch * gridDim.y + kv_head) * p.rows + my_row) * p.num_splits + split;
-    for (int d = 0; d < D / 2; ++d) p.partial_acc[slot * D + half * (D / 2) + d] = o_row[d];
-    if (half == 0) {
-      p.partial_ml[slot * 2] = m;
-      p.partial_ml[slot * 2 + 1] = l;
+    // Scale into log2 units; block keys past the end, causally hidden or masked.
+    const bool need_mask =
+        tile + kTcKeys > p.seq_k || tile + kTcKeys > block_min_visible || p.mask != nullptr;
+#pragma unroll
+    for (int n = 0; n < kSBlocks; ++n) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int h = e / 2;
+        float v = s[n][e] * p.scale_log2;
+        if (need_mask) {
+          const int key = tile + n * 8 + 2 * t + (e % 2);
+          bool blocked = !my_valid[h] || key >= my_visible_end[h] || key >= p.seq_k;
+          if (!blocked && p.mask != nullptr) blocked = p.mask[my_pos[h] * p.seq_k + key] != 0;
+          if (blocked) v = -INFINITY;
+        }
+        s[n][e] = v;
+      }
     }
-    return;
+
+    // Online softmax per row (h = 0: row g, h = 1: row g + 8).
+    float rescale[2];
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      float tile_max = -INFINITY;
+#pragma unroll
+      for (int n = 0; n < kSBlocks; ++n) tile_max = fmaxf(tile_max, fmaxf(s[n][2 * h], s[n][2 * h + 1]));
+      tile_max = fmaxf(tile_max, __shfl_xor_sync(0xffffffffu, tile_max, 1));
+      tile_max = fmaxf(tile_max, __shfl_xor_sync(0xffffffffu, tile_max, 2));
+      const float m_new = fmaxf(m[h], tile_max);
+      // A row with nothing visible so far keeps O = 0, l = 0 (rescale 1, P = 0).
+      const float m_use = m_new == -INFINITY ? 0.f : m_new;
+      rescale[h] = exp2f(m[h] - m_use);  // m[h] = -inf -> 0 (O and l are 0 anyway)
+      float row_sum = 0.f;
+#pragma unroll
+      for (int n = 0; n < kSBlocks; ++n) {
+        s[n][2 * h] = exp2f(s[n][2 * h] - m_use);  // -inf -> 0
+        s[n][2 * h + 1] = exp2f(s[n][2 * h + 1] - m_use);
+        row_sum += s[n][2 * h] + s[n][2 * h + 1];
+      }
+      row_sum += __shfl_xor_sync(0xffffffffu, row_sum, 1);
+      row_sum += __shfl_xor_sync(0xffffffffu, row_sum, 2);
+      l[h] = l[h] * rescale[h] + row_sum;
+      m[h] = m_new;
+    }
+#pragma unroll
+    for (int n = 0; n < kOBlocks; ++n) {
+      o[n][0] *= rescale[0];
+      o[n][1] *= rescale[0];
+      o[n][2] *= rescale[1];
+      o[n][3] *= rescale[1];
+    }
+
+    // O += P V, one k-step per 16 keys (S n-blocks 2j and 2j + 1).
+#pragma unroll
+    for (int j = 0; j < kTcKeys / 16; ++j) {
+      uint32_t a[4];
+      a[0] = pack2<T>(s[2 * j][0], s[2 * j][1]);
+      a[1] = pack2<T>(s[2 * j][2], s[2 * j][3]);
+      a[2] = pack2<T>(s[2 * j + 1][0], s[2 * j + 1][1]);
+      a[3] = pack2<T>(s[2 * j + 1][2], s[2 * j + 1][3]);
+#pragma unroll
+      for (int n = 0; n < kOBlocks; n += 2) {
+        // Matrices (transposed): keys j*16 + (lane % 16), dims n*8 + (lane / 16) * 8 ->
+        // b0, b1 of O n-block n and b0, b1 of n-block n + 1.
+        uint32_t b[4];
+        ldmatrix_x4_trans(b, v_tile + (j * 16 + (lane % 16)) * L::kLd + n * 8 + (lane / 16) * 8);
+        mma_16816<T>(o[n], a, b[0], b[1]);
+        mma_16816<T>(o[n + 1], a, b[2], b[3]);
+      }
+    }
+    __syncthreads();  // this stage is refilled by the prefetch two iterations from now
   }
-  const int64_t head = static_cast<int64_t>(kv_head) * p.group + my_row / p.seq_q;
-  T* out = p.out + batch * p.o_stride[0] + head * p.o_stride[1] + my_pos * p.o_stride[2] +
-           half * (D / 2);
-  const float inv_l = l > 0.f ? 1.f / l : NAN;  // every key blocked -> NaN (documented)
-  for (int d = 0; d < D / 2; ++d) out[d] = from_float<T>(o_row[d] * inv_l);
+  cp_async_wait<0>();
+
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    if (!my_valid[h]) continue;
+    const int64_t row = row0 + warp * 16 + g + 8 * h;
+    if (p.num_splits > 1) {
+      const int64_t slot = ((batch * gridDim.y + kv_head) * p.rows + row) * p.num_splits + split;
+#pragma unroll
+      for (int n = 0; n < kOBlocks; ++n) {
+        p.partial_acc[slot * D + n * 8 + 2 * t] = o[n][2 * h];
+        p.partial_acc[slot * D + n * 8 + 2 * t + 1] = o[n][2 * h + 1];
+      }
+      if (t == 0) {
+        p.partial_ml[slot * 2] = m[h];
+        p.partial_ml[slot * 2 + 1] = l[h];
+      }
+      continue;
+    }
+    const int64_t head = static_cast<int64_t>(kv_head) * p.group + row / p.seq_q;
+    T* out = p.out + batch * p.o_stride[0] + head * p.o_stride[1] + my_pos[h] * p.o_stride[2];
+    const float inv_l = l[h] > 0.f ? 1.f / l[h] : NAN;  // every key blocked -> NaN (documented)
+#pragma unroll
+    for (int n = 0; n < kOBlocks; ++n) {
+      out[n * 8 + 2 * t] = from_float<T>(o[n][2 * h] * inv_l);
+      out[n * 8 + 2 * t + 1] = from_float<T>(o[n][2 * h + 1] * inv_l);
+    }
+  }
 }
 
 // Scratch for split partials: one growing buffer per (thread, device, stream), so work queued
@@ -517,6 +603,16 @@ int choose_splits(const AttentionDims& dims, int64_t base_blocks) {
   return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>({by_grid, by_keys, 64})));
 }
 
+// Whether every row (head_dim elements) of a [B, H, S, D] view starts on a 16-byte boundary.
+bool rows_16byte_aligned(const Tensor& t) {
+  if (reinterpret_cast<uintptr_t>(t.raw()) % 16 != 0) return false;
+  const int64_t per_chunk = 16 / static_cast<int64_t>(dtype_nbytes(t.dtype(), 1));
+  for (int i = 0; i < 3; ++i) {
+    if (t.dim(i) > 1 && t.strides()[i] % per_chunk != 0) return false;
+  }
+  return t.dim(3) % per_chunk == 0;
+}
+
 template <typename T>
 void launch(const AttentionDims& dims, const Tensor& q, const Tensor& k, const Tensor& v,
             Tensor& out, const Tensor& mask) {
@@ -539,11 +635,16 @@ void launch(const AttentionDims& dims, const Tensor& q, const Tensor& k, const T
   p.scale_log2 = dims.scale * 1.4426950408889634f;
   p.causal = dims.causal;
 
-  // Tensor cores for F16/BF16 when there are enough rows to fill their 64-row blocks.
+  // Tensor cores for F16/BF16 when there are enough rows to fill their 64-row blocks and every
+  // row can be copied in 16-byte chunks.
   bool use_tc = false;
   if constexpr (!std::is_same_v<T, float>) {
+    const bool aligned = rows_16byte_aligned(q) && rows_16byte_aligned(k) && rows_16byte_aligned(v);
+    OMNIRT_CHECK(aligned || dims.kernel != AttentionKernel::TensorCore,
+                 "attention (CUDA): the tensor-core kernel needs 16-byte aligned rows (base "
+                 "pointers 16-byte aligned, batch/head/sequence strides multiples of 8 elements)");
     use_tc = dims.kernel == AttentionKernel::TensorCore ||
-             (dims.kernel == AttentionKernel::Auto && p.rows >= 32);
+             (dims.kernel == AttentionKernel::Auto && p.rows >= 32 && aligned);
   } else {
     OMNIRT_CHECK(dims.kernel != AttentionKernel::TensorCore,
                  "attention (CUDA): the tensor-core kernel needs F16 or BF16 inputs, got F32");

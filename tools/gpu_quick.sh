@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Short GPU iteration in one device call: chosen tests and benchmarks, logs under $OUT.
+#   bash tools/gpu_quick.sh "attn vision vbench"   stages:
+#     attn    attention op tests + attention micro-benchmarks
+#     vision  vision tests (tiny checkpoint: CUDA parity, half modes, heads kernels)
+#     llm     LLM tests (CUDA)
+#     vbench  full-size random checkpoint, omnirt bench vision with a stage breakdown
+#     lbench  omnirt bench llm (TinyLlama shape, fp16)
+set -uo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+OUT=${OUT:-/tmp/omnirt_out}
+mkdir -p "$OUT"
+STAGES=${1:-"attn vision vbench"}
+BUILD=${BUILD_DIR:-build}
+export LD_LIBRARY_PATH="$ROOT/$BUILD/bundled-libs:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"
+export PYTHONPATH="$ROOT/python" PYTHONUNBUFFERED=1
+FULL=/tmp/omnirt_full_ckpt
+has() { [[ " $STAGES " == *" $1 "* ]]; }
+summary() { grep -E "^\[  (PASSED|FAILED) |^\[  FAILED|tests? (ran|passed)|Failure|Expected|Which is|rel. error" "$1" | head -${2:-40}; }
+
+if has vbench; then  # export first, in the background, while the tests run
+  python3 python/omnidrive_export.py --random full --seed 0 --out "$FULL" > "$OUT/export_full.log" 2>&1 &
+  EXPORT_PID=$!
+fi
+if has attn; then
+  echo "=== attention tests"
+  "$BUILD/tests/test_ops" --gtest_filter='Attention*' > "$OUT/attn_tests.log" 2>&1; echo "rc=$?"
+  summary "$OUT/attn_tests.log"
+  "$BUILD/bench/bench_ops" --benchmark_filter='[Aa]ttention' --benchmark_min_time=0.2 \
+    > "$OUT/attn_bench.txt" 2>&1; echo "bench rc=$?"; grep -v "^-\|^Run\|^\*\*\*" "$OUT/attn_bench.txt" | tail -20
+fi
+if has vision; then
+  echo "=== vision tests"
+  "$BUILD/tests/test_vision" > "$OUT/vision_tests.log" 2>&1; echo "rc=$?"
+  summary "$OUT/vision_tests.log" 60
+fi
+if has llm; then
+  echo "=== llm tests"
+  for t in "$BUILD"/tests/test_llm*; do "$t" > "$OUT/$(basename "$t").log" 2>&1; echo "$(basename "$t") rc=$?"; summary "$OUT/$(basename "$t").log" 20; done
+fi
+if has vbench; then
+  wait "$EXPORT_PID"; echo "export rc=$?"; tail -2 "$OUT/export_full.log"
+  for cfg in "fp16 fp16" "fp16 fp32" "bf16 bf16" "fp32 fp32 --tf32" "fp32 fp32"; do
+    set -- $cfg
+    echo "=== bench vision backbone $1 heads $2 ${3:-}"
+    "$BUILD/omnirt" bench vision --model "$FULL" --device cuda --dtype "$1" --heads-dtype "$2" ${3:-} \
+      --runs 20 --stages --json "$OUT/bench_vision_${1}_${2}${3:+_tf32}.json" 2>/dev/null | tail -22
+  done
+fi
+if has lbench; then
+  "$BUILD/omnirt" bench llm --random-tinyllama --prompt-len 577 --new-tokens 86 --dtype fp16 --runs 20 \
+    --json "$OUT/bench_llm_fp16.json" 2>&1 | tail -12
+fi
