@@ -5,6 +5,7 @@
 #include <random>
 
 #include "common/test_util.h"
+#include "core/error.h"
 #include "models/vision/host_math.h"
 #ifdef OMNIRT_WITH_CUDA
 #include "models/vision/heads_cuda.h"
@@ -56,6 +57,68 @@ TEST(HeadsCuda, PositionEmbeddingInputMatchesHost) {
   EXPECT_GT(inside, int(w.size() / 4));
   EXPECT_LT(max_abs, 1e-5);  // same operation order; only logf's last bit may differ
   EXPECT_LT(testing::rel_error(got, want), 1e-6);
+#endif
+}
+
+}  // namespace
+}  // namespace omnirt
+
+namespace omnirt {
+namespace {
+
+// The temporal encodings kernel against host::nerf_pe / host::pos2posemb1d, for box memory (one
+// reference point per entry, tiled) and lane memory (n_control points per entry), in F32 and F16.
+TEST(HeadsCuda, TemporalEncodingsMatchHost) {
+  OMNIRT_REQUIRE_CUDA();
+#ifdef OMNIRT_WITH_CUDA
+  std::mt19937_64 rng(test_seed());
+  std::uniform_real_distribution<float> unit(0.f, 1.f), pose_v(-3.f, 3.f);
+  std::uniform_real_distribution<double> dt(-2.5, 0.0);
+  const int n_control = 11, entries = 37, feats = 256;
+  const std::vector<float> dim_t = vision::host::posemb_dim_t(feats);
+  for (int per_entry : {3, 3 * n_control}) {
+    std::vector<float> ref(entries * per_entry), pose(entries * 16);
+    std::vector<double> ts(entries);
+    for (float& v : ref) v = unit(rng);
+    for (float& v : pose) v = pose_v(rng);
+    for (double& v : ts) v = dt(rng);
+    // Host expectations.
+    const int pts = 3 * n_control;
+    std::vector<float> nerf_want(entries * 12 * pts), ego_want(entries * 12 * 13),
+        tpe_want(entries * feats), tiled(pts);
+    for (int e = 0; e < entries; ++e) {
+      for (int i = 0; i < pts; ++i) tiled[i] = per_entry == 3 ? ref[e * 3 + i % 3] : ref[e * pts + i];
+      vision::host::nerf_pe(tiled.data(), pts, &nerf_want[e * 12 * pts]);
+      float motion[13];
+      motion[0] = static_cast<float>(ts[e]);
+      for (int i = 0; i < 12; ++i) motion[1 + i] = pose[e * 16 + i];
+      vision::host::nerf_pe(motion, 13, &ego_want[e * 12 * 13]);
+      vision::host::pos2posemb1d(ts[e], feats, &tpe_want[e * feats]);
+    }
+    Tensor ts_t = Tensor::empty({entries}, DType::F64);
+    std::copy(ts.begin(), ts.end(), ts_t.data<double>());
+    const Tensor ref_d = Tensor::from_vector(ref, {int64_t(ref.size())}).to(Device::CUDA);
+    const Tensor pose_d = Tensor::from_vector(pose, {entries, 16}).to(Device::CUDA);
+    const Tensor ts_d = ts_t.to(Device::CUDA);
+    for (DType dt_out : {DType::F32, DType::F16}) {
+      SCOPED_TRACE(std::string(dtype_name(dt_out)) + " per_entry " + std::to_string(per_entry));
+      Tensor nerf = Tensor::empty({entries, 12 * pts}, dt_out, Device::CUDA);
+      Tensor ego = Tensor::empty({entries, 12 * 13}, dt_out, Device::CUDA);
+      Tensor tpe = Tensor::empty({entries, feats}, dt_out, Device::CUDA);
+      vision::cuda::temporal_encodings(ref_d, per_entry, n_control, ts_d, pose_d, dim_t, nerf,
+                                       ego, tpe);
+      const double tol = dt_out == DType::F32 ? 1e-6 : 1e-3;
+      EXPECT_LT(testing::rel_error(nerf.to_float_vector(), nerf_want), tol);
+      EXPECT_LT(testing::rel_error(ego.to_float_vector(), ego_want), tol);
+      EXPECT_LT(testing::rel_error(tpe.to_float_vector(), tpe_want), tol);
+    }
+  }
+  // A wrong-sized input is a clear error.
+  Tensor small = Tensor::empty({5}, DType::F32, Device::CUDA);
+  Tensor ts1 = Tensor::empty({4}, DType::F64, Device::CUDA);
+  Tensor out = Tensor::empty({4, 12 * 33}, DType::F32, Device::CUDA);
+  EXPECT_THROW(vision::cuda::temporal_encodings(small, 3, 11, ts1, small, dim_t, out, out, out),
+               Error);
 #endif
 }
 

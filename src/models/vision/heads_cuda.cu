@@ -4,9 +4,12 @@
 
 #include "core/cuda_check.h"
 #include "core/error.h"
+#include "ops/cuda/common.cuh"
 
 namespace omnirt::vision::cuda {
 namespace {
+
+using ops::cuda::from_float;
 
 constexpr int kMaxCams = 8;
 constexpr int kMaxDepth = 128;
@@ -53,6 +56,48 @@ __global__ void position_embedding_input_kernel(const PosEmbedParams p, float* o
   }
 }
 
+constexpr int kMaxFeats = 512;
+
+struct TemporalParams {
+  const float* norm_ref;  // [entries * per_entry]
+  const double* ts;       // [entries]
+  const float* pose;      // [entries * 16]
+  int entries, per_entry, n_control, feats;
+  float dim_t[kMaxFeats];
+};
+
+// host::nerf_pe, element `idx` of 12 * n: [sin(f x) all dims, cos(f x) all dims], f = 1..32.
+__device__ __forceinline__ float nerf_element(const float* in, int n, int idx) {
+  const int block = idx / n, i = idx % n;
+  const float x = __fmul_rn(in[i], static_cast<float>(1 << (block / 2)));
+  return (block % 2 == 0) ? sinf(x) : cosf(x);
+}
+
+// One block per memory entry.
+template <typename T>
+__global__ void temporal_encodings_kernel(const TemporalParams p, T* nerf, T* ego, T* tpe) {
+  const int e = blockIdx.x;
+  const int pts = 3 * p.n_control;
+  __shared__ float ref[3 * 32];  // n_control <= 32 (checked on the host)
+  __shared__ float motion[13];
+  const double ts = p.ts[e];
+  for (int i = threadIdx.x; i < pts; i += blockDim.x)
+    ref[i] = p.per_entry == 3 ? p.norm_ref[e * 3 + i % 3] : p.norm_ref[int64_t(e) * pts + i];
+  if (threadIdx.x < 13)
+    motion[threadIdx.x] = threadIdx.x == 0 ? static_cast<float>(ts) : p.pose[e * 16 + threadIdx.x - 1];
+  __syncthreads();
+  for (int i = threadIdx.x; i < 12 * pts; i += blockDim.x)
+    nerf[int64_t(e) * 12 * pts + i] = from_float<T>(nerf_element(ref, pts, i));
+  for (int i = threadIdx.x; i < 12 * 13; i += blockDim.x)
+    ego[int64_t(e) * 12 * 13 + i] = from_float<T>(nerf_element(motion, 13, i));
+  // host::pos2posemb1d: the position in float64 against the float32 dim_t table.
+  const double scaled = ts * (2 * 3.14159265358979323846);
+  for (int k = threadIdx.x; k < p.feats; k += blockDim.x) {
+    const double v = scaled / static_cast<double>(p.dim_t[k]);
+    tpe[int64_t(e) * p.feats + k] = from_float<T>(static_cast<float>(k % 2 == 0 ? sin(v) : cos(v)));
+  }
+}
+
 }  // namespace
 
 void position_embedding_input(const VisionConfig& c, const std::vector<float>& coords_d,
@@ -87,6 +132,47 @@ void position_embedding_input(const VisionConfig& c, const std::vector<float>& c
   position_embedding_input_kernel<<<blocks, threads, 0, omnirt::cuda::current_stream()>>>(
       p, out.data<float>());
   OMNIRT_CUDA_CHECK_LAUNCH("position_embedding_input_kernel");
+}
+
+void temporal_encodings(const Tensor& norm_ref, int per_entry, int n_control, const Tensor& ts,
+                        const Tensor& pose, const std::vector<float>& dim_t, Tensor& nerf,
+                        Tensor& ego, Tensor& tpe) {
+  const int64_t entries = ts.numel();
+  const int64_t pts = 3 * int64_t(n_control), feats = int64_t(dim_t.size());
+  OMNIRT_CHECK(n_control >= 1 && n_control <= 32 && feats <= kMaxFeats &&
+                   (per_entry == 3 || per_entry == pts),
+               "temporal encodings (CUDA): n_control ", n_control, " (1..32), ", feats,
+               " features (<= ", kMaxFeats, "), per_entry ", per_entry, " (3 or ", pts, ")");
+  auto check = [](const Tensor& t, DType dt, int64_t n, const char* what) {
+    OMNIRT_CHECK(t.device() == Device::CUDA && t.dtype() == dt && t.is_contiguous() &&
+                     t.numel() == n,
+                 "temporal encodings (CUDA): ", what, ": expected ", n, " contiguous ",
+                 dtype_name(dt), " values on CUDA, got ", t.describe());
+  };
+  check(norm_ref, DType::F32, entries * per_entry, "norm_ref");
+  check(ts, DType::F64, entries, "ts");
+  check(pose, DType::F32, entries * 16, "pose");
+  const DType out_dt = nerf.dtype();
+  check(nerf, out_dt, entries * 12 * pts, "nerf");
+  check(ego, out_dt, entries * 12 * 13, "ego");
+  check(tpe, out_dt, entries * feats, "tpe");
+  if (entries == 0) return;
+  TemporalParams p{};
+  p.norm_ref = norm_ref.data<float>();
+  p.ts = ts.data<double>();
+  p.pose = pose.data<float>();
+  p.entries = static_cast<int>(entries);
+  p.per_entry = per_entry;
+  p.n_control = n_control;
+  p.feats = static_cast<int>(feats);
+  for (int64_t k = 0; k < feats; ++k) p.dim_t[k] = dim_t[k];
+  ops::cuda::dispatch_float(out_dt, "temporal encodings", [&](auto tag) {
+    using T = decltype(tag);
+    temporal_encodings_kernel<T><<<static_cast<unsigned>(entries), 128, 0,
+                                   omnirt::cuda::current_stream()>>>(
+        p, static_cast<T*>(nerf.raw()), static_cast<T*>(ego.raw()), static_cast<T*>(tpe.raw()));
+    OMNIRT_CUDA_CHECK_LAUNCH("temporal_encodings_kernel");
+  });
 }
 
 }  // namespace omnirt::vision::cuda

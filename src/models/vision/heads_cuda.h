@@ -17,4 +17,17 @@ namespace omnirt::vision::cuda {
 void position_embedding_input(const VisionConfig& cfg, const std::vector<float>& coords_d,
                               const std::vector<host::Mat4>& img2lidars, Tensor& out);
 
+// The inputs of PetrHeads::temporal_pos for `entries` memory entries, on the GPU:
+//   nerf[e]  = host::nerf_pe(reference points of entry e, tiled to n_control points when the
+//              entry has one point (per_entry == 3)),            [entries, 12 * 3 * n_control]
+//   ego[e]   = host::nerf_pe([ts[e], pose[e] rows 0..2]),        [entries, 12 * 13]
+//   tpe[e]   = host::pos2posemb1d(ts[e], d),                     [entries, d]
+// norm_ref [entries * per_entry] F32, ts [entries] F64 and pose [entries * 16] F32 are device
+// tensors; the outputs are contiguous device tensors of one float dtype (F32, F16 or BF16).
+// dim_t: the host's float32 table 10000^(2 (k / 2) / d), k < d (passed so both sides use the
+// same rounded values).
+void temporal_encodings(const Tensor& norm_ref, int per_entry, int n_control, const Tensor& ts,
+                        const Tensor& pose, const std::vector<float>& dim_t, Tensor& nerf,
+                        Tensor& ego, Tensor& tpe);
+
 }  // namespace omnirt::vision::cuda

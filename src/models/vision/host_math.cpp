@@ -70,12 +70,20 @@ void nerf_pe(const float* in, int n, float* out) {
   }
 }
 
-void pos2posemb1d(double p, int num_feats, float* out) {
-  const double scaled = p * (2 * M_PI);
+std::vector<float> posemb_dim_t(int num_feats) {
+  std::vector<float> dim_t(num_feats);
   for (int k = 0; k < num_feats; ++k) {
     const float expo = static_cast<float>(2 * (k / 2)) / static_cast<float>(num_feats);
-    const float dim_t = std::pow(10000.f, expo);
-    const double v = scaled / static_cast<double>(dim_t);
+    dim_t[k] = std::pow(10000.f, expo);
+  }
+  return dim_t;
+}
+
+void pos2posemb1d(double p, int num_feats, float* out) {
+  const double scaled = p * (2 * M_PI);
+  const std::vector<float> dim_t = posemb_dim_t(num_feats);
+  for (int k = 0; k < num_feats; ++k) {
+    const double v = scaled / static_cast<double>(dim_t[k]);
     out[k] = static_cast<float>(k % 2 == 0 ? std::sin(v) : std::cos(v));
   }
 }

@@ -34,6 +34,8 @@ void nerf_pe(const float* in, int n, float* out);
 // out[2m+1] = cos(...). The position is double (the reference keeps memory timestamps in
 // float64); dim_t is float32 as in the original; the result is rounded to float32.
 void pos2posemb1d(double p, int num_feats, float* out);
+// pos2posemb1d's float32 frequency table: dim_t[k] = 10000^(2 (k / 2) / num_feats).
+std::vector<float> posemb_dim_t(int num_feats);
 
 // The 3-D position-embedding MLP input (spec §2.1): for every camera, patch centre and depth
 // bin, the frustum point mapped to the ego frame by img2lidar, normalised by the position range

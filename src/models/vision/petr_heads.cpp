@@ -68,6 +68,15 @@ std::vector<int> topk_indices(const std::vector<float>& score, int k) {
 
 }  // namespace
 
+// Self-attention mask over [queries ; memory]: the non-VLM queries (rows >= ne) may not attend
+// to the VLM queries (columns < ne). Constant for a configuration.
+static Tensor self_attention_mask(int64_t queries, int64_t keys, int64_t ne, Device device) {
+  Tensor m = Tensor::zeros({queries, keys}, DType::U8);
+  for (int64_t r = ne; r < queries; ++r)
+    for (int64_t col = 0; col < ne; ++col) m.data<uint8_t>()[r * keys + col] = 1;
+  return to_device(m, {device, DType::U8});
+}
+
 // ---- small building blocks -------------------------------------------------------------------
 void Linear::load(const WeightGetter& get, const std::string& name, int64_t out, int64_t in,
                   const Placement& at, bool bias) {
@@ -216,6 +225,7 @@ PetrHeads::PetrHeads(const VisionConfig& c, const WeightGetter& get, Device dev,
   mln_beta_.load(get, "ego_pose_pe.beta", d, d, device);
   pos_enc0_.load(get, "position_encoder.0", 4 * d, 3 * c.depth_num, device);
   pos_enc2_.load(get, "position_encoder.2", d, 4 * d, device);
+  posemb_dim_t_ = host::posemb_dim_t(static_cast<int>(d));
   Tensor cd = host_f32(get, "coords_d", {c.depth_num});
   coords_d_.assign(cd.data<float>(), cd.data<float>() + c.depth_num);
 
@@ -291,6 +301,11 @@ PetrHeads::PetrHeads(const VisionConfig& c, const WeightGetter& get, Device dev,
     lane_query_pos_ = cat_rows(to_device(Tensor::zeros({ne, d}, DType::F32), device), qpos);
     lane_tgt_ = cat_rows(to_device(qemb, device), to_device(inst.slice(0, 0, n11), device));
   }
+  // Per-frame constants: the box queries' [VLM embedding | zero detection targets], the masks.
+  box_tgt_head_ = cat_rows(box_query_embedding_, to_device(Tensor::zeros({nq, d}, DType::F32), device));
+  const int64_t qb = ne + nq + c.num_propagated, ql = ne + n11;
+  box_self_mask_ = self_attention_mask(qb, qb + c.memory_len - c.num_propagated, ne, dev);
+  lane_self_mask_ = self_attention_mask(ql, ql + c.lane_memory_len, ne, dev);
 }
 
 Tensor PetrHeads::upload(const Tensor& host) const { return to_device(host, {device_, dtype_}); }
@@ -305,6 +320,21 @@ Tensor PetrHeads::mlp_query_pos(const Tensor& nerf_host) const {
 Tensor PetrHeads::temporal_pos(const std::vector<float>& norm_ref, int per_entry, const double* ts,
                                const float* pose, int entries) const {
   const int64_t d = cfg_.dec_dim, qp_in = 12 * 3 * cfg_.n_control;
+#ifdef OMNIRT_WITH_CUDA
+  if (device_ == Device::CUDA) {
+    // The encodings (~1 M sines and cosines per frame) on the GPU; see heads_cuda.h.
+    Tensor ref_d = Tensor::from_vector(norm_ref, {int64_t(norm_ref.size())}).to(device_);
+    Tensor ts_d = Tensor::empty({entries}, DType::F64);
+    std::copy(ts, ts + entries, ts_d.data<double>());
+    ts_d = ts_d.to(device_);
+    Tensor pose_d = Tensor::from_vector(std::vector<float>(pose, pose + 16 * entries), {entries, 16})
+                        .to(device_);
+    Tensor nerf = empty({entries, qp_in}), ego = empty({entries, 12 * 13}), tpe = empty({entries, d});
+    cuda::temporal_encodings(ref_d, per_entry, cfg_.n_control, ts_d, pose_d, posemb_dim_t_, nerf,
+                             ego, tpe);
+    return temporal_pos_from_encodings(nerf, ego, tpe);
+  }
+#endif
   Tensor nerf = Tensor::empty({entries, qp_in}, DType::F32);
   Tensor ego = Tensor::empty({entries, 12 * 13}, DType::F32);
   Tensor tpe = Tensor::empty({entries, d}, DType::F32);
@@ -325,15 +355,20 @@ Tensor PetrHeads::temporal_pos(const std::vector<float>& norm_ref, int per_entry
     host::nerf_pe(motion, 13, ego.data<float>() + e * 12 * 13);
     host::pos2posemb1d(ts[e], static_cast<int>(d), tpe.data<float>() + e * d);
   }
-  Tensor pos = mlp_query_pos(nerf);
+  return temporal_pos_from_encodings(upload(nerf), upload(ego), upload(tpe));
+}
+
+Tensor PetrHeads::temporal_pos_from_encodings(const Tensor& nerf, const Tensor& ego,
+                                              const Tensor& tpe) const {
+  Tensor pos = query_pos2_(query_pos0_(nerf, GemmActivation::Relu));
   // MLN: gamma(c) * LN(x) + beta(c), LN without affine.
   Tensor xn = empty(pos.shape());
   ops::layernorm(pos, Tensor(), Tensor(), 1e-5f, xn);
-  Tensor cvec = mln_reduce_(upload(ego), GemmActivation::Relu);
+  Tensor cvec = mln_reduce_(ego, GemmActivation::Relu);
   Tensor gamma = mln_gamma_(cvec), beta = mln_beta_(cvec);
   ops::mul(gamma, xn, xn);
   ops::add(xn, beta, xn);
-  Tensor te = layernorm(time_emb0_(upload(tpe)), time_emb1_, 1e-5f);
+  Tensor te = layernorm(time_emb0_(tpe), time_emb1_, 1e-5f);
   ops::add(xn, te, xn);
   return xn;
 }
@@ -341,14 +376,14 @@ Tensor PetrHeads::temporal_pos(const std::vector<float>& norm_ref, int per_entry
 Tensor PetrHeads::attention(const Mha& m, const Tensor& q_in, const Tensor& k_in,
                             const Tensor& v_in, const Tensor& mask) const {
   const int64_t lq = q_in.dim(0), lk = k_in.dim(0), e = q_in.dim(1), h = m.heads, hd = e / h;
-  auto heads_of = [&](const Linear& lin, const Tensor& x, int64_t len) {
-    Tensor proj = lin(x);
-    Tensor t = empty({1, h, len, hd});
-    ops::permute(proj.reshape({1, len, h, hd}), {0, 2, 1, 3}, t);
-    return t;
+  // Projections [len, e] are read by the attention as [1, h, len, hd] strided views, and the
+  // attention writes its output as a [1, h, lq, hd] view of the [lq, e] tensor that the output
+  // projection reads: no permute copies.
+  const Tensor q = m.q(q_in), k = m.k(k_in), v = m.v(v_in);
+  auto heads_view = [&](const Tensor& t, int64_t len) {
+    return t.reshape({1, len, h, hd}).permute({0, 2, 1, 3});
   };
-  Tensor q = heads_of(m.q, q_in, lq), k = heads_of(m.k, k_in, lk), v = heads_of(m.v, v_in, lk);
-  Tensor o = empty({1, h, lq, hd});
+  Tensor merged = empty({lq, e});
   ops::AttentionOptions opt;
   opt.scale = 1.0f / std::sqrt(static_cast<float>(hd));
   opt.mask = mask;
@@ -357,17 +392,18 @@ Tensor PetrHeads::attention(const Mha& m, const Tensor& q_in, const Tensor& k_in
     // Other sizes (the tiny test model's 8) run on the CPU reference: slow, but exact.
     opt.mask = mask.defined() ? mask.to(Device::CPU) : Tensor();
     auto host_f32_of = [](const Tensor& t) { return t.to(Device::CPU).to_dtype(DType::F32); };
-    Tensor oc = Tensor::empty(o.shape(), DType::F32);
-    ops::attention(host_f32_of(q), host_f32_of(k), host_f32_of(v), oc, opt);
-    o.copy_from(oc.to_dtype(dtype_).to(device_));
+    Tensor oc = Tensor::empty({lq, e}, DType::F32);
+    Tensor oc_view = heads_view(oc, lq);
+    ops::attention(heads_view(host_f32_of(q), lq), heads_view(host_f32_of(k), lk),
+                   heads_view(host_f32_of(v), lk), oc_view, opt);
+    merged.copy_from(oc.to_dtype(dtype_).to(device_));
   } else {
+    Tensor o = heads_view(merged, lq);
     StageTimer::mark("heads: decoder GEMMs + pointwise");
-    ops::attention(q, k, v, o, opt);
+    ops::attention(heads_view(q, lq), heads_view(k, lk), heads_view(v, lk), o, opt);
     StageTimer::mark("heads: decoder attention kernel");
   }
-  Tensor merged = empty({1, lq, h, hd});
-  ops::permute(o, {0, 2, 1, 3}, merged);
-  return m.out(merged.reshape({lq, e}));
+  return m.out(merged);
 }
 
 std::vector<Tensor> PetrHeads::decode(const std::vector<DecoderLayer>& layers, const Tensor& tgt0,
@@ -525,15 +561,11 @@ HeadsOutput PetrHeads::forward(const Tensor& backbone, const FrameGeometry& geo,
   StageTimer::mark("heads: temporal position encodings");
   Tensor emb_b_dev = upload(Tensor::from_vector(emb_b, {ml, d}));
   // queries [VLM | detection | propagated]
-  Tensor tgt_b = cat_rows(cat_rows(box_query_embedding_, upload(Tensor::zeros({nq, d}, DType::F32))),
-                          emb_b_dev.slice(0, 0, p));
+  Tensor tgt_b = cat_rows(box_tgt_head_, emb_b_dev.slice(0, 0, p));
   Tensor qpos_b = cat_rows(box_det_query_pos_, temp_pos_b.slice(0, 0, p));
-  const int64_t qb = ne + nq + p, kb = qb + (ml - p);
-  Tensor mask_b_host = Tensor::zeros({qb, kb}, DType::U8);
-  for (int64_t r = ne; r < qb; ++r)
-    for (int64_t col = 0; col < ne; ++col) mask_b_host.data<uint8_t>()[r * kb + col] = 1;
+  const int64_t qb = ne + nq + p;
   std::vector<Tensor> dec_b =
-      decode(box_layers_, tgt_b, qpos_b, mem_k_b, memory_b, to_device(mask_b_host, {device_, DType::U8}),
+      decode(box_layers_, tgt_b, qpos_b, mem_k_b, memory_b, box_self_mask_,
              emb_b_dev.slice(0, p, ml), temp_pos_b.slice(0, p, ml));
   StageTimer::mark("heads: decoder GEMMs + pointwise");
   // branches on the 900 detection + propagated queries, every layer
@@ -593,13 +625,10 @@ HeadsOutput PetrHeads::forward(const Tensor& backbone, const FrameGeometry& geo,
   StageTimer::mark("heads: decoder GEMMs + pointwise");
   Tensor temp_pos_l = temporal_pos(norm_ref_l, ptsz, ts_l.data(), pose_l.data(), static_cast<int>(lml));
   StageTimer::mark("heads: temporal position encodings");
-  const int64_t ql = ne + n11, kl = ql + lml;
-  Tensor mask_l_host = Tensor::zeros({ql, kl}, DType::U8);
-  for (int64_t r = ne; r < ql; ++r)
-    for (int64_t col = 0; col < ne; ++col) mask_l_host.data<uint8_t>()[r * kl + col] = 1;
+  const int64_t ql = ne + n11;
   Tensor emb_l_dev = upload(Tensor::from_vector(emb_l, {lml, d}));
   std::vector<Tensor> dec_l = decode(lane_layers_, lane_tgt_, lane_query_pos_, mem_k_l, memory_l,
-                                     to_device(mask_l_host, {device_, DType::U8}), emb_l_dev, temp_pos_l);
+                                     lane_self_mask_, emb_l_dev, temp_pos_l);
   out.all_lane_cls_one2one = Tensor::empty({L, 1, n11, 1}, DType::F32);
   out.all_lane_preds_one2one = Tensor::empty({L, 1, n11, ptsz}, DType::F32);
   {

@@ -130,6 +130,9 @@ class PetrHeads {
   Tensor mlp_query_pos(const Tensor& nerf_host) const;
   Tensor temporal_pos(const std::vector<float>& norm_ref, int per_entry, const double* ts,
                       const float* pose, int entries) const;
+  // MLN(MLP(nerf), ego) + LN(time_embedding(tpe)) from the encodings, on the device.
+  Tensor temporal_pos_from_encodings(const Tensor& nerf, const Tensor& ego,
+                                     const Tensor& tpe) const;
   std::vector<Tensor> decode(const std::vector<DecoderLayer>& layers, const Tensor& tgt,
                              const Tensor& query_pos, const Tensor& mem_k, const Tensor& mem_v,
                              const Tensor& mask, const Tensor& temp_memory,
@@ -151,6 +154,7 @@ class PetrHeads {
   Norm time_emb1_;
   Linear mln_reduce_, mln_gamma_, mln_beta_;
   std::vector<float> coords_d_;
+  std::vector<float> posemb_dim_t_;  // host::posemb_dim_t(dec_dim)
   Tensor time_embedding_zero_;  // time_embedding(pos2posemb1d(0)) [d], device
   // box head
   Linear box_in_proj_, box_out_proj_, canbus0_, canbus2_;
@@ -160,6 +164,8 @@ class PetrHeads {
   Tensor box_query_embedding_;          // [ne, d] device
   std::vector<float> box_reference_;    // [nq, 3] host (raw, no sigmoid)
   std::vector<float> pseudo_reference_; // [p, 3] host
+  Tensor box_tgt_head_;                 // [ne+nq, d] device: [query_embedding; zeros]
+  Tensor box_self_mask_, lane_self_mask_;  // U8 device: decoder self-attention masks
   Tensor box_det_query_pos_;            // [ne+nq, d] device: MLP(NeRF(ref)) + time_emb(0), VLM rows 0
   // lane head
   Linear lane_in_proj_, lane_out_proj_;

@@ -592,11 +592,13 @@ int sm_count() {
   return cached;
 }
 
-// How many key chunks: forced by the caller, or enough to give the GPU ~2 blocks per SM when
-// the plain grid is smaller than that, with chunks of at least 64 keys.
-int choose_splits(const AttentionDims& dims, int64_t base_blocks) {
+// How many key chunks: forced by the caller, or enough to give the GPU `blocks_per_sm` blocks
+// per SM when the plain grid is smaller than that, with chunks of at least 64 keys. (The PETR
+// cross-attention, 1156 queries x 8 heads over 9600 keys, is 152 tensor-core blocks unsplit:
+// one 4-warp block per SM leaves the tensor cores waiting on memory and exp.)
+int choose_splits(const AttentionDims& dims, int64_t base_blocks, int blocks_per_sm) {
   if (dims.kv_splits > 0) return dims.kv_splits;
-  const int64_t want_blocks = 2 * static_cast<int64_t>(sm_count());
+  const int64_t want_blocks = int64_t{blocks_per_sm} * sm_count();
   if (base_blocks >= want_blocks / 2 || dims.seq_k < 256) return 1;
   const int64_t by_grid = (want_blocks + base_blocks - 1) / base_blocks;
   const int64_t by_keys = dims.seq_k / 64;
@@ -654,7 +656,9 @@ void launch(const AttentionDims& dims, const Tensor& q, const Tensor& k, const T
 
   const int64_t row_blocks = (p.rows + rows_per_block - 1) / rows_per_block;
   const int64_t base_blocks = row_blocks * dims.heads_kv * dims.batch;
-  int splits = choose_splits(dims, base_blocks);
+  // Resident blocks per SM: the tensor-core kernel fits 3 (136 registers x 128 threads, 46 KB
+  // of shared memory at D = 64); the SIMT kernel is sized for 2.
+  int splits = choose_splits(dims, base_blocks, use_tc ? 3 : 2);
   // Chunks are whole tiles (so tiles never straddle chunks); recompute the count so that no
   // chunk starts past the last key.
   const int64_t per_split_tiles =
