@@ -78,9 +78,11 @@ void attention(const Tensor& q, const Tensor& k, const Tensor& v, Tensor& out,
                options.cuda_kv_splits);
   dims.kv_splits = options.cuda_kv_splits;
   dims.kernel = options.cuda_kernel;
+  dims.allow_tf32 = options.allow_tf32;
   OMNIRT_CHECK(device == Device::CPU || options.cuda_kernel != AttentionKernel::TensorCore ||
-                   dtype != DType::F32,
-               "attention: the tensor-core kernel needs F16 or BF16 inputs, got F32");
+                   dtype != DType::F32 || options.allow_tf32,
+               "attention: the tensor-core kernel needs F16 or BF16 inputs, or F32 with "
+               "allow_tf32");
   dims.scale = options.scale ? *options.scale : 1.f / std::sqrt(static_cast<float>(dims.head_dim));
   OMNIRT_CHECK(std::isfinite(dims.scale), "attention: scale must be finite, got ", dims.scale);
 

@@ -25,8 +25,9 @@
 namespace omnirt::ops {
 
 // Which CUDA kernel runs (tests and tuning; results agree up to rounding).
-//   Auto: tensor cores for F16/BF16 when a (batch, kv head) has >= 32 query rows (Hq/Hkv * Sq),
-//         else the SIMT kernel (decode). TensorCore: F16/BF16 only. Simt: any dtype.
+//   Auto: tensor cores for F16/BF16 (and F32 with allow_tf32) when a (batch, kv head) has >= 32
+//         query rows (Hq/Hkv * Sq) and every row starts on a 16-byte boundary, else the SIMT
+//         kernel (decode). TensorCore: F16/BF16, or F32 with allow_tf32. Simt: any dtype.
 enum class AttentionKernel { Auto, Simt, TensorCore };
 
 struct AttentionOptions {
@@ -38,6 +39,9 @@ struct AttentionOptions {
   // leave most SMs idle, e.g. decode), 1 = never split. Results are the same up to rounding.
   int cuda_kv_splits = 0;
   AttentionKernel cuda_kernel = AttentionKernel::Auto;
+  // CUDA, F32 inputs: let the products run on TF32 tensor cores (10-bit mantissa operands, fp32
+  // sums; ~1e-3 relative error), like GemmOptions' Fp32Compute::TF32. Off: exact fp32 (SIMT).
+  bool allow_tf32 = false;
 };
 
 void attention(const Tensor& q, const Tensor& k, const Tensor& v, Tensor& out,
@@ -50,6 +54,7 @@ struct AttentionDims {
   bool causal = false;
   int kv_splits = 0;  // AttentionOptions::cuda_kv_splits
   AttentionKernel kernel = AttentionKernel::Auto;
+  bool allow_tf32 = false;
 };
 
 }  // namespace omnirt::ops

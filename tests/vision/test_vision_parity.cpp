@@ -6,6 +6,8 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <algorithm>
+#include <cmath>
 #include <set>
 
 #include "common/test_util.h"
@@ -62,6 +64,83 @@ double rel(const Tensor& ours, const Tensor& ref, const char* what = nullptr) {
   return e;
 }
 
+// Top-k box picks that differ between us and the reference are acceptable only as ties: the
+// pair's reference score must lie within kTieScore of the reference's last (300th) pick, where
+// float32 rounding differences can legitimately swap the order. Returns the number of
+// differences that are not ties (printed with their scores).
+constexpr double kTieScore = 2e-5;
+int unexplained_box_differences(const std::set<std::pair<int, int>>& ours,
+                                const std::set<std::pair<int, int>>& ref, const SafetensorsFile& f,
+                                const VisionConfig& c) {
+  if (ours == ref) return 0;
+  const std::vector<float> scores = f.get("out.boxes.scores").to_float_vector();
+  const float last = *std::min_element(scores.begin(), scores.end());
+  const std::vector<float> cls = f.get("out.all_cls_scores").to_float_vector();
+  const int64_t nd = c.num_query + c.num_propagated;
+  const float* final_layer = cls.data() + (c.dec_layers - 1) * nd * c.num_classes;
+  int unexplained = 0, ties = 0;
+  auto report = [&](const std::pair<int, int>& qb, const char* side) {
+    const float s = 1.f / (1.f + std::exp(-final_layer[qb.first * c.num_classes + qb.second]));
+    const bool tie = std::fabs(s - last) <= kTieScore;
+    (tie ? ties : unexplained)++;
+    std::printf("  box (query %d, label %d) only in %s: reference score %.8f, last pick %.8f%s\n",
+                qb.first, qb.second, side, s, last, tie ? " (tie)" : "");
+  };
+  for (const auto& qb : ours)
+    if (!ref.count(qb)) report(qb, "ours");
+  for (const auto& qb : ref)
+    if (!ours.count(qb)) report(qb, "reference");
+  std::printf("  top-k boxes: %d tie swaps, %d unexplained differences\n", ties, unexplained);
+  return unexplained;
+}
+
+// Memory rows carry where they came from (a query of this or an earlier frame); ties can put the
+// same entries in another order. Rows are matched by their reference point (3 or 33 values, in
+// the global frame: distinct per origin), then every per-row tensor is compared on matched rows.
+// At most 1% of the rows may stay unmatched (tie swaps at the top-k boundary).
+void expect_memory_matches(const std::map<std::string, Tensor>& ours, const SafetensorsFile& f,
+                           const std::string& kind, double tol) {
+  const std::string key = "memory_reference_point_" + kind;
+  const Tensor ref_pts = f.get("state_out." + key);
+  const int64_t rows = ref_pts.dim(1), width = ref_pts.numel() / rows;
+  const std::vector<float> rp = ref_pts.to_float_vector(), op = ours.at(key).to_float_vector();
+  ASSERT_EQ(rp.size(), op.size()) << key;
+  std::vector<int64_t> match(rows, -1);
+  int unmatched = 0;
+  for (int64_t r = 0; r < rows; ++r) {
+    double best = INFINITY, norm = 0;
+    for (int64_t j = 0; j < width; ++j) norm += double(rp[r * width + j]) * rp[r * width + j];
+    for (int64_t o = 0; o < rows; ++o) {
+      double d = 0;
+      for (int64_t j = 0; j < width && d < best; ++j) {
+        const double diff = double(op[o * width + j]) - rp[r * width + j];
+        d += diff * diff;
+      }
+      if (d < best) best = d, match[r] = o;
+    }
+    if (std::sqrt(best) > 1e-3 * (1.0 + std::sqrt(norm))) match[r] = -1, ++unmatched;
+  }
+  std::printf("  %-28s %d of %lld rows unmatched\n", ("memory rows (" + kind + ")").c_str(),
+              unmatched, static_cast<long long>(rows));
+  EXPECT_LE(unmatched, rows / 100) << kind << " memory: rows without a counterpart";
+  for (const std::string field : {"memory_embedding_", "memory_reference_point_",
+                                  "memory_timestamp_", "memory_egopose_"}) {
+    const std::string name = field + kind;
+    const std::vector<float> ref_v = f.get("state_out." + name).to_float_vector();
+    const std::vector<float> our_v = ours.at(name).to_float_vector();
+    const int64_t w = static_cast<int64_t>(ref_v.size()) / rows;
+    std::vector<float> a, b;
+    for (int64_t r = 0; r < rows; ++r) {
+      if (match[r] < 0) continue;
+      a.insert(a.end(), our_v.begin() + match[r] * w, our_v.begin() + (match[r] + 1) * w);
+      b.insert(b.end(), ref_v.begin() + r * w, ref_v.begin() + (r + 1) * w);
+    }
+    const double e = omnirt::testing::rel_error(a, b);
+    std::printf("  %-28s rel. error %.3g (matched rows)\n", name.c_str(), e);
+    EXPECT_LE(e, tol) << name;
+  }
+}
+
 void check_frames(Device device, double tol) {
   auto engine = VisionEngine::load(ckpt_dir(), {device, DType::F32, false});
   const VisionConfig& c = engine->config();
@@ -87,12 +166,17 @@ void check_frames(Device device, double tol) {
     for (size_t i = 0; i < q_ref.size(); ++i) ref_set.insert({int(q_ref[i]), int(l_ref[i])});
     for (size_t i = 0; i < r.heads.boxes.query.size(); ++i)
       our_set.insert({r.heads.boxes.query[i], r.heads.boxes.labels[i]});
-    EXPECT_EQ(our_set, ref_set);
+    const int swapped = unexplained_box_differences(our_set, ref_set, f, c);
+    EXPECT_EQ(swapped, 0) << "top-k boxes differ beyond score ties";
     EXPECT_LE(rel(r.heads.lanes.points, f.get("out.lanes.points"), "lanes.points"), tol) << "lane points";
-    // The memory after the frame.
+    // The memory after the frame, rows matched by origin (Appendix C: ties may reorder them).
     auto state = engine->state().as_map();
-    for (const auto& [name, t] : state)
-      EXPECT_LE(rel(t, f.get("state_out." + name), name.c_str()), std::max(tol, 1e-5)) << name;
+    expect_memory_matches(state, f, "bbox", std::max(tol, 1e-5));
+    expect_memory_matches(state, f, "map", std::max(tol, 1e-5));
+    for (const char* name : {"memory_canbus_bbox", "sample_time_bbox", "sample_time_map"})
+      EXPECT_LE(rel(state.at(name), f.get(std::string("state_out.") + name), name),
+                std::max(tol, 1e-5))
+          << name;
   }
 }
 

@@ -173,6 +173,7 @@ void EvaVit::attention_block(const Tensor& x_norm, int layer, Tensor& out) {
   Tensor& attn = buffer(k + "attn", {B, nh, S, hd});
   ops::AttentionOptions opt;
   opt.scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  opt.allow_tf32 = gemm_.fp32_compute == ops::Fp32Compute::TF32;  // the engine's tf32 option
   StageTimer::mark("backbone: GEMMs + pointwise");
   ops::attention(q_rot, k_rot, v, attn, opt);
   StageTimer::mark("backbone: attention kernel");

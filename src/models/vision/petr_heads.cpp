@@ -57,6 +57,15 @@ Tensor stack_rows(const std::vector<Tensor>& layers, int64_t begin, int64_t end)
   return out;
 }
 
+// A device tensor's values as host floats; half tensors are widened on the GPU first (the host's
+// per-element half conversion is slow at these sizes).
+std::vector<float> host_floats(const Tensor& t) {
+  if (t.dtype() == DType::F32 || t.device() == Device::CPU) return t.to_float_vector();
+  Tensor f = Tensor::empty(t.shape(), DType::F32, t.device());
+  ops::cast(t, f);
+  return f.to_float_vector();
+}
+
 // Top-k indices of `score` (descending; ties broken by lower index, like a stable sort).
 std::vector<int> topk_indices(const std::vector<float>& score, int k) {
   std::vector<int> idx(score.size());
@@ -308,7 +317,15 @@ PetrHeads::PetrHeads(const VisionConfig& c, const WeightGetter& get, Device dev,
   lane_self_mask_ = self_attention_mask(ql, ql + c.lane_memory_len, ne, dev);
 }
 
-Tensor PetrHeads::upload(const Tensor& host) const { return to_device(host, {device_, dtype_}); }
+Tensor PetrHeads::upload(const Tensor& host) const {
+  if (dtype_ == DType::F32 || host.dtype() != DType::F32 || device_ == Device::CPU)
+    return to_device(host, {device_, dtype_});
+  // Per-frame data: copy as float32 and narrow on the GPU (faster than the host conversion).
+  Tensor f32 = host.to(device_);
+  Tensor out = empty(host.shape());
+  ops::cast(f32, out);
+  return out;
+}
 Tensor PetrHeads::empty(const Shape& shape) const { return Tensor::empty(shape, dtype_, device_); }
 
 Tensor PetrHeads::mlp_query_pos(const Tensor& nerf_host) const {
@@ -387,6 +404,7 @@ Tensor PetrHeads::attention(const Mha& m, const Tensor& q_in, const Tensor& k_in
   ops::AttentionOptions opt;
   opt.scale = 1.0f / std::sqrt(static_cast<float>(hd));
   opt.mask = mask;
+  opt.allow_tf32 = gemm_.fp32_compute == ops::Fp32Compute::TF32;  // the engine's tf32 option
   if (device_ == Device::CUDA && hd != 32 && hd != 64 && hd != 128) {
     // The CUDA attention kernels support head_dim 32/64/128 (the full model's decoders use 32).
     // Other sizes (the tiny test model's 8) run on the CPU reference: slow, but exact.
@@ -578,25 +596,13 @@ HeadsOutput PetrHeads::forward(const Tensor& backbone, const FrameGeometry& geo,
       const float r = q < nq ? box_reference_[q * 3 + i] : norm_ref_b[(q - nq) * 3 + i];
       reference[q * 3 + i] = host::inverse_sigmoid(r);
     }
-  {
-    // The branches are row-wise: run them once over every layer's queries stacked [L * nd, d]
-    // (one pass, one copy to the host) instead of once per layer.
-    Tensor dq = stack_rows(dec_b, ne, qb);
-    std::vector<float> cls_all = branch_cls(box_cls_lin_, box_cls_ln_, dq).to_float_vector();
-    std::vector<float> reg_all = branch_reg(box_reg_lin_, dq).to_float_vector();
-    std::memcpy(out.all_cls_scores.data<float>(), cls_all.data(), cls_all.size() * 4);
-  for (int64_t l = 0; l < L; ++l) {
-    const float* reg = reg_all.data() + l * nd * c.code_size;
-    float* bp = out.all_bbox_preds.data<float>() + l * nd * c.code_size;
-    for (int64_t q = 0; q < nd; ++q)
-      for (int i = 0; i < c.code_size; ++i) {
-        float v = reg[q * c.code_size + i];
-        if (i < 3) v = host::sigmoid(v + reference[q * 3 + i]) * (pc[i + 3] - pc[i]) + pc[i];
-        bp[q * c.code_size + i] = v;
-      }
-  }
-  }
-  StageTimer::mark("heads: box branches + copies");
+  // The branches are row-wise: run them once over every layer's queries stacked [L * nd, d]
+  // (one pass, one copy to the host) instead of once per layer. The copies to the host wait
+  // until the lane head is queued too, so the GPU never idles while the host post-processes.
+  const Tensor box_dq = stack_rows(dec_b, ne, qb);
+  const Tensor box_cls_dev = branch_cls(box_cls_lin_, box_cls_ln_, box_dq);
+  const Tensor box_reg_dev = branch_reg(box_reg_lin_, box_dq);
+  StageTimer::mark("heads: box branches");
   Tensor box_tokens = box_out_proj_(dec_b.back().slice(0, 0, ne));
   // ego token from [command, can_bus] + can-bus memory + mean pose of each memory block
   std::vector<float> rec_can(14);
@@ -629,26 +635,12 @@ HeadsOutput PetrHeads::forward(const Tensor& backbone, const FrameGeometry& geo,
   Tensor emb_l_dev = upload(Tensor::from_vector(emb_l, {lml, d}));
   std::vector<Tensor> dec_l = decode(lane_layers_, lane_tgt_, lane_query_pos_, mem_k_l, memory_l,
                                      lane_self_mask_, emb_l_dev, temp_pos_l);
-  out.all_lane_cls_one2one = Tensor::empty({L, 1, n11, 1}, DType::F32);
-  out.all_lane_preds_one2one = Tensor::empty({L, 1, n11, ptsz}, DType::F32);
-  {
-    Tensor dq = stack_rows(dec_l, ne, ql);
-    std::vector<float> cls_all = branch_cls(lane_cls_lin_, lane_cls_ln_, dq).to_float_vector();
-    std::vector<float> reg_all = branch_reg(lane_reg_lin_, dq).to_float_vector();
-    std::memcpy(out.all_lane_cls_one2one.data<float>(), cls_all.data(), cls_all.size() * 4);
-  for (int64_t l = 0; l < L; ++l) {
-    const float* reg = reg_all.data() + l * n11 * ptsz;
-    float* lp = out.all_lane_preds_one2one.data<float>() + l * n11 * ptsz;
-    for (int64_t q = 0; q < n11; ++q)
-      for (int k = 0; k < ptsz; ++k) {
-        const float v = host::sigmoid(reg[q * ptsz + k] + host::inverse_sigmoid(lane_reference_[q * ptsz + k]));
-        lp[q * ptsz + k] = v * (pc[k % 3 + 3] - pc[k % 3]) + pc[k % 3];
-      }
-  }
-  }
+  const Tensor lane_dq = stack_rows(dec_l, ne, ql);
+  const Tensor lane_cls_dev = branch_cls(lane_cls_lin_, lane_cls_ln_, lane_dq);
+  const Tensor lane_reg_dev = branch_reg(lane_reg_lin_, lane_dq);
   Tensor lane_tokens = lane_out_proj_(dec_l.back().slice(0, 0, ne));
 
-  StageTimer::mark("heads: lane branches + copies");
+  StageTimer::mark("heads: lane head");
 
   // ---- 513 vision tokens [box | ego | lane] -----------------------------------------------
   Tensor tokens_out = cat_rows(cat_rows(box_tokens, ego_token), lane_tokens);
@@ -658,6 +650,39 @@ HeadsOutput PetrHeads::forward(const Tensor& backbone, const FrameGeometry& geo,
     tokens_out = f;
   }
   out.vision_tokens = tokens_out.reshape({1, 2 * ne + 1, c.out_dims});
+
+  // ---- branch outputs to the host (the first copy waits for all the GPU work above) ---------
+  {
+    const std::vector<float> cls_all = host_floats(box_cls_dev), reg_all = host_floats(box_reg_dev);
+    std::memcpy(out.all_cls_scores.data<float>(), cls_all.data(), cls_all.size() * 4);
+    for (int64_t l = 0; l < L; ++l) {
+      const float* reg = reg_all.data() + l * nd * c.code_size;
+      float* bp = out.all_bbox_preds.data<float>() + l * nd * c.code_size;
+      for (int64_t q = 0; q < nd; ++q)
+        for (int i = 0; i < c.code_size; ++i) {
+          float v = reg[q * c.code_size + i];
+          if (i < 3) v = host::sigmoid(v + reference[q * 3 + i]) * (pc[i + 3] - pc[i]) + pc[i];
+          bp[q * c.code_size + i] = v;
+        }
+    }
+  }
+  out.all_lane_cls_one2one = Tensor::empty({L, 1, n11, 1}, DType::F32);
+  out.all_lane_preds_one2one = Tensor::empty({L, 1, n11, ptsz}, DType::F32);
+  {
+    const std::vector<float> cls_all = host_floats(lane_cls_dev), reg_all = host_floats(lane_reg_dev);
+    std::memcpy(out.all_lane_cls_one2one.data<float>(), cls_all.data(), cls_all.size() * 4);
+    for (int64_t l = 0; l < L; ++l) {
+      const float* reg = reg_all.data() + l * n11 * ptsz;
+      float* lp = out.all_lane_preds_one2one.data<float>() + l * n11 * ptsz;
+      for (int64_t q = 0; q < n11; ++q)
+        for (int k = 0; k < ptsz; ++k) {
+          const float v =
+              host::sigmoid(reg[q * ptsz + k] + host::inverse_sigmoid(lane_reference_[q * ptsz + k]));
+          lp[q * ptsz + k] = v * (pc[k % 3 + 3] - pc[k % 3]) + pc[k % 3];
+        }
+    }
+  }
+  StageTimer::mark("heads: branch outputs to host");
 
   // ---- decoding (host) --------------------------------------------------------------------
   {
@@ -707,7 +732,7 @@ HeadsOutput PetrHeads::forward(const Tensor& backbone, const FrameGeometry& geo,
       score[q] = m;
     }
     out.topk_indexes_bbox = topk_indices(score, c.topk);
-    std::vector<float> dec_last = dec_b.back().slice(0, ne, qb).to_float_vector();
+    std::vector<float> dec_last = host_floats(dec_b.back().slice(0, ne, qb));
     const int64_t mb = c.topk + ml;
     VisionState ns;
     ns.memory_embedding_bbox = Tensor::empty({1, mb, d}, DType::F32);
@@ -741,7 +766,7 @@ HeadsOutput PetrHeads::forward(const Tensor& backbone, const FrameGeometry& geo,
     std::vector<float> lscore(n11);
     for (int64_t q = 0; q < n11; ++q) lscore[q] = host::sigmoid(lc[q]);
     out.topk_indexes_map = topk_indices(lscore, c.lane_topk);
-    std::vector<float> dec_last_l = dec_l.back().slice(0, ne, ql).to_float_vector();
+    std::vector<float> dec_last_l = host_floats(dec_l.back().slice(0, ne, ql));
     const int64_t mm = c.lane_topk + lml;
     ns.memory_embedding_map = Tensor::empty({1, mm, d}, DType::F32);
     ns.memory_reference_point_map = Tensor::empty({1, mm, c.n_control, 3}, DType::F32);

@@ -554,6 +554,257 @@ __global__ void __launch_bounds__(kThreads) attention_tc_kernel(const Params<T> 
   }
 }
 
+// ---------------------------------------------------------------------------------------------
+// TF32 tensor-core variant for F32 inputs, when the caller allows TF32 (AttentionOptions::
+// allow_tf32; the same trade as cuBLAS's TF32 GEMMs: 10-bit mantissa products, fp32 sums).
+//
+// The structure of attention_tc_kernel, with mma.sync m16n8k8 on tf32 operands and fp32 tiles
+// in shared memory (rows padded by 4 floats):
+//   - Q fragments (A, 16 x 8 per k-step) and K fragments (B) are read with ldmatrix, which moves
+//     32-bit elements correctly when each 8x8 "b16" matrix is seen as 8 rows of 4 floats;
+//   - P never leaves registers: the S accumulator of an 8-key n-block holds, per thread, keys
+//     2t and 2t + 1 of rows g and g + 8. The P V k-step over those 8 keys uses them as A columns
+//     t and t + 4, i.e. keys are visited in the order (0, 2, 4, 6, 1, 3, 5, 7); V's B fragment
+//     is read in the same order (rows 2t and 2t + 1) with plain 32-bit shared loads, which the
+//     68-float row stride keeps free of bank conflicts. A permutation of the keys inside a
+//     k-step leaves the sum unchanged.
+// Every operand is rounded to tf32 (cvt.rna) as it enters a fragment.
+template <int D>
+struct Tf32Layout {
+  static constexpr int kLd = D + 4;  // floats per shared row
+  static constexpr size_t kTileBytes = size_t{kTcKeys} * kLd * 4;
+  static constexpr size_t kQ = 0;
+  static constexpr size_t kK = size_t{kTcRows} * kLd * 4;
+  static constexpr size_t kV = kK + 2 * kTileBytes;
+  static constexpr size_t kBytes = kV + 2 * kTileBytes;
+};
+
+__device__ __forceinline__ uint32_t to_tf32(float x) {
+  uint32_t r;
+  asm("cvt.rna.tf32.f32 %0, %1;\n" : "=r"(r) : "f"(x));
+  return r;
+}
+
+__device__ __forceinline__ void mma_1688_tf32(float (&c)[4], const uint32_t (&a)[4], uint32_t b0,
+                                              uint32_t b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+      "{%8,%9}, {%0,%1,%2,%3};\n"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+template <int D>
+__global__ void __launch_bounds__(kThreads) attention_tf32_kernel(const Params<float> p) {
+  static_assert(D % 32 == 0, "head_dim must be a multiple of 32");
+  using L = Tf32Layout<D>;
+  constexpr int kChunks = D / 4;         // 16-byte chunks per row
+  constexpr int kKSteps = D / 8;         // k-steps of S = Q K^T
+  constexpr int kSBlocks = kTcKeys / 8;  // n-blocks of S (8 keys each) = k-steps of P V
+  constexpr int kOBlocks = D / 8;        // n-blocks of O
+  extern __shared__ __align__(128) unsigned char smem[];
+  float* q_s = reinterpret_cast<float*>(smem + L::kQ);
+  float* k_s = reinterpret_cast<float*>(smem + L::kK);
+  float* v_s = reinterpret_cast<float*>(smem + L::kV);
+
+  const int warp = threadIdx.x / 32;
+  const int lane = threadIdx.x % 32;
+  const int g = lane / 4;
+  const int t = lane % 4;
+  const int kv_head = blockIdx.y;
+  const int64_t batch = blockIdx.z;
+  const int split = blockIdx.x % p.num_splits;
+  const int64_t row0 = static_cast<int64_t>(blockIdx.x / p.num_splits) * kTcRows;
+
+  int kv_end = p.seq_k;
+  int block_min_visible = p.seq_k;
+  if (p.causal) {
+    const int64_t last_row = (row0 + kTcRows < p.rows ? row0 + kTcRows : p.rows) - 1;
+    const bool spans_heads = row0 / p.seq_q != last_row / p.seq_q;
+    const int64_t max_pos = spans_heads ? p.seq_q - 1 : last_row % p.seq_q;
+    const int64_t min_pos = spans_heads ? 0 : row0 % p.seq_q;
+    const int64_t end = max_pos + 1 + p.seq_k - p.seq_q;
+    kv_end = static_cast<int>(end < p.seq_k ? end : p.seq_k);
+    block_min_visible = static_cast<int>(min_pos + 1 + p.seq_k - p.seq_q);
+  }
+  const int key_begin = split * p.keys_per_split;
+  const int key_end = min(kv_end, key_begin + p.keys_per_split);
+
+  const float* k_base = p.k + batch * p.k_stride[0] + kv_head * p.k_stride[1];
+  const float* v_base = p.v + batch * p.v_stride[0] + kv_head * p.v_stride[1];
+  auto load_kv_tile = [&](int tile, int stage) {
+    float* k_dst = k_s + stage * kTcKeys * L::kLd;
+    float* v_dst = v_s + stage * kTcKeys * L::kLd;
+    for (int idx = threadIdx.x; idx < kTcKeys * kChunks; idx += kThreads) {
+      const int j = idx / kChunks, c = idx % kChunks;
+      const int key = tile + j;
+      const bool valid = key < p.seq_k;
+      const int64_t src_key = valid ? key : 0;
+      cp_async_16(k_dst + j * L::kLd + c * 4, k_base + src_key * p.k_stride[2] + c * 4, valid);
+      cp_async_16(v_dst + j * L::kLd + c * 4, v_base + src_key * p.v_stride[2] + c * 4, valid);
+    }
+  };
+  for (int idx = threadIdx.x; idx < kTcRows * kChunks; idx += kThreads) {
+    const int r = idx / kChunks, c = idx % kChunks;
+    const int64_t row = row0 + r;
+    const bool valid = row < p.rows;
+    const int64_t head = valid ? static_cast<int64_t>(kv_head) * p.group + row / p.seq_q : 0;
+    const int64_t pos = valid ? row % p.seq_q : 0;
+    cp_async_16(q_s + r * L::kLd + c * 4,
+                p.q + batch * p.q_stride[0] + head * p.q_stride[1] + pos * p.q_stride[2] + c * 4,
+                valid);
+  }
+  if (key_begin < key_end) load_kv_tile(key_begin, 0);
+  cp_async_commit();
+
+  int64_t my_pos[2];
+  int my_visible_end[2];
+  bool my_valid[2];
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    const int64_t row = row0 + warp * 16 + g + 8 * h;
+    my_valid[h] = row < p.rows;
+    my_pos[h] = my_valid[h] ? row % p.seq_q : 0;
+    my_visible_end[h] = p.causal ? static_cast<int>(my_pos[h] + 1 + p.seq_k - p.seq_q) : p.seq_k;
+  }
+  float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};
+  float o[kOBlocks][4];
+#pragma unroll
+  for (int n = 0; n < kOBlocks; ++n) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.f;
+  uint32_t q_frag[kKSteps][4];
+
+  int stage = 0;
+  bool first = true;
+  for (int tile = key_begin; tile < key_end; tile += kTcKeys, stage ^= 1) {
+    const int next = tile + kTcKeys;
+    if (next < key_end) load_kv_tile(next, stage ^ 1);
+    cp_async_commit();
+    cp_async_wait<1>();
+    __syncthreads();
+    if (first) {
+      // Matrices 0-3: rows 0-7 / 8-15 of the warp's 16, floats [k0, k0+4) / [k0+4, k0+8).
+#pragma unroll
+      for (int ks = 0; ks < kKSteps; ++ks) {
+        uint32_t r[4];
+        ldmatrix_x4(r, q_s + (warp * 16 + (lane % 8) + ((lane / 8) % 2) * 8) * L::kLd + ks * 8 +
+                           (lane / 16) * 4);
+#pragma unroll
+        for (int e = 0; e < 4; ++e) q_frag[ks][e] = to_tf32(__uint_as_float(r[e]));
+      }
+      first = false;
+    }
+    const float* k_tile = k_s + stage * kTcKeys * L::kLd;
+    const float* v_tile = v_s + stage * kTcKeys * L::kLd;
+
+    float s[kSBlocks][4];
+#pragma unroll
+    for (int n = 0; n < kSBlocks; ++n) {
+      s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.f;
+#pragma unroll
+      for (int ks = 0; ks < kKSteps; ks += 2) {
+        // Keys n*8 + (lane % 8); floats ks*8 + (lane / 8) * 4: b0, b1 of k-steps ks and ks + 1.
+        uint32_t b[4];
+        ldmatrix_x4(b, k_tile + (n * 8 + (lane % 8)) * L::kLd + ks * 8 + (lane / 8) * 4);
+        mma_1688_tf32(s[n], q_frag[ks], to_tf32(__uint_as_float(b[0])),
+                      to_tf32(__uint_as_float(b[1])));
+        mma_1688_tf32(s[n], q_frag[ks + 1], to_tf32(__uint_as_float(b[2])),
+                      to_tf32(__uint_as_float(b[3])));
+      }
+    }
+
+    const bool need_mask =
+        tile + kTcKeys > p.seq_k || tile + kTcKeys > block_min_visible || p.mask != nullptr;
+#pragma unroll
+    for (int n = 0; n < kSBlocks; ++n) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int h = e / 2;
+        float v = s[n][e] * p.scale_log2;
+        if (need_mask) {
+          const int key = tile + n * 8 + 2 * t + (e % 2);
+          bool blocked = !my_valid[h] || key >= my_visible_end[h] || key >= p.seq_k;
+          if (!blocked && p.mask != nullptr) blocked = p.mask[my_pos[h] * p.seq_k + key] != 0;
+          if (blocked) v = -INFINITY;
+        }
+        s[n][e] = v;
+      }
+    }
+
+    float rescale[2];
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      float tile_max = -INFINITY;
+#pragma unroll
+      for (int n = 0; n < kSBlocks; ++n)
+        tile_max = fmaxf(tile_max, fmaxf(s[n][2 * h], s[n][2 * h + 1]));
+      tile_max = fmaxf(tile_max, __shfl_xor_sync(0xffffffffu, tile_max, 1));
+      tile_max = fmaxf(tile_max, __shfl_xor_sync(0xffffffffu, tile_max, 2));
+      const float m_new = fmaxf(m[h], tile_max);
+      const float m_use = m_new == -INFINITY ? 0.f : m_new;
+      rescale[h] = exp2f(m[h] - m_use);
+      float row_sum = 0.f;
+#pragma unroll
+      for (int n = 0; n < kSBlocks; ++n) {
+        s[n][2 * h] = exp2f(s[n][2 * h] - m_use);
+        s[n][2 * h + 1] = exp2f(s[n][2 * h + 1] - m_use);
+        row_sum += s[n][2 * h] + s[n][2 * h + 1];
+      }
+      row_sum += __shfl_xor_sync(0xffffffffu, row_sum, 1);
+      row_sum += __shfl_xor_sync(0xffffffffu, row_sum, 2);
+      l[h] = l[h] * rescale[h] + row_sum;
+      m[h] = m_new;
+    }
+#pragma unroll
+    for (int n = 0; n < kOBlocks; ++n) {
+      o[n][0] *= rescale[0];
+      o[n][1] *= rescale[0];
+      o[n][2] *= rescale[1];
+      o[n][3] *= rescale[1];
+    }
+
+    // O += P V, one k-step per 8 keys in the order (0, 2, 4, 6, 1, 3, 5, 7) (see above).
+#pragma unroll
+    for (int j = 0; j < kSBlocks; ++j) {
+      const uint32_t a[4] = {to_tf32(s[j][0]), to_tf32(s[j][2]), to_tf32(s[j][1]),
+                             to_tf32(s[j][3])};
+      const float* v_even = v_tile + (j * 8 + 2 * t) * L::kLd + g;
+#pragma unroll
+      for (int n = 0; n < kOBlocks; ++n) {
+        mma_1688_tf32(o[n], a, to_tf32(v_even[n * 8]), to_tf32(v_even[L::kLd + n * 8]));
+      }
+    }
+    __syncthreads();
+  }
+  cp_async_wait<0>();
+
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    if (!my_valid[h]) continue;
+    const int64_t row = row0 + warp * 16 + g + 8 * h;
+    if (p.num_splits > 1) {
+      const int64_t slot = ((batch * gridDim.y + kv_head) * p.rows + row) * p.num_splits + split;
+#pragma unroll
+      for (int n = 0; n < kOBlocks; ++n) {
+        p.partial_acc[slot * D + n * 8 + 2 * t] = o[n][2 * h];
+        p.partial_acc[slot * D + n * 8 + 2 * t + 1] = o[n][2 * h + 1];
+      }
+      if (t == 0) {
+        p.partial_ml[slot * 2] = m[h];
+        p.partial_ml[slot * 2 + 1] = l[h];
+      }
+      continue;
+    }
+    const int64_t head = static_cast<int64_t>(kv_head) * p.group + row / p.seq_q;
+    float* out = p.out + batch * p.o_stride[0] + head * p.o_stride[1] + my_pos[h] * p.o_stride[2];
+    const float inv_l = l[h] > 0.f ? 1.f / l[h] : NAN;
+#pragma unroll
+    for (int n = 0; n < kOBlocks; ++n) {
+      out[n * 8 + 2 * t] = o[n][2 * h] * inv_l;
+      out[n * 8 + 2 * t + 1] = o[n][2 * h + 1] * inv_l;
+    }
+  }
+}
+
 // Scratch for split partials: one growing buffer per (thread, device, stream), so work queued
 // on different streams never shares it. Freed at thread exit (errors ignored then).
 struct SplitWorkspace {
@@ -639,18 +890,17 @@ void launch(const AttentionDims& dims, const Tensor& q, const Tensor& k, const T
 
   // Tensor cores for F16/BF16 when there are enough rows to fill their 64-row blocks and every
   // row can be copied in 16-byte chunks.
-  bool use_tc = false;
-  if constexpr (!std::is_same_v<T, float>) {
-    const bool aligned = rows_16byte_aligned(q) && rows_16byte_aligned(k) && rows_16byte_aligned(v);
-    OMNIRT_CHECK(aligned || dims.kernel != AttentionKernel::TensorCore,
-                 "attention (CUDA): the tensor-core kernel needs 16-byte aligned rows (base "
-                 "pointers 16-byte aligned, batch/head/sequence strides multiples of 8 elements)");
-    use_tc = dims.kernel == AttentionKernel::TensorCore ||
-             (dims.kernel == AttentionKernel::Auto && p.rows >= 32 && aligned);
-  } else {
-    OMNIRT_CHECK(dims.kernel != AttentionKernel::TensorCore,
-                 "attention (CUDA): the tensor-core kernel needs F16 or BF16 inputs, got F32");
-  }
+  // F32 inputs use the tensor cores only in TF32 mode (allow_tf32).
+  const bool tc_dtype = !std::is_same_v<T, float> || dims.allow_tf32;
+  OMNIRT_CHECK(tc_dtype || dims.kernel != AttentionKernel::TensorCore,
+               "attention (CUDA): the tensor-core kernel needs F16 or BF16 inputs, or F32 with "
+               "allow_tf32");
+  const bool aligned = rows_16byte_aligned(q) && rows_16byte_aligned(k) && rows_16byte_aligned(v);
+  OMNIRT_CHECK(aligned || dims.kernel != AttentionKernel::TensorCore,
+               "attention (CUDA): the tensor-core kernel needs 16-byte aligned rows (base "
+               "pointers 16-byte aligned, batch/head/sequence strides multiples of 16 bytes)");
+  const bool use_tc = tc_dtype && (dims.kernel == AttentionKernel::TensorCore ||
+                                   (dims.kernel == AttentionKernel::Auto && p.rows >= 32 && aligned));
   const int rows_per_block = use_tc ? kTcRows : kRowsPerBlock;
   const int key_tile = use_tc ? kTcKeys : kKeyTile;
 
@@ -695,6 +945,13 @@ void launch(const AttentionDims& dims, const Tensor& q, const Tensor& k, const T
                                                static_cast<int>(smem)));
         attention_tc_kernel<T, D><<<grid, kThreads, smem, stream>>>(p);
         OMNIRT_CUDA_CHECK_LAUNCH("attention_tc_kernel");
+      } else {
+        constexpr size_t smem = Tf32Layout<D>::kBytes;
+        OMNIRT_CUDA_CHECK(cudaFuncSetAttribute(attention_tf32_kernel<D>,
+                                               cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                               static_cast<int>(smem)));
+        attention_tf32_kernel<D><<<grid, kThreads, smem, stream>>>(p);
+        OMNIRT_CUDA_CHECK_LAUNCH("attention_tf32_kernel");
       }
     } else {
       attention_kernel<T, D><<<grid, kThreads, 0, stream>>>(p);
