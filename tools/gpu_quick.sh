@@ -6,6 +6,7 @@
 #     llm     LLM tests (CUDA)
 #     vbench  full-size random checkpoint, omnirt bench vision with a stage breakdown
 #     lbench  omnirt bench llm (TinyLlama shape, fp16)
+#     vparity full-size fixtures (PyTorch reference, float32) + the C++ vision parity tests on them
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -19,7 +20,7 @@ FULL=/tmp/omnirt_full_ckpt
 has() { [[ " $STAGES " == *" $1 "* ]]; }
 summary() { grep -E "^\[  (PASSED|FAILED) |^\[  FAILED|tests? (ran|passed)|Failure|Expected|Which is|rel. error" "$1" | head -${2:-40}; }
 
-if has vbench; then  # export first, in the background, while the tests run
+if has vbench || has vparity; then  # export first, in the background, while the tests run
   python3 python/omnidrive_export.py --random full --seed 0 --out "$FULL" > "$OUT/export_full.log" 2>&1 &
   EXPORT_PID=$!
 fi
@@ -39,8 +40,19 @@ if has llm; then
   echo "=== llm tests"
   for t in "$BUILD"/tests/test_llm*; do "$t" > "$OUT/$(basename "$t").log" 2>&1; echo "$(basename "$t") rc=$?"; summary "$OUT/$(basename "$t").log" 20; done
 fi
-if has vbench; then
+if has vbench || has vparity; then
   wait "$EXPORT_PID"; echo "export rc=$?"; tail -2 "$OUT/export_full.log"
+fi
+if has vparity; then
+  FIX=/tmp/omnirt_full_fixtures
+  python3 python/make_fixtures.py --ckpt "$FULL" --device cuda --out "$FIX" > "$OUT/full_fixtures.log" 2>&1
+  echo "fixtures rc=$?"; tail -2 "$OUT/full_fixtures.log"
+  OMNIRT_PARITY_CKPT=$FULL OMNIRT_PARITY_FIXTURES=$FIX "$BUILD/tests/test_vision" \
+    --gtest_filter='VisionParity.Cuda*' > "$OUT/full_parity_vision.log" 2>&1
+  echo "full-size vision parity rc=$?"
+  grep -E "OK \]|FAILED|rel. error|unmatched|top-k|only in|Failure|Which is" "$OUT/full_parity_vision.log" | head -70
+fi
+if has vbench; then
   for cfg in "fp16 fp16" "fp16 fp32" "bf16 bf16" "fp32 fp32 --tf32" "fp32 fp32"; do
     set -- $cfg
     echo "=== bench vision backbone $1 heads $2 ${3:-}"

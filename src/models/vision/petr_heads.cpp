@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <numeric>
 
@@ -405,7 +406,10 @@ Tensor PetrHeads::attention(const Mha& m, const Tensor& q_in, const Tensor& k_in
   opt.scale = 1.0f / std::sqrt(static_cast<float>(hd));
   opt.mask = mask;
   opt.allow_tf32 = gemm_.fp32_compute == ops::Fp32Compute::TF32;  // the engine's tf32 option
-  if (device_ == Device::CUDA && hd != 32 && hd != 64 && hd != 128) {
+  // OMNIRT_DEBUG_HEADS_CPU_ATTENTION=1 sends every decoder attention through the CPU reference
+  // (diagnosis of GPU-only differences; slow).
+  static const bool debug_cpu_attention = std::getenv("OMNIRT_DEBUG_HEADS_CPU_ATTENTION") != nullptr;
+  if (device_ == Device::CUDA && (debug_cpu_attention || (hd != 32 && hd != 64 && hd != 128))) {
     // The CUDA attention kernels support head_dim 32/64/128 (the full model's decoders use 32).
     // Other sizes (the tiny test model's 8) run on the CPU reference: slow, but exact.
     opt.mask = mask.defined() ? mask.to(Device::CPU) : Tensor();
