@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# The whole GPU verification of a commit in one device call (device time is scarce), in order of
+# importance, each step guarded by the time left: CUDA test suite, LLM and vision benchmarks,
+# end-to-end bench, the PyTorch baseline of the same run, full-size parity (vision heads on the
+# reference's inputs, LLM fixtures), the accuracy-table command. Logs go to $OUT.
+#   BUDGET_S=480 bash tools/gpu_release_check.sh
+set -uo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+OUT=${OUT:-/tmp/omnirt_out}
+mkdir -p "$OUT"
+BUILD=${BUILD_DIR:-build}
+BUDGET_S=${BUDGET_S:-480}
+export LD_LIBRARY_PATH="$ROOT/$BUILD/bundled-libs:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"
+export PYTHONPATH="$ROOT/python" PYTHONUNBUFFERED=1
+FULL=/tmp/omnirt_full_ckpt
+FIX=/tmp/omnirt_full_fixtures
+left() { echo $((BUDGET_S - SECONDS)); }
+step() { echo; echo "=== $1 (t=${SECONDS}s)"; }
+
+python3 python/omnidrive_export.py --random full --seed 0 --out "$FULL" > "$OUT/export_full.log" 2>&1 &
+EXPORT_PID=$!
+
+step "ctest (CUDA)"
+(cd "$BUILD" && ctest -j4 --timeout 240 -E 'api_install_example' > "$OUT/ctest.log" 2>&1)
+echo "ctest rc=$?"; grep -E "tests passed|tests failed" "$OUT/ctest.log"
+grep -E "^\s+[0-9]+ - .*\((Failed|Timeout|SEGFAULT|Subprocess aborted)" "$OUT/ctest.log" | head -20
+
+wait "$EXPORT_PID"; echo "export rc=$?"
+nvidia-smi --query-gpu=name,clocks.sm,clocks.mem,temperature.gpu --format=csv,noheader
+
+step "bench llm"
+for pdl in "" "--no-pdl"; do
+  "$BUILD/omnirt" bench llm --random-tinyllama --prompt-len 577 --new-tokens 86 --dtype fp16 --runs 20 $pdl \
+    --json "$OUT/bench_llm_fp16${pdl:+_nopdl}.json" 2>&1 | grep -E "^\|" | grep -v -- "---"
+done
+"$BUILD/bench/bench_ops" --benchmark_filter='gemv|attn_decode' --benchmark_min_time=0.1 2>/dev/null \
+  | grep -E "^(gemv|attn)" | awk '{print $1, $2, $3, $NF, $(NF-1)}' | head -24
+
+step "bench vision"
+for cfg in "fp16 fp16" "bf16 bf16" "fp16 fp32" "fp32 fp32 --tf32" "fp32 fp32"; do
+  set -- $cfg
+  echo "backbone $1 heads $2 ${3:-}: $("$BUILD/omnirt" bench vision --model "$FULL" --device cuda --dtype "$1" \
+    --heads-dtype "$2" ${3:-} --runs 20 --json "$OUT/bench_vision_${1}_${2}${3:+_tf32}.json" 2>/dev/null | grep 'vision frame')"
+done
+
+step "bench e2e (sample scene, full random model)"
+[ "$(left)" -gt 200 ] && "$BUILD/omnirt" bench e2e --model "$FULL" --device cuda --runs 2 --warmup 1 \
+  --json "$OUT/bench_e2e.json" 2>&1 | grep -E "^\||vision|TTFT|TPOT|overall" | grep -v -- "---" | head -20
+
+step "PyTorch baseline (same run)"
+TB=""; for c in shared/bench/torch_baseline.py .cache/torch_baseline.py; do [ -f "$c" ] && TB=$c && break; done
+[ -n "$TB" ] && [ "$(left)" -gt 150 ] && SKIP_COMPILE=1 PROMPT=577 GEN=86 timeout $(( $(left) - 120 )) \
+  python3 "$TB" > "$OUT/torch_baseline.jsonl" 2>&1; echo "torch rc=$?"; cut -c1-160 "$OUT/torch_baseline.jsonl" | tail -12
+
+step "full-size parity"
+if [ "$(left)" -gt 100 ]; then
+  timeout $(( $(left) - 30 )) python3 python/make_fixtures.py --ckpt "$FULL" --device cuda --out "$FIX" \
+    > "$OUT/full_fixtures.log" 2>&1; echo "fixtures rc=$?"
+  export OMNIRT_PARITY_CKPT=$FULL OMNIRT_PARITY_FIXTURES=$FIX
+  timeout 60 "$BUILD/tests/test_vision" --gtest_filter='VisionParity.CudaFp32HeadsOnReferenceInputs:VisionParity.CudaFullHalf*' \
+    > "$OUT/full_parity_vision.log" 2>&1; echo "vision heads parity rc=$?"
+  grep -E "rel. error|unmatched|tie swaps|OK \]|FAILED \]" "$OUT/full_parity_vision.log" | head -40
+  timeout 60 "$BUILD/tests/test_llm_engine" --gtest_filter='Frames/LlmFixture*' > "$OUT/full_parity_llm.log" 2>&1
+  echo "llm parity rc=$?"; grep -E "rel|OK \]|FAILED \]|Failure" "$OUT/full_parity_llm.log" | head -20
+fi
+echo "done t=${SECONDS}s"
