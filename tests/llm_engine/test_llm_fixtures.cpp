@@ -86,7 +86,7 @@ class LlmFixture : public ::testing::TestWithParam<std::tuple<const char*, Backe
 
 TEST_P(LlmFixture, TeacherForcedLogitsSpliceAndGreedyIds) {
   const Backend be = std::get<1>(GetParam());
-  if (be.device == Device::CUDA) OMNIRT_REQUIRE_CUDA();
+  if (be.device == Device::CUDA) OMNIRT_REQUIRE_CUDA_LLM(ckpt_dir());
   LlmEngineOptions opt;
   opt.all_logits = true;
   opt.device = be.device;

@@ -493,7 +493,7 @@ TEST(ParityCli, BadInputIsAClearError) {
 // that does not is not applied) but stay within the bounds measured for the tiny model
 // (tests/vision: fp16 backbone 7.8e-3, bf16 7.2e-2 on frame 0; tests/llm_engine: fp16/bf16 logits).
 TEST(ParityCuda, HalfPrecisionDriftIsNonZeroAndBounded) {
-  OMNIRT_REQUIRE_CUDA();
+  OMNIRT_REQUIRE_CUDA_LLM(kModel);
   ParityOptions o;
   o.scene = kScene;
   o.model_dir = kModel;

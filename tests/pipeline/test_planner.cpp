@@ -135,19 +135,19 @@ TEST(Planner, SamplingStreamDependsOnTheFrameIndex) {
 }
 
 TEST(PlannerCuda, DeviceSamplingEqualsHostReferenceF32) {
-  OMNIRT_REQUIRE_CUDA();
+  OMNIRT_REQUIRE_CUDA_LLM(kModel);
   check_against_reference(Device::CUDA, DType::F32);
 }
 
 TEST(PlannerCuda, DeviceSamplingEqualsHostReferenceF16) {
-  OMNIRT_REQUIRE_CUDA();
+  OMNIRT_REQUIRE_CUDA_LLM(kModel);
   check_against_reference(Device::CUDA, DType::F16);
 }
 
 TEST(PlannerCuda, GreedyCudaF32EqualsGreedyCpu) {
   // Same vision tokens in: the fp32 CUDA LLM gives the CPU's greedy answer on the tiny model
   // (the LLM engine's own test asserts the same token-for-token).
-  OMNIRT_REQUIRE_CUDA();
+  OMNIRT_REQUIRE_CUDA_LLM(kModel);
   pipeline::EngineOptions eo;
   eo.greedy = true;
   eo.max_new_tokens = 40;
