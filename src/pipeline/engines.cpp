@@ -56,6 +56,7 @@ class Engines final : public ModelEngines {
     vision::VisionEngineOptions vo;
     vo.device = opt.device;
     vo.backbone_dtype = opt.vision_dtype;
+    vo.heads_dtype = opt.vision_heads_dtype;
     vision_ = vision::VisionEngine::load(dir, vo);
     llm::LlmEngineOptions lo;
     lo.device = opt.device;

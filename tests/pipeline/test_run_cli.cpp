@@ -149,3 +149,17 @@ TEST(RunCli, TinyCheckpointOnCpuWritesJsonAndPicturesAndReportsTheBadFrame) {
   EXPECT_EQ(lines, 2);
   fs::remove_all(tmp);
 }
+
+// Half-precision vision options are CUDA-only: on the CPU backend they are a clear error naming
+// the flag, before any model is loaded.
+TEST(RunCli, HalfVisionOptionsOnTheCpuAreClearErrors) {
+  const fs::path log = fs::temp_directory_path() / ("omnirt_run_half_" + std::to_string(::getpid()));
+  const std::string scene = std::string(OMNIRT_SOURCE_DIR) + "/examples/sample_scene";
+  EXPECT_NE(run_cli("run '" + scene + "' --device cpu --vision-heads fp16", log), 0);
+  EXPECT_NE(slurp(log).find("--vision-heads fp16: the CPU backend runs fp32 only"), std::string::npos)
+      << slurp(log);
+  EXPECT_NE(run_cli("run '" + scene + "' --device cpu --vision-dtype bf16", log), 0);
+  EXPECT_NE(slurp(log).find("--vision-dtype bf16: the CPU backend runs fp32 only"), std::string::npos)
+      << slurp(log);
+  fs::remove(log);
+}

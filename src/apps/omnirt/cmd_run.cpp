@@ -25,7 +25,7 @@ omnirt::cli::Command run_cmd(
     "run", "Run the model over a scene folder: boxes, lanes, planner text and trajectory per frame",
     [](CLI::App& sub) {
       struct Args {
-        std::string scene, model, out, device, vision_dtype = "auto";
+        std::string scene, model, out, device, vision_dtype = "auto", vision_heads = "fp32";
         bool greedy = false, viz = false, json = false;
         int max_new = 320, max_frames = -1;
         uint64_t seed = 0;
@@ -42,6 +42,10 @@ omnirt::cli::Command run_cmd(
       sub.add_option("--vision-dtype", a->vision_dtype,
                      "vision backbone precision: fp32, fp16, bf16 (default fp16 on cuda, fp32 on cpu)")
           ->check(CLI::IsMember({"auto", "fp32", "fp16", "bf16"}));
+      sub.add_option("--vision-heads", a->vision_heads,
+                     "vision heads precision: fp32 (default; with a half backbone, the reference "
+                     "deployment's mixed mode), fp16 or bf16 (cuda)")
+          ->check(CLI::IsMember({"fp32", "fp16", "bf16"}));
       sub.add_flag("--greedy", a->greedy, "argmax decoding (default: OmniDrive's sampling)");
       sub.add_option("--max-new", a->max_new, "most new tokens per answer")->check(CLI::Range(1, 2048));
       sub.add_option("--seed", a->seed, "sampling seed");
@@ -59,6 +63,10 @@ omnirt::cli::Command run_cmd(
           const std::string vd = a->vision_dtype == "auto" ? (cuda ? "fp16" : "fp32") : a->vision_dtype;
           eo.vision_dtype = vd == "fp16" ? DType::F16 : vd == "bf16" ? DType::BF16 : DType::F32;
           OMNIRT_CHECK(cuda || eo.vision_dtype == DType::F32, "--vision-dtype ", vd,
+                       ": the CPU backend runs fp32 only");
+          const std::string vh = a->vision_heads;
+          eo.vision_heads_dtype = vh == "fp16" ? DType::F16 : vh == "bf16" ? DType::BF16 : DType::F32;
+          OMNIRT_CHECK(cuda || eo.vision_heads_dtype == DType::F32, "--vision-heads ", vh,
                        ": the CPU backend runs fp32 only");
           eo.greedy = a->greedy;
           eo.max_new_tokens = a->max_new;
