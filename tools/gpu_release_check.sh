@@ -65,3 +65,6 @@ if [ "$(left)" -gt 100 ]; then
   echo "llm parity rc=$?"; grep -E "rel|OK \]|FAILED \]|Failure" "$OUT/full_parity_llm.log" | head -20
 fi
 echo "done t=${SECONDS}s"
+# The device returns at most 8 files: keep the benchmark JSONs apart and pack every log into one.
+(cd "$OUT" && tar -czf logs.tgz --remove-files ./*.log ./*.jsonl 2>/dev/null)
+(cd "$OUT" && tar -czf bench_json.tgz --remove-files ./bench_*.json 2>/dev/null)
