@@ -1,0 +1,165 @@
+#include "quant/int4.h"
+
+#include <algorithm>
+#include <cmath>
+#include <string>
+
+#include "core/error.h"
+
+namespace omnirt::quant {
+namespace {
+
+// Float32 CPU contiguous copy-or-view of `t` (converts F16/BF16/F64).
+Tensor as_f32_cpu(const Tensor& t, const std::string& what) {
+  OMNIRT_CHECK(t.defined(), what, ": tensor is undefined");
+  OMNIRT_CHECK(dtype_is_float(t.dtype()), what, ": expected a float tensor, got dtype ",
+               dtype_name(t.dtype()));
+  Tensor c = t.is_cuda() ? t.to(Device::CPU) : t;
+  if (!c.is_contiguous()) {
+    Tensor d = Tensor::empty(c.shape(), c.dtype());
+    d.copy_from(c);
+    c = d;
+  }
+  return c.dtype() == DType::F32 ? c : c.to_dtype(DType::F32);
+}
+
+uint8_t encode_nibble(int q) { return static_cast<uint8_t>(q) & 0x0F; }
+
+}  // namespace
+
+Int4Weight quantize_int4(const Tensor& w_in, int64_t group_size, const std::string& what) {
+  OMNIRT_CHECK(w_in.defined() && w_in.ndim() == 2, what,
+               ": INT4 quantisation needs a 2-D [N, K] weight, got shape ",
+               w_in.defined() ? shape_str(w_in.shape()) : std::string("(undefined)"));
+  const Tensor w = as_f32_cpu(w_in, what);
+  const int64_t n = w.dim(0), k = w.dim(1);
+  OMNIRT_CHECK(n > 0 && k > 0, what, ": empty weight ", shape_str(w.shape()));
+  OMNIRT_CHECK(group_size >= 0, what, ": group size must be > 0 (or 0 for per channel), got ",
+               group_size);
+  const int64_t g = group_size == 0 ? k : group_size;
+  OMNIRT_CHECK(k % 2 == 0, what, ": INT4 packing needs an even K (columns), got shape ",
+               shape_str(w.shape()));
+  OMNIRT_CHECK(g % 2 == 0, what, ": INT4 group size must be even (two values per byte), got ", g);
+  OMNIRT_CHECK(k % g == 0, what, ": K = ", k, " (shape ", shape_str(w.shape()),
+               ") is not a multiple of the INT4 group size ", g,
+               "; use a group size dividing K or per-channel quantisation");
+  const int64_t groups = k / g;
+
+  Int4Weight out;
+  out.rows = n;
+  out.cols = k;
+  out.group_size = g;
+  out.qweight = Tensor::zeros({n, k / 2}, DType::U8);
+  out.scales = Tensor::empty({n, groups}, DType::F32);
+  const float* src = w.data<float>();
+  uint8_t* dst = out.qweight.data<uint8_t>();
+  float* sc = out.scales.data<float>();
+  for (int64_t r = 0; r < n; ++r) {
+    for (int64_t gi = 0; gi < groups; ++gi) {
+      const float* grp = src + r * k + gi * g;
+      float amax = 0.f;
+      for (int64_t i = 0; i < g; ++i) {
+        OMNIRT_CHECK(std::isfinite(grp[i]), what, ": non-finite value at [", r, ", ", gi * g + i,
+                     "]");
+        amax = std::max(amax, std::fabs(grp[i]));
+      }
+      const float scale = amax / 7.f;
+      sc[r * groups + gi] = scale;
+      for (int64_t i = 0; i < g; ++i) {
+        int q = 0;
+        if (scale > 0.f) {
+          q = static_cast<int>(std::nearbyint(grp[i] / scale));
+          q = std::clamp(q, -7, 7);
+        }
+        const int64_t col = gi * g + i;
+        uint8_t& byte = dst[r * (k / 2) + col / 2];
+        byte |= (col % 2 == 0) ? encode_nibble(q) : static_cast<uint8_t>(encode_nibble(q) << 4);
+      }
+    }
+  }
+  return out;
+}
+
+int64_t int4_group_size(const Tensor& qweight, const Tensor& scales, const std::string& what) {
+  OMNIRT_CHECK(qweight.defined() && qweight.dtype() == DType::U8 && qweight.ndim() == 2, what,
+               ".qweight: expected a U8 [N, K/2] tensor, got ",
+               qweight.defined() ? std::string(dtype_name(qweight.dtype())) + " " +
+                                       shape_str(qweight.shape())
+                                 : std::string("(undefined)"));
+  OMNIRT_CHECK(scales.defined() && scales.ndim() == 2 &&
+                   (scales.dtype() == DType::F32 || scales.dtype() == DType::F16),
+               what, ".scales: expected an F32 or F16 [N, groups] tensor, got ",
+               scales.defined() ? std::string(dtype_name(scales.dtype())) + " " +
+                                      shape_str(scales.shape())
+                                : std::string("(undefined)"));
+  const int64_t n = qweight.dim(0), k = qweight.dim(1) * 2;
+  OMNIRT_CHECK(scales.dim(0) == n && scales.dim(1) > 0 && k % scales.dim(1) == 0 &&
+                   (k / scales.dim(1)) % 2 == 0,
+               what, ": scales shape ", shape_str(scales.shape()),
+               " does not fit qweight shape ", shape_str(qweight.shape()), " (K = ", k,
+               "): expected [", n, ", K / group_size] with an even group size");
+  return k / scales.dim(1);
+}
+
+Tensor dequantize_int4(const Tensor& qweight_in, const Tensor& scales_in, const std::string& what) {
+  const int64_t g = int4_group_size(qweight_in, scales_in, what);
+  const Tensor qweight = qweight_in.is_cuda() ? qweight_in.to(Device::CPU) : qweight_in;
+  const Tensor scales = as_f32_cpu(scales_in, what + ".scales");
+  OMNIRT_CHECK(qweight.is_contiguous(), what, ".qweight must be contiguous");
+  const int64_t n = qweight.dim(0), k = qweight.dim(1) * 2, groups = k / g;
+  Tensor w = Tensor::empty({n, k}, DType::F32);
+  float* dst = w.data<float>();
+  const uint8_t* q = qweight.data<uint8_t>();
+  const float* sc = scales.data<float>();
+  for (int64_t r = 0; r < n; ++r)
+    for (int64_t c = 0; c < k; ++c)
+      dst[r * k + c] = static_cast<float>(int4_code(q + r * (k / 2), c)) * sc[r * groups + c / g];
+  return w;
+}
+
+void int4_linear(const Tensor& x_in, const Tensor& qweight, const Tensor& scales,
+                 const Tensor& bias_in, Tensor& out) {
+  const int64_t g = int4_group_size(qweight, scales, "int4_linear weight");
+  const int64_t n = qweight.dim(0), k = qweight.dim(1) * 2, groups = k / g;
+  OMNIRT_CHECK(x_in.defined() && x_in.ndim() >= 1 && x_in.dim(-1) == k,
+               "int4_linear: x must end in K = ", k, ", got shape ",
+               x_in.defined() ? shape_str(x_in.shape()) : std::string("(undefined)"));
+  const Tensor x = as_f32_cpu(x_in, "int4_linear x");
+  const int64_t m = x.numel() / k;
+  Shape out_shape = x.shape();
+  out_shape.back() = n;
+  OMNIRT_CHECK(out.defined() && out.dtype() == DType::F32 && !out.is_cuda() &&
+                   out.is_contiguous() && out.shape() == out_shape,
+               "int4_linear: out must be a contiguous CPU F32 tensor of shape ",
+               shape_str(out_shape), ", got ",
+               out.defined() ? std::string(dtype_name(out.dtype())) + " " + shape_str(out.shape())
+                             : std::string("(undefined)"));
+  Tensor bias;
+  if (bias_in.defined()) {
+    bias = as_f32_cpu(bias_in, "int4_linear bias");
+    OMNIRT_CHECK(bias.numel() == n, "int4_linear: bias must have N = ", n, " values, got shape ",
+                 shape_str(bias.shape()));
+  }
+  const Tensor sc_t = as_f32_cpu(scales, "int4_linear scales");
+  const uint8_t* q = qweight.data<uint8_t>();
+  const float* sc = sc_t.data<float>();
+  const float* xp = x.data<float>();
+  float* op = out.data<float>();
+  // Per (row, group): accumulate x . codes in float, then multiply by the group's scale once.
+  for (int64_t i = 0; i < m; ++i) {
+    const float* xr = xp + i * k;
+    for (int64_t r = 0; r < n; ++r) {
+      const uint8_t* qr = q + r * (k / 2);
+      float acc = 0.f;
+      for (int64_t gi = 0; gi < groups; ++gi) {
+        float part = 0.f;
+        for (int64_t c = gi * g; c < (gi + 1) * g; ++c)
+          part += xr[c] * static_cast<float>(int4_code(qr, c));
+        acc += part * sc[r * groups + gi];
+      }
+      op[i * n + r] = acc + (bias.defined() ? bias.data<float>()[r] : 0.f);
+    }
+  }
+}
+
+}  // namespace omnirt::quant
