@@ -1,0 +1,313 @@
+#include "quant/engine.h"
+
+#include <chrono>
+#include <cstdio>
+#include <ctime>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <utility>
+#include <vector>
+
+#include "core/error.h"
+#include "core/tensor.h"
+#include "core/version.h"
+#include "io/safetensors.h"
+#include "quant/int4.h"
+
+namespace omnirt::quant {
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+// Files copied unchanged from the checkpoint (llm.safetensors is rewritten).
+const char* const kCopiedFiles[] = {"config.json", "vision.safetensors", "tokenizer.model"};
+const char* const kManifestName = "manifest.json";
+
+std::string read_bytes(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  OMNIRT_CHECK(f.good(), path, ": cannot open the file");
+  std::ostringstream os;
+  os << f.rdbuf();
+  return os.str();
+}
+
+std::string fnv1a64_hex(const std::string& bytes) {
+  uint64_t h = 1469598103934665603ull;
+  for (unsigned char c : bytes) {
+    h ^= c;
+    h *= 1099511628211ull;
+  }
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h));
+  return buf;
+}
+
+std::string utc_now_iso8601() {
+  const std::time_t t = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+bool is_float_precision(const std::string& p) { return p == "fp32" || p == "fp16" || p == "bf16"; }
+
+DType float_precision_dtype(const std::string& p) {
+  if (p == "fp32") return DType::F32;
+  if (p == "fp16") return DType::F16;
+  return DType::BF16;
+}
+
+// The LLM's linear weights (q/k/v/o, gate/up/down projections) are quantised; embeddings, norms
+// and lm_head stay in floating point (the usual weight-only INT4 recipe).
+bool is_quantised_linear(const std::string& name, const SafetensorsTensorInfo& info) {
+  const std::string suffix = "_proj.weight";
+  return info.shape.size() == 2 && name.rfind("model.layers.", 0) == 0 &&
+         name.size() > suffix.size() &&
+         name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+// Precision of the vision weights as stored: the float dtype most of their bytes are in.
+std::string vision_precision_of(const std::string& path) {
+  const SafetensorsFile f = SafetensorsFile::open(path);
+  std::map<DType, uint64_t> bytes;
+  for (const auto& n : f.names()) {
+    const auto& info = f.info(n);
+    if (dtype_is_float(info.dtype)) bytes[info.dtype] += dtype_nbytes(info.dtype, info.numel());
+  }
+  DType best = DType::F32;
+  uint64_t most = 0;
+  for (auto [d, b] : bytes)
+    if (b > most) most = b, best = d;
+  if (best == DType::F16) return "fp16";
+  if (best == DType::BF16) return "bf16";
+  OMNIRT_CHECK(best == DType::F32, path, ": vision weights are mostly ", dtype_name(best),
+               "; expected F32, F16 or BF16");
+  return "fp32";
+}
+
+void write_text_atomic(const std::string& path, const std::string& text) {
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
+    OMNIRT_CHECK(f.good(), tmp, ": cannot create the file");
+    f << text;
+    f.flush();
+    OMNIRT_CHECK(f.good(), tmp, ": write failed");
+  }
+  fs::rename(tmp, path);
+}
+
+json manifest_to_json(const EngineManifest& m) {
+  json j;
+  j["format_version"] = m.format_version;
+  j["omnirt_version"] = m.omnirt_version;
+  j["omnirt_commit"] = m.omnirt_commit;
+  j["built_at"] = m.built_at;
+  j["source"] = {{"path", m.source_path},
+                 {"config_fnv1a64", m.source_config_hash},
+                 {"files", m.source_files}};
+  j["precisions"] = {{"vision", m.vision_precision}, {"llm", m.llm_precision}};
+  j["group_size"] = m.group_size == 0 ? json(nullptr) : json(m.group_size);
+  j["llm_other_dtype"] = m.llm_other_dtype;
+  j["gpu_arch"] = m.gpu_arch;
+  j["calibration"] = m.calibration.empty() ? json(nullptr) : json(m.calibration);
+  j["files"] = m.files;
+  return j;
+}
+
+// Field access that names the manifest and the field on a missing or mistyped value.
+template <typename T>
+T field(const json& j, const std::string& key, const std::string& where) {
+  OMNIRT_CHECK(j.is_object() && j.contains(key), where, ": missing field \"", key, "\"");
+  try {
+    return j.at(key).get<T>();
+  } catch (const json::exception& e) {
+    OMNIRT_FAIL(where, ": field \"", key, "\" has the wrong type (", j.at(key).type_name(), ")");
+  }
+}
+
+}  // namespace
+
+void parse_llm_precision(const std::string& name, int64_t* group_size) {
+  int64_t g = 0;
+  bool ok = is_float_precision(name) || name == "int4";
+  if (!ok && name.rfind("int4-g", 0) == 0 && name.size() > 6) {
+    const std::string digits = name.substr(6);
+    ok = digits.find_first_not_of("0123456789") == std::string::npos && digits.size() <= 6;
+    if (ok) g = std::stoll(digits);
+    ok = ok && g > 0 && g % 2 == 0;
+  }
+  OMNIRT_CHECK(ok, "unknown LLM precision \"", name,
+               "\": expected fp32, fp16, bf16, int4 (per channel) or int4-g<G> with an even "
+               "group size G, e.g. int4-g128");
+  if (group_size) *group_size = g;
+}
+
+int parse_gpu_arch(const std::string& arch) {
+  bool ok = arch.size() > 3 && arch.rfind("sm_", 0) == 0 && arch.size() <= 6 &&
+            arch.find_first_not_of("0123456789", 3) == std::string::npos;
+  OMNIRT_CHECK(ok, "unknown GPU architecture \"", arch, "\": expected sm_<major><minor>, e.g. sm_90");
+  return std::stoi(arch.substr(3));
+}
+
+RuntimeCaps RuntimeCaps::detect() {
+  RuntimeCaps c;
+  if (cuda_available()) {
+    c.device = Device::CUDA;
+    c.compute_capability = cuda_compute_capability();
+  }
+  return c;
+}
+
+EngineManifest build_engine(const BuildOptions& opt) {
+  int64_t group_size = 0;
+  parse_llm_precision(opt.llm_precision, &group_size);
+  std::string arch = opt.gpu_arch;
+  if (arch.empty())
+    arch = cuda_available() ? "sm_" + std::to_string(cuda_compute_capability()) : "sm_90";
+  parse_gpu_arch(arch);
+
+  const fs::path src(opt.model_dir), out(opt.out_dir);
+  OMNIRT_CHECK(fs::is_directory(src), "checkpoint folder ", opt.model_dir, " does not exist");
+  for (const char* f : {"config.json", "llm.safetensors", "vision.safetensors", "tokenizer.model"})
+    OMNIRT_CHECK(fs::is_regular_file(src / f), "checkpoint folder ", opt.model_dir,
+                 " has no ", f, " (a checkpoint needs config.json, llm.safetensors, "
+                 "vision.safetensors and tokenizer.model)");
+  OMNIRT_CHECK(fs::weakly_canonical(src) != fs::weakly_canonical(out),
+               "omnirt build: --out must differ from the checkpoint folder ", opt.model_dir);
+  fs::create_directories(out);
+  // A half-replaced engine must not look valid: drop the old manifest first.
+  fs::remove(out / kManifestName);
+
+  EngineManifest m;
+  m.format_version = kEngineFormatVersion;
+  m.omnirt_version = version();
+  m.omnirt_commit = git_commit();
+  m.built_at = utc_now_iso8601();
+  m.source_path = fs::absolute(src).lexically_normal().string();
+  m.source_config_hash = fnv1a64_hex(read_bytes((src / "config.json").string()));
+  for (const char* f : {"config.json", "llm.safetensors", "vision.safetensors", "tokenizer.model"})
+    m.source_files[f] = fs::file_size(src / f);
+  m.vision_precision = vision_precision_of((src / "vision.safetensors").string());
+  m.llm_precision = opt.llm_precision;
+  m.group_size = group_size;
+  m.gpu_arch = arch;
+
+  // LLM weights in the target precision.
+  const SafetensorsFile llm = SafetensorsFile::open((src / "llm.safetensors").string());
+  const bool int4 = !is_float_precision(opt.llm_precision);
+  const DType other = int4 ? DType::F16 : float_precision_dtype(opt.llm_precision);
+  m.llm_other_dtype = std::string(dtype_name(other));
+  std::vector<std::pair<std::string, Tensor>> tensors;
+  for (const auto& name : llm.names()) {
+    const auto& info = llm.info(name);
+    const Tensor t = llm.get(name);
+    if (int4 && is_quantised_linear(name, info)) {
+      const std::string module = name.substr(0, name.size() - std::string(".weight").size());
+      Int4Weight q = quantize_int4(t, group_size, "llm.safetensors: " + name);
+      tensors.emplace_back(module + ".qweight", q.qweight);
+      tensors.emplace_back(module + ".scales", q.scales);
+    } else if (dtype_is_float(info.dtype) && info.dtype != other) {
+      tensors.emplace_back(name, t.to_dtype(other));
+    } else {
+      tensors.emplace_back(name, t);
+    }
+  }
+  write_safetensors((out / "llm.safetensors").string(), tensors,
+                    {{"omnirt.llm_precision", opt.llm_precision}});
+  m.files["llm.safetensors"] = fs::file_size(out / "llm.safetensors");
+  for (const char* f : kCopiedFiles) {
+    fs::copy_file(src / f, out / f, fs::copy_options::overwrite_existing);
+    m.files[f] = fs::file_size(out / f);
+  }
+  write_text_atomic((out / kManifestName).string(), manifest_to_json(m).dump(2) + "\n");
+  return m;
+}
+
+EngineManifest load_engine_manifest(const std::string& dir, const RuntimeCaps& caps) {
+  const fs::path path = fs::path(dir) / kManifestName;
+  const std::string where = path.string();
+  OMNIRT_CHECK(fs::is_regular_file(path), where,
+               ": not found; is this an engine folder? Build one with omnirt build MODEL_DIR "
+               "--out ", dir);
+  json j;
+  try {
+    j = json::parse(read_bytes(where));
+  } catch (const json::parse_error& e) {
+    OMNIRT_FAIL(where, ": corrupt manifest (invalid JSON: ", e.what(),
+                "); rebuild the engine with omnirt build");
+  }
+  OMNIRT_CHECK(j.is_object(), where, ": corrupt manifest (expected a JSON object, got ",
+               j.type_name(), "); rebuild the engine with omnirt build");
+
+  EngineManifest m;
+  m.format_version = field<int>(j, "format_version", where);
+  OMNIRT_CHECK(m.format_version == kEngineFormatVersion, where, ": engine format_version ",
+               m.format_version, " is not supported by this omnirt (", version(),
+               ", supports format_version ", kEngineFormatVersion,
+               "); rebuild the engine with this omnirt build");
+  m.omnirt_version = field<std::string>(j, "omnirt_version", where);
+  m.omnirt_commit = field<std::string>(j, "omnirt_commit", where);
+  m.built_at = field<std::string>(j, "built_at", where);
+  const json source = field<json>(j, "source", where);
+  m.source_path = field<std::string>(source, "path", where + " source");
+  m.source_config_hash = field<std::string>(source, "config_fnv1a64", where + " source");
+  m.source_files = field<std::map<std::string, uint64_t>>(source, "files", where + " source");
+  const json prec = field<json>(j, "precisions", where);
+  m.vision_precision = field<std::string>(prec, "vision", where + " precisions");
+  m.llm_precision = field<std::string>(prec, "llm", where + " precisions");
+  OMNIRT_CHECK(is_float_precision(m.vision_precision), where, ": unknown vision precision \"",
+               m.vision_precision, "\" (expected fp32, fp16 or bf16)");
+  try {
+    parse_llm_precision(m.llm_precision, &m.group_size);
+  } catch (const Error& e) {
+    OMNIRT_FAIL(where, ": ", e.what());
+  }
+  const json g = field<json>(j, "group_size", where);
+  const int64_t recorded_g = g.is_null() ? 0 : field<int64_t>(j, "group_size", where);
+  OMNIRT_CHECK(recorded_g == m.group_size, where, ": group_size ", g.dump(),
+               " does not match the LLM precision ", m.llm_precision);
+  m.llm_other_dtype = field<std::string>(j, "llm_other_dtype", where);
+  OMNIRT_CHECK(dtype_from_name(m.llm_other_dtype).has_value(), where, ": unknown llm_other_dtype \"",
+               m.llm_other_dtype, "\"");
+  m.gpu_arch = field<std::string>(j, "gpu_arch", where);
+  int built_cc = 0;
+  try {
+    built_cc = parse_gpu_arch(m.gpu_arch);
+  } catch (const Error& e) {
+    OMNIRT_FAIL(where, ": ", e.what());
+  }
+  const json cal = field<json>(j, "calibration", where);
+  m.calibration = cal.is_null() ? "" : field<std::string>(j, "calibration", where);
+  m.files = field<std::map<std::string, uint64_t>>(j, "files", where);
+  for (const char* required : {"config.json", "llm.safetensors", "vision.safetensors",
+                               "tokenizer.model"})
+    OMNIRT_CHECK(m.files.count(required), where, ": the manifest does not list ", required);
+  for (const auto& [name, size] : m.files) {
+    const fs::path f = fs::path(dir) / name;
+    OMNIRT_CHECK(fs::is_regular_file(f), "engine file ", f.string(), " listed in ", where,
+                 " is missing; rebuild the engine with omnirt build");
+    const uint64_t actual = fs::file_size(f);
+    OMNIRT_CHECK(actual == size, "engine file ", f.string(), " has ", actual, " bytes but ",
+                 where, " records ", size, " (modified or truncated); rebuild the engine");
+  }
+
+  if (caps.device == Device::CUDA) {
+    const std::string here = "sm_" + std::to_string(caps.compute_capability);
+    OMNIRT_CHECK(built_cc == caps.compute_capability, "engine ", dir, " was built for ",
+                 m.gpu_arch, "; this GPU is ", here, ": rebuild with omnirt build ",
+                 m.source_path, " --out ", dir, " --llm ", m.llm_precision, " --arch ", here);
+    OMNIRT_CHECK(is_float_precision(m.llm_precision), "engine ", dir, " has ", m.llm_precision,
+                 " LLM weights, but this omnirt has no CUDA INT4 kernels yet (only the CPU "
+                 "reference); rebuild with omnirt build --llm fp16 (or bf16) for the GPU, or "
+                 "run on the CPU");
+  }
+  return m;
+}
+
+}  // namespace omnirt::quant
