@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <string>
+#include <vector>
 
 #include "core/error.h"
 
@@ -160,6 +161,83 @@ void int4_linear(const Tensor& x_in, const Tensor& qweight, const Tensor& scales
       op[i * n + r] = acc + (bias.defined() ? bias.data<float>()[r] : 0.f);
     }
   }
+}
+
+namespace {
+// sum over the batch of (x W^T - (x * in_scale) Wq^T)^2, in double.
+double output_sq_error(const float* x, int64_t m, int64_t k, const float* w, const float* wq,
+                       const std::vector<float>& in_scale, int64_t n) {
+  double total = 0;
+  std::vector<double> xs(k);
+  for (int64_t i = 0; i < m; ++i) {
+    const float* xr = x + i * k;
+    for (int64_t c = 0; c < k; ++c) xs[c] = static_cast<double>(xr[c]) * in_scale[c];
+    for (int64_t r = 0; r < n; ++r) {
+      double ref = 0, got = 0;
+      for (int64_t c = 0; c < k; ++c) {
+        ref += static_cast<double>(xr[c]) * w[r * k + c];
+        got += xs[c] * wq[r * k + c];
+      }
+      total += (ref - got) * (ref - got);
+    }
+  }
+  return total;
+}
+}  // namespace
+
+AwqInt4Weight quantize_int4_awq(const Tensor& w_in, const Tensor& x_in, int64_t group_size,
+                                int grid, const std::string& what) {
+  OMNIRT_CHECK(w_in.defined() && w_in.ndim() == 2, what,
+               ": AWQ needs a 2-D [N, K] weight, got shape ",
+               w_in.defined() ? shape_str(w_in.shape()) : std::string("(undefined)"));
+  const Tensor w = as_f32_cpu(w_in, what);
+  const int64_t n = w.dim(0), k = w.dim(1);
+  OMNIRT_CHECK(x_in.defined() && x_in.ndim() == 2 && x_in.dim(1) == k && x_in.dim(0) > 0, what,
+               ": AWQ calibration activations must be [M, K = ", k, "] with M > 0, got ",
+               x_in.defined() ? shape_str(x_in.shape()) : std::string("(undefined)"));
+  OMNIRT_CHECK(grid >= 1, what, ": AWQ alpha grid must have >= 1 step, got ", grid);
+  const Tensor x = as_f32_cpu(x_in, what + " calibration activations");
+  const int64_t m = x.dim(0);
+  const float* xp = x.data<float>();
+  const float* wp = w.data<float>();
+
+  // Mean |x| per input channel; channels that never fire get a floor so 1/s stays finite.
+  std::vector<double> act(k, 0.0);
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t c = 0; c < k; ++c) {
+      OMNIRT_CHECK(std::isfinite(xp[i * k + c]), what,
+                   ": non-finite calibration activation at [", i, ", ", c, "]");
+      act[c] += std::fabs(xp[i * k + c]) / static_cast<double>(m);
+    }
+  const double act_max = *std::max_element(act.begin(), act.end());
+  const double floor = act_max > 0 ? act_max * 1e-4 : 1.0;
+
+  AwqInt4Weight best;
+  bool have_best = false;
+  Tensor scaled = Tensor::empty({n, k}, DType::F32);
+  for (int step = 0; step <= grid; ++step) {
+    const float alpha = static_cast<float>(step) / static_cast<float>(grid);
+    std::vector<float> s(k), inv(k);
+    for (int64_t c = 0; c < k; ++c) {
+      s[c] = static_cast<float>(std::pow(std::max(act[c], floor), static_cast<double>(alpha)));
+      inv[c] = 1.f / s[c];
+    }
+    float* sp = scaled.data<float>();
+    for (int64_t r = 0; r < n; ++r)
+      for (int64_t c = 0; c < k; ++c) sp[r * k + c] = wp[r * k + c] * s[c];
+    Int4Weight q = quantize_int4(scaled, group_size, what);
+    const Tensor d = dequantize_int4(q.qweight, q.scales, what);
+    const double err = output_sq_error(xp, m, k, wp, d.data<float>(), inv, n);
+    if (step == 0) best.plain_error = err;
+    if (!have_best || err < best.calib_error) {
+      have_best = true;
+      best.weight = std::move(q);
+      best.input_scale = Tensor::from_vector(inv, {k});
+      best.alpha = alpha;
+      best.calib_error = err;
+    }
+  }
+  return best;
 }
 
 }  // namespace omnirt::quant

@@ -55,4 +55,23 @@ inline int int4_code(const uint8_t* packed_row, int64_t k) {
 void int4_linear(const Tensor& x, const Tensor& qweight, const Tensor& scales, const Tensor& bias,
                  Tensor& out);
 
+// AWQ-style activation-aware scaling (CPU, per weight; no model-level calibration pipeline yet).
+// Input channels that carry large activations matter most, so before quantising, column k of W
+// is multiplied by s_k = (mean over the calibration batch of |x_k|)^alpha, and x is multiplied by
+// input_scale_k = 1 / s_k at run time: (x * input_scale) . dequant(Q(W * s))^T ~ x . W^T.
+// alpha is searched on a grid over [0, 1] (alpha = 0 is plain quantisation) minimising the output
+// error sum((x W^T - x_hat W_hat^T)^2) on the calibration batch, so the chosen scaling is never
+// worse than plain quantisation on that batch.
+struct AwqInt4Weight {
+  Int4Weight weight;   // quantised W * s
+  Tensor input_scale;  // F32 [K]: multiply x by it before int4_linear
+  float alpha = 0.f;
+  double calib_error = 0;  // output squared error on the calibration batch with the chosen alpha
+  double plain_error = 0;  // the same for alpha = 0 (plain quantisation)
+};
+// `calib_x`: F32 [M, K] calibration activations (the inputs this linear layer sees).
+// `grid`: number of alpha steps (alpha = i / grid, i = 0..grid), >= 1.
+AwqInt4Weight quantize_int4_awq(const Tensor& w, const Tensor& calib_x, int64_t group_size,
+                                int grid = 20, const std::string& what = "weight");
+
 }  // namespace omnirt::quant
