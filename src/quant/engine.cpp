@@ -108,9 +108,8 @@ json manifest_to_json(const EngineManifest& m) {
   j["omnirt_version"] = m.omnirt_version;
   j["omnirt_commit"] = m.omnirt_commit;
   j["built_at"] = m.built_at;
-  j["source"] = {{"path", m.source_path},
-                 {"config_fnv1a64", m.source_config_hash},
-                 {"files", m.source_files}};
+  j["source"] = {
+      {"path", m.source_path}, {"config_fnv1a64", m.source_config_hash}, {"files", m.source_files}};
   j["precisions"] = {{"vision", m.vision_precision}, {"llm", m.llm_precision}};
   j["group_size"] = m.group_size == 0 ? json(nullptr) : json(m.group_size);
   j["llm_other_dtype"] = m.llm_other_dtype;
@@ -151,7 +150,8 @@ void parse_llm_precision(const std::string& name, int64_t* group_size) {
 int parse_gpu_arch(const std::string& arch) {
   bool ok = arch.size() > 3 && arch.rfind("sm_", 0) == 0 && arch.size() <= 6 &&
             arch.find_first_not_of("0123456789", 3) == std::string::npos;
-  OMNIRT_CHECK(ok, "unknown GPU architecture \"", arch, "\": expected sm_<major><minor>, e.g. sm_90");
+  OMNIRT_CHECK(ok, "unknown GPU architecture \"", arch,
+               "\": expected sm_<major><minor>, e.g. sm_90");
   return std::stoi(arch.substr(3));
 }
 
@@ -175,8 +175,8 @@ EngineManifest build_engine(const BuildOptions& opt) {
   const fs::path src(opt.model_dir), out(opt.out_dir);
   OMNIRT_CHECK(fs::is_directory(src), "checkpoint folder ", opt.model_dir, " does not exist");
   for (const char* f : {"config.json", "llm.safetensors", "vision.safetensors", "tokenizer.model"})
-    OMNIRT_CHECK(fs::is_regular_file(src / f), "checkpoint folder ", opt.model_dir,
-                 " has no ", f, " (a checkpoint needs config.json, llm.safetensors, "
+    OMNIRT_CHECK(fs::is_regular_file(src / f), "checkpoint folder ", opt.model_dir, " has no ", f,
+                 " (a checkpoint needs config.json, llm.safetensors, "
                  "vision.safetensors and tokenizer.model)");
   OMNIRT_CHECK(fs::weakly_canonical(src) != fs::weakly_canonical(out),
                "omnirt build: --out must differ from the checkpoint folder ", opt.model_dir);
@@ -234,7 +234,8 @@ EngineManifest load_engine_manifest(const std::string& dir, const RuntimeCaps& c
   const std::string where = path.string();
   OMNIRT_CHECK(fs::is_regular_file(path), where,
                ": not found; is this an engine folder? Build one with omnirt build MODEL_DIR "
-               "--out ", dir);
+               "--out ",
+               dir);
   json j;
   try {
     j = json::parse(read_bytes(where));
@@ -273,8 +274,8 @@ EngineManifest load_engine_manifest(const std::string& dir, const RuntimeCaps& c
   OMNIRT_CHECK(recorded_g == m.group_size, where, ": group_size ", g.dump(),
                " does not match the LLM precision ", m.llm_precision);
   m.llm_other_dtype = field<std::string>(j, "llm_other_dtype", where);
-  OMNIRT_CHECK(dtype_from_name(m.llm_other_dtype).has_value(), where, ": unknown llm_other_dtype \"",
-               m.llm_other_dtype, "\"");
+  OMNIRT_CHECK(dtype_from_name(m.llm_other_dtype).has_value(), where,
+               ": unknown llm_other_dtype \"", m.llm_other_dtype, "\"");
   m.gpu_arch = field<std::string>(j, "gpu_arch", where);
   int built_cc = 0;
   try {
@@ -285,23 +286,23 @@ EngineManifest load_engine_manifest(const std::string& dir, const RuntimeCaps& c
   const json cal = field<json>(j, "calibration", where);
   m.calibration = cal.is_null() ? "" : field<std::string>(j, "calibration", where);
   m.files = field<std::map<std::string, uint64_t>>(j, "files", where);
-  for (const char* required : {"config.json", "llm.safetensors", "vision.safetensors",
-                               "tokenizer.model"})
+  for (const char* required :
+       {"config.json", "llm.safetensors", "vision.safetensors", "tokenizer.model"})
     OMNIRT_CHECK(m.files.count(required), where, ": the manifest does not list ", required);
   for (const auto& [name, size] : m.files) {
     const fs::path f = fs::path(dir) / name;
     OMNIRT_CHECK(fs::is_regular_file(f), "engine file ", f.string(), " listed in ", where,
                  " is missing; rebuild the engine with omnirt build");
     const uint64_t actual = fs::file_size(f);
-    OMNIRT_CHECK(actual == size, "engine file ", f.string(), " has ", actual, " bytes but ",
-                 where, " records ", size, " (modified or truncated); rebuild the engine");
+    OMNIRT_CHECK(actual == size, "engine file ", f.string(), " has ", actual, " bytes but ", where,
+                 " records ", size, " (modified or truncated); rebuild the engine");
   }
 
   if (caps.device == Device::CUDA) {
     const std::string here = "sm_" + std::to_string(caps.compute_capability);
-    OMNIRT_CHECK(built_cc == caps.compute_capability, "engine ", dir, " was built for ",
-                 m.gpu_arch, "; this GPU is ", here, ": rebuild with omnirt build ",
-                 m.source_path, " --out ", dir, " --llm ", m.llm_precision, " --arch ", here);
+    OMNIRT_CHECK(built_cc == caps.compute_capability, "engine ", dir, " was built for ", m.gpu_arch,
+                 "; this GPU is ", here, ": rebuild with omnirt build ", m.source_path, " --out ",
+                 dir, " --llm ", m.llm_precision, " --arch ", here);
     OMNIRT_CHECK(is_float_precision(m.llm_precision), "engine ", dir, " has ", m.llm_precision,
                  " LLM weights, but this omnirt has no CUDA INT4 kernels yet (only the CPU "
                  "reference); rebuild with omnirt build --llm fp16 (or bf16) for the GPU, or "

@@ -30,7 +30,7 @@ struct RuntimeCaps {
 struct EngineManifest {
   int format_version = 0;
   std::string omnirt_version, omnirt_commit, built_at;  // built_at: ISO 8601 UTC
-  std::string source_path;         // checkpoint folder it was built from
+  std::string source_path;                              // checkpoint folder it was built from
   std::string source_config_hash;  // FNV-1a 64 of its config.json bytes, 16 hex digits
   std::map<std::string, uint64_t> source_files;  // checkpoint file -> size in bytes
   std::string vision_precision;  // fp32 | fp16 | bf16 (vision weights are copied as they are)
@@ -43,10 +43,10 @@ struct EngineManifest {
 };
 
 struct BuildOptions {
-  std::string model_dir;     // checkpoint folder (config.json, llm.safetensors, ...)
-  std::string out_dir;       // engine folder; created; existing engine files are replaced
+  std::string model_dir;  // checkpoint folder (config.json, llm.safetensors, ...)
+  std::string out_dir;    // engine folder; created; existing engine files are replaced
   std::string llm_precision = "fp16";
-  std::string gpu_arch;      // empty: this machine's GPU, else sm_90
+  std::string gpu_arch;  // empty: this machine's GPU, else sm_90
 };
 
 // Parses a precision name: fp32 | fp16 | bf16 | int4 (per channel) | int4-g<G> (G even, > 0).

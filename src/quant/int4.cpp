@@ -84,21 +84,21 @@ Int4Weight quantize_int4(const Tensor& w_in, int64_t group_size, const std::stri
 int64_t int4_group_size(const Tensor& qweight, const Tensor& scales, const std::string& what) {
   OMNIRT_CHECK(qweight.defined() && qweight.dtype() == DType::U8 && qweight.ndim() == 2, what,
                ".qweight: expected a U8 [N, K/2] tensor, got ",
-               qweight.defined() ? std::string(dtype_name(qweight.dtype())) + " " +
-                                       shape_str(qweight.shape())
-                                 : std::string("(undefined)"));
+               qweight.defined()
+                   ? std::string(dtype_name(qweight.dtype())) + " " + shape_str(qweight.shape())
+                   : std::string("(undefined)"));
   OMNIRT_CHECK(scales.defined() && scales.ndim() == 2 &&
                    (scales.dtype() == DType::F32 || scales.dtype() == DType::F16),
                what, ".scales: expected an F32 or F16 [N, groups] tensor, got ",
-               scales.defined() ? std::string(dtype_name(scales.dtype())) + " " +
-                                      shape_str(scales.shape())
-                                : std::string("(undefined)"));
+               scales.defined()
+                   ? std::string(dtype_name(scales.dtype())) + " " + shape_str(scales.shape())
+                   : std::string("(undefined)"));
   const int64_t n = qweight.dim(0), k = qweight.dim(1) * 2;
   OMNIRT_CHECK(scales.dim(0) == n && scales.dim(1) > 0 && k % scales.dim(1) == 0 &&
                    (k / scales.dim(1)) % 2 == 0,
-               what, ": scales shape ", shape_str(scales.shape()),
-               " does not fit qweight shape ", shape_str(qweight.shape()), " (K = ", k,
-               "): expected [", n, ", K / group_size] with an even group size");
+               what, ": scales shape ", shape_str(scales.shape()), " does not fit qweight shape ",
+               shape_str(qweight.shape()), " (K = ", k, "): expected [", n,
+               ", K / group_size] with an even group size");
   return k / scales.dim(1);
 }
 
@@ -205,8 +205,8 @@ AwqInt4Weight quantize_int4_awq(const Tensor& w_in, const Tensor& x_in, int64_t 
   std::vector<double> act(k, 0.0);
   for (int64_t i = 0; i < m; ++i)
     for (int64_t c = 0; c < k; ++c) {
-      OMNIRT_CHECK(std::isfinite(xp[i * k + c]), what,
-                   ": non-finite calibration activation at [", i, ", ", c, "]");
+      OMNIRT_CHECK(std::isfinite(xp[i * k + c]), what, ": non-finite calibration activation at [",
+                   i, ", ", c, "]");
       act[c] += std::fabs(xp[i * k + c]) / static_cast<double>(m);
     }
   const double act_max = *std::max_element(act.begin(), act.end());

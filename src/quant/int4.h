@@ -23,8 +23,8 @@
 namespace omnirt::quant {
 
 struct Int4Weight {
-  Tensor qweight;  // U8 [N, K / 2], layout above
-  Tensor scales;   // F32 [N, K / group_size]
+  Tensor qweight;          // U8 [N, K / 2], layout above
+  Tensor scales;           // F32 [N, K / group_size]
   int64_t rows = 0;        // N
   int64_t cols = 0;        // K
   int64_t group_size = 0;  // K for per-channel

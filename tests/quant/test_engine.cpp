@@ -246,8 +246,8 @@ TEST_F(EngineTest, UnknownPrecisionIsReported) {
 TEST_F(EngineTest, ArchMismatchSaysWhatToRebuild) {
   const std::string dir = build("fp16", "sm_100");
   expect_error([&] { load_engine_manifest(dir, kSm90); },
-               {"built for sm_100; this GPU is sm_90", "rebuild with omnirt build",
-                "--arch sm_90", "--llm fp16"});
+               {"built for sm_100; this GPU is sm_90", "rebuild with omnirt build", "--arch sm_90",
+                "--llm fp16"});
   EXPECT_NO_THROW(load_engine_manifest(dir, RuntimeCaps{Device::CUDA, 100}));
   EXPECT_NO_THROW(load_engine_manifest(dir, kCpu));  // the CPU path runs any engine
 }
@@ -260,7 +260,8 @@ TEST_F(EngineTest, Int4OnCudaSaysTheKernelsAreMissing) {
 
 int run_cli(const std::string& args, std::string* output) {
   const fs::path log = fs::temp_directory_path() / ("omnirt_build_cli_" + std::to_string(getpid()));
-  const std::string cmd = std::string(OMNIRT_CLI_PATH) + " " + args + " > '" + log.string() + "' 2>&1";
+  const std::string cmd =
+      std::string(OMNIRT_CLI_PATH) + " " + args + " > '" + log.string() + "' 2>&1";
   const int rc = std::system(cmd.c_str());
   std::ifstream in(log);
   output->assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());

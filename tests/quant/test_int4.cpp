@@ -46,7 +46,8 @@ void expect_round_trip_bound(const Tensor& w, int64_t group_size) {
 
 TEST(Int4, RoundTripWithinHalfScalePerChannelAwkwardShapes) {
   std::mt19937_64 rng(testing::test_seed());
-  for (auto [n, k] : std::vector<std::pair<int64_t, int64_t>>{{1, 2}, {7, 38}, {33, 130}, {5, 258}}) {
+  for (auto [n, k] :
+       std::vector<std::pair<int64_t, int64_t>>{{1, 2}, {7, 38}, {33, 130}, {5, 258}}) {
     SCOPED_TRACE(::testing::Message() << "N=" << n << " K=" << k);
     expect_round_trip_bound(testing::random_tensor({n, k}, rng, -2.f, 3.f), 0);
   }
@@ -143,15 +144,26 @@ void expect_error_containing(const std::function<void()>& f, const std::string& 
 
 TEST(Int4, BadShapesAndGroupSizesGiveClearErrors) {
   std::mt19937_64 rng(testing::test_seed());
-  expect_error_containing([&] { quantize_int4(testing::random_tensor({4, 7}, rng), 0, "odd"); },
-                          "odd: INT4 packing needs an even K");
   expect_error_containing(
-      [&] { quantize_int4(testing::random_tensor({4, 192}, rng), 128, "layer.w"); },
+      [&] {
+        quantize_int4(testing::random_tensor({4, 7}, rng), 0, "odd");
+      },
+      "odd: INT4 packing needs an even K");
+  expect_error_containing(
+      [&] {
+        quantize_int4(testing::random_tensor({4, 192}, rng), 128, "layer.w");
+      },
       "layer.w: K = 192");
-  expect_error_containing([&] { quantize_int4(testing::random_tensor({4, 64}, rng), 5, "w"); },
-                          "group size must be even");
-  expect_error_containing([&] { quantize_int4(testing::random_tensor({4, 64}, rng), -1, "w"); },
-                          "group size must be > 0");
+  expect_error_containing(
+      [&] {
+        quantize_int4(testing::random_tensor({4, 64}, rng), 5, "w");
+      },
+      "group size must be even");
+  expect_error_containing(
+      [&] {
+        quantize_int4(testing::random_tensor({4, 64}, rng), -1, "w");
+      },
+      "group size must be > 0");
   expect_error_containing([&] { quantize_int4(testing::random_tensor({64}, rng), 0, "vec"); },
                           "vec: INT4 quantisation needs a 2-D");
   Tensor nan_w = testing::random_tensor({2, 8}, rng);
@@ -159,10 +171,12 @@ TEST(Int4, BadShapesAndGroupSizesGiveClearErrors) {
   expect_error_containing([&] { quantize_int4(nan_w, 0, "w"); }, "non-finite value at [0, 3]");
   const auto qw = quantize_int4(testing::random_tensor({4, 64}, rng), 32, "w");
   expect_error_containing(
-      [&] { dequantize_int4(qw.qweight, Tensor::zeros({4, 3}, DType::F32), "w"); },
+      [&] {
+        dequantize_int4(qw.qweight, Tensor::zeros({4, 3}, DType::F32), "w");
+      },
       "w: scales shape [4, 3] does not fit qweight shape [4, 32]");
-  expect_error_containing(
-      [&] { dequantize_int4(qw.scales, qw.scales, "w"); }, "w.qweight: expected a U8");
+  expect_error_containing([&] { dequantize_int4(qw.scales, qw.scales, "w"); },
+                          "w.qweight: expected a U8");
   Tensor out = Tensor::empty({2, 4}, DType::F32);
   expect_error_containing(
       [&] {
@@ -172,8 +186,7 @@ TEST(Int4, BadShapesAndGroupSizesGiveClearErrors) {
   Tensor bad_out = Tensor::empty({2, 5}, DType::F32);
   expect_error_containing(
       [&] {
-        int4_linear(testing::random_tensor({2, 64}, rng), qw.qweight, qw.scales, Tensor(),
-                    bad_out);
+        int4_linear(testing::random_tensor({2, 64}, rng), qw.qweight, qw.scales, Tensor(), bad_out);
       },
       "out must be a contiguous CPU F32 tensor of shape [2, 4]");
 }
@@ -247,14 +260,18 @@ TEST(Int4Awq, BadCalibrationGivesClearErrors) {
   std::mt19937_64 rng(testing::test_seed());
   const Tensor w = testing::random_tensor({4, 64}, rng);
   expect_error_containing(
-      [&] { quant::quantize_int4_awq(w, testing::random_tensor({8, 32}, rng), 0, 10, "lay.w"); },
+      [&] {
+        quant::quantize_int4_awq(w, testing::random_tensor({8, 32}, rng), 0, 10, "lay.w");
+      },
       "lay.w: AWQ calibration activations must be [M, K = 64]");
   Tensor x = testing::random_tensor({8, 64}, rng);
   x.data<float>()[64 + 5] = INFINITY;
   expect_error_containing([&] { quant::quantize_int4_awq(w, x, 0, 10, "w"); },
                           "non-finite calibration activation at [1, 5]");
   expect_error_containing(
-      [&] { quant::quantize_int4_awq(w, testing::random_tensor({8, 64}, rng), 0, 0, "w"); },
+      [&] {
+        quant::quantize_int4_awq(w, testing::random_tensor({8, 64}, rng), 0, 0, "w");
+      },
       "alpha grid");
 }
 

@@ -8,7 +8,8 @@
 
 namespace {
 omnirt::cli::Command build_cmd(
-    "build", "Build an engine folder (weights in the target precision + manifest) from a checkpoint",
+    "build",
+    "Build an engine folder (weights in the target precision + manifest) from a checkpoint",
     [](CLI::App& sub) {
       auto opt = std::make_shared<omnirt::quant::BuildOptions>();
       sub.add_option("model_dir", opt->model_dir, "Checkpoint folder")->required();
