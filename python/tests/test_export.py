@@ -49,7 +49,7 @@ def test_random_export_round_trip_strict(tmp_path, models):
     _assert_same_weights(vision.state_dict(), models[0].state_dict())
     _assert_same_weights(llm.state_dict(), models[1].state_dict())
     cfg = json.load(open(os.path.join(out, "config.json")))
-    assert cfg["format"] == "omnirt-checkpoint" and cfg["llm"]["num_kv_heads"] == 2
+    assert cfg["format"] == "omnirt-checkpoint" and cfg["llm"]["num_kv_heads"] == 1
     assert cfg["vision"]["out_dims"] == cfg["llm"]["hidden_size"] == 64
     assert cfg["tokenizer"]["vocab_size"] == tok.vocab_size == 512
     # LLM weights under HF names, vision weights under the original names (all 301 of them).

@@ -57,9 +57,9 @@ inline double rel_error(const Tensor& a, const Tensor& b) {
   } while (0)
 
 // The CUDA LLM engine handles head_dim 32, 64 and 128 (its prefill and decode attention kernels).
-// The tiny checkpoint's planner has head_dim 16 (sized for fast CPU tests), so CUDA tests of the
-// planner on it skip with this reason instead of failing on the engine's refusal; they run in
-// full against a full-size checkpoint (OMNIRT_PARITY_CKPT, see tools/gpu_release_check.sh).
+// CUDA tests of the planner on a checkpoint it cannot run skip with this reason instead of
+// failing on the engine's refusal. (The tiny checkpoint's planner has head_dim 32 since
+// 2026-11-30 so that they run on it; before, with 16, they could only run at full size.)
 #define OMNIRT_REQUIRE_CUDA_LLM(checkpoint_dir)                                                  \
   do {                                                                                          \
     OMNIRT_REQUIRE_CUDA();                                                                      \
