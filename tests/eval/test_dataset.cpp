@@ -221,7 +221,8 @@ TEST(EvalDataset, RunOutputFolderAsPredictions) {
                                           {"translation", {1.0, 2.0, 0.5}},
                                           {"size", {1.9, 4.5, 1.6}}, {"yaw", 0.25},
                                           {"velocity", {1.0, 0.0}}}}}}}}};
-  const DetectionBox& e = parse_predictions(frames.dump(), "f.json", g).boxes["s1"][0];
+  Predictions from_frames = parse_predictions(frames.dump(), "f.json", g);  // kept alive: e refers into it
+  const DetectionBox& e = from_frames.boxes["s1"][0];
   EXPECT_EQ(b.translation, e.translation);
   EXPECT_EQ(b.rotation, e.rotation);
   EXPECT_EQ(b.size, e.size);
