@@ -11,6 +11,7 @@
 #include "core/cuda_check.h"
 #include "core/device.h"
 #include "core/error.h"
+#include "ops/cuda/common.cuh"
 #include "pipeline/preprocess_cuda.h"
 
 namespace omnirt::pipeline {
@@ -79,20 +80,7 @@ __global__ void resample_vertical_kernel(const uint8_t* __restrict__ in, int row
   out[size_t(yy) * row_len + i] = clip8(ss);
 }
 
-template <typename T>
-__device__ __forceinline__ T from_float(float v);
-template <>
-__device__ __forceinline__ float from_float<float>(float v) {
-  return v;
-}
-template <>
-__device__ __forceinline__ __half from_float<__half>(float v) {
-  return __float2half_rn(v);
-}
-template <>
-__device__ __forceinline__ __nv_bfloat16 from_float<__nv_bfloat16>(float v) {
-  return __float2bfloat16_rn(v);
-}
+using ops::cuda::from_float;  // ops/cuda/common.cuh
 
 struct StretchParams {
   int rw, rh;            // resized image (uint8 [rh, rw, 3])

@@ -24,6 +24,7 @@
 
 #include "core/cuda_check.h"
 #include "core/error.h"
+#include "ops/cuda/common.cuh"
 
 namespace omnirt::llm::decode {
 namespace {
@@ -31,34 +32,9 @@ namespace {
 // ---------------------------------------------------------------------------------------------
 // Device helpers
 
-template <typename T>
-__device__ __forceinline__ float to_f(T v);
-template <>
-__device__ __forceinline__ float to_f<float>(float v) {
-  return v;
-}
-template <>
-__device__ __forceinline__ float to_f<__half>(__half v) {
-  return __half2float(v);
-}
-template <>
-__device__ __forceinline__ float to_f<__nv_bfloat16>(__nv_bfloat16 v) {
-  return __bfloat162float(v);
-}
-template <typename T>
-__device__ __forceinline__ T from_f(float v);
-template <>
-__device__ __forceinline__ float from_f<float>(float v) {
-  return v;
-}
-template <>
-__device__ __forceinline__ __half from_f<__half>(float v) {
-  return __float2half_rn(v);
-}
-template <>
-__device__ __forceinline__ __nv_bfloat16 from_f<__nv_bfloat16>(float v) {
-  return __float2bfloat16_rn(v);
-}
+// Element conversions shared with the op layer (ops/cuda/common.cuh).
+using ops::cuda::from_float;
+using ops::cuda::to_float;
 
 // Programmatic dependent launch (sm_90). Without the launch attribute both are no-ops. Data an
 // earlier kernel of the step wrote (activations, the KV cache, the position) is read with __ldcg
@@ -105,7 +81,7 @@ template <typename T>
 __device__ __forceinline__ void unpack(const uint4& v, float* f) {
   const T* e = reinterpret_cast<const T*>(&v);
 #pragma unroll
-  for (int i = 0; i < kVec<T>; ++i) f[i] = to_f(e[i]);
+  for (int i = 0; i < kVec<T>; ++i) f[i] = to_float(e[i]);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -287,11 +263,11 @@ __global__ void __launch_bounds__(256) gemv_kernel(const GemvDev a) {
   } else if constexpr (IN == GemvIn::kSwiglu) {
     const T* x = static_cast<const T*>(a.in);
     for (int k = threadIdx.x; k < K; k += blockDim.x)
-      xs[stage_index<T, VEC>(k, chunks)] = silu(to_f(__ldcg(x + k))) * to_f(__ldcg(x + K + k));
+      xs[stage_index<T, VEC>(k, chunks)] = silu(to_float(__ldcg(x + k))) * to_float(__ldcg(x + K + k));
   } else {
     const T* x = static_cast<const T*>(a.in);
     for (int k = threadIdx.x; k < K; k += blockDim.x)
-      xs[stage_index<T, VEC>(k, chunks)] = to_f(__ldcg(x + k));
+      xs[stage_index<T, VEC>(k, chunks)] = to_float(__ldcg(x + k));
   }
   __syncthreads();
   // Every input has been read: the next kernel may start streaming its own weights.
@@ -328,8 +304,8 @@ __global__ void __launch_bounds__(256) gemv_kernel(const GemvDev a) {
     }
   } else {
     for (int k = lane; k < K; k += 32) {
-      acc0 = fmaf(to_f(w0[k]), xs[k], acc0);
-      acc1 = fmaf(to_f(w1[k]), xs[k], acc1);
+      acc0 = fmaf(to_float(w0[k]), xs[k], acc0);
+      acc1 = fmaf(to_float(w1[k]), xs[k], acc1);
     }
   }
   acc0 = warp_sum(acc0);
@@ -337,8 +313,8 @@ __global__ void __launch_bounds__(256) gemv_kernel(const GemvDev a) {
   if (lane != 0) return;
   if constexpr (OUT == GemvOut::kStore) {
     T* y = static_cast<T*>(a.y);
-    y[r0] = from_f<T>(acc0);
-    if (has1) y[r1] = from_f<T>(acc1);
+    y[r0] = from_float<T>(acc0);
+    if (has1) y[r1] = from_float<T>(acc1);
   } else if constexpr (OUT == GemvOut::kStoreF32) {
     float* y = static_cast<float*>(a.y);
     y[r0] = acc0;
@@ -355,18 +331,18 @@ __global__ void __launch_bounds__(256) gemv_kernel(const GemvDev a) {
     const float ra = acc0 * c - acc1 * s, rb = acc1 * c + acc0 * s;
     if (head < a.hq) {
       T* y = static_cast<T*>(a.y);
-      y[r0] = from_f<T>(ra);
-      y[r1] = from_f<T>(rb);
+      y[r0] = from_float<T>(ra);
+      y[r1] = from_float<T>(rb);
     } else if (head < a.hq + a.hkv) {
       T* dst = static_cast<T*>(a.kc) +
                (static_cast<int64_t>(head - a.hq) * a.max_ctx + p) * D;
-      dst[i] = from_f<T>(ra);
-      dst[i + half] = from_f<T>(rb);
+      dst[i] = from_float<T>(ra);
+      dst[i + half] = from_float<T>(rb);
     } else {
       T* dst = static_cast<T*>(a.vc) +
                (static_cast<int64_t>(head - a.hq - a.hkv) * a.max_ctx + p) * D;
-      dst[i] = from_f<T>(acc0);
-      dst[i + half] = from_f<T>(acc1);
+      dst[i] = from_float<T>(acc0);
+      dst[i + half] = from_float<T>(acc1);
     }
   }
 }
@@ -442,7 +418,7 @@ __global__ void __launch_bounds__(kAttnThreads) attn_decode_kernel(const AttnDev
   }
 
   const T* q = static_cast<const T*>(a.q) + static_cast<int64_t>(kvh) * G * D;
-  for (int i = threadIdx.x; i < G * D; i += blockDim.x) qs[i / D][i % D] = to_f(__ldcg(q + i)) * a.scale_log2;
+  for (int i = threadIdx.x; i < G * D; i += blockDim.x) qs[i / D][i % D] = to_float(__ldcg(q + i)) * a.scale_log2;
   __syncthreads();
 
   // Scores (log2 domain): the tile loop is block-uniform, so the shuffles stay converged.
@@ -561,7 +537,7 @@ __global__ void __launch_bounds__(kAttnThreads) attn_decode_kernel(const AttnDev
     const float* base = a.ws + static_cast<int64_t>(kvh * G + g) * a.splits * stride + d;
     float o = 0.f;
     for (int s = 0; s < a.splits; ++s) o = fmaf(wts[g][s], __ldcg(base + s * stride), o);
-    out[static_cast<int64_t>(kvh * G + g) * D + d] = from_f<T>(o);
+    out[static_cast<int64_t>(kvh * G + g) * D + d] = from_float<T>(o);
   }
   if (threadIdx.x == 0) a.counters[kvh] = 0;  // every split has arrived: ready for the next launch
 }

@@ -19,6 +19,7 @@
 
 #include "core/cuda_check.h"
 #include "core/error.h"
+#include "ops/cuda/common.cuh"
 #include "models/llm/decode_kernels.h"
 #include "models/llm/llama_cuda.h"
 #include "models/llm/llm_engine_impl.h"
@@ -37,34 +38,9 @@ namespace {
 
 // ---------------------------------------------------------------------------------------------
 // Scalar conversions
-template <typename T>
-__device__ __forceinline__ float to_f(T v);
-template <>
-__device__ __forceinline__ float to_f<float>(float v) {
-  return v;
-}
-template <>
-__device__ __forceinline__ float to_f<__half>(__half v) {
-  return __half2float(v);
-}
-template <>
-__device__ __forceinline__ float to_f<__nv_bfloat16>(__nv_bfloat16 v) {
-  return __bfloat162float(v);
-}
-template <typename T>
-__device__ __forceinline__ T from_f(float v);
-template <>
-__device__ __forceinline__ float from_f<float>(float v) {
-  return v;
-}
-template <>
-__device__ __forceinline__ __half from_f<__half>(float v) {
-  return __float2half_rn(v);
-}
-template <>
-__device__ __forceinline__ __nv_bfloat16 from_f<__nv_bfloat16>(float v) {
-  return __float2bfloat16_rn(v);
-}
+// Element conversions shared with the op layer (ops/cuda/common.cuh).
+using ops::cuda::from_float;
+using ops::cuda::to_float;
 
 template <typename T>
 cudaDataType_t cuda_type();
@@ -106,7 +82,7 @@ __global__ void fill_hash_kernel(T* dst, int64_t n, uint64_t seed, float scale, 
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x)
     // Explicit round-to-nearest ops (no FMA contraction) so the host fill gives the same bits.
-    dst[i] = from_f<T>(__fadd_rn(offset, __fmul_rn(scale, hash_uniform(seed, static_cast<uint64_t>(i)))));
+    dst[i] = from_float<T>(__fadd_rn(offset, __fmul_rn(scale, hash_uniform(seed, static_cast<uint64_t>(i)))));
 }
 
 // resid[0, :] = table[*token, :] (float32 residual stream). A token outside the vocabulary (the
@@ -118,7 +94,7 @@ __global__ void embed_kernel(const T* table, const int32_t* token, float* resid,
   const bool ok = tok >= 0 && tok < V;
   const int64_t row = static_cast<int64_t>(ok ? tok : 0) * H;
   for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < H; i += gridDim.x * blockDim.x)
-    resid[i] = ok ? to_f(table[row + i]) : __int_as_float(0x7fc00000);
+    resid[i] = ok ? to_float(table[row + i]) : __int_as_float(0x7fc00000);
 }
 
 __global__ void advance_pos_kernel(int32_t* pos, int n) { *pos += n; }
@@ -134,7 +110,7 @@ __global__ void rmsnorm_kernel(const float* x, const float* w, T* out, int H, fl
   ss = block_sum(ss, red);
   const float inv = rsqrtf(ss / static_cast<float>(H) + eps);
   T* o = out + static_cast<int64_t>(blockIdx.x) * H;
-  for (int i = threadIdx.x; i < H; i += blockDim.x) o[i] = from_f<T>(w[i] * (xr[i] * inv));
+  for (int i = threadIdx.x; i < H; i += blockDim.x) o[i] = from_float<T>(w[i] * (xr[i] * inv));
 }
 
 // RoPE (HF half-split) on the q and k heads of `rows` rows of qkv [rows, stride] at positions
@@ -153,15 +129,15 @@ __global__ void rope_kv_kernel(T* qkv, int stride, const float* cos_tab, const f
   for (int idx = threadIdx.x; idx < (Hq + Hkv) * half; idx += blockDim.x) {
     const int head = idx / half, i = idx % half;
     T* v = row + head * D;  // q heads then k heads are contiguous in the row
-    const float a = to_f(v[i]), b = to_f(v[i + half]);
+    const float a = to_float(v[i]), b = to_float(v[i + half]);
     const float ra = a * c[i] - b * s[i], rb = b * c[i] + a * s[i];
     if (head < Hq) {
-      v[i] = from_f<T>(ra);
-      v[i + half] = from_f<T>(rb);
+      v[i] = from_float<T>(ra);
+      v[i + half] = from_float<T>(rb);
     } else {
       T* dst = kc + (static_cast<int64_t>(head - Hq) * max_ctx + p) * D;
-      dst[i] = from_f<T>(ra);
-      dst[i + half] = from_f<T>(rb);
+      dst[i] = from_float<T>(ra);
+      dst[i + half] = from_float<T>(rb);
     }
   }
   const T* vsrc = row + (Hq + Hkv) * D;

@@ -71,6 +71,29 @@ struct Params {
   float* partial_ml;   // [B * Hkv * rows, num_splits, 2] (running max in log2 units, sum)
 };
 
+// Keys a block of kBlockRows rows starting at row0 visits in its split: [begin, end) (with
+// causality, up to the last visible key of its latest row), and the first key that some row of
+// the block cannot see (keys below it need no causal masking).
+struct KeyRange {
+  int begin, end, min_visible;
+};
+template <int kBlockRows, typename T>
+__device__ __forceinline__ KeyRange block_key_range(const Params<T>& p, int64_t row0, int split) {
+  int kv_end = p.seq_k;
+  int min_visible = p.seq_k;
+  if (p.causal) {
+    const int64_t last_row = (row0 + kBlockRows < p.rows ? row0 + kBlockRows : p.rows) - 1;
+    const bool spans_heads = row0 / p.seq_q != last_row / p.seq_q;
+    const int64_t max_pos = spans_heads ? p.seq_q - 1 : last_row % p.seq_q;
+    const int64_t min_pos = spans_heads ? 0 : row0 % p.seq_q;
+    const int64_t end = max_pos + 1 + p.seq_k - p.seq_q;
+    kv_end = static_cast<int>(end < p.seq_k ? end : p.seq_k);
+    min_visible = static_cast<int>(min_pos + 1 + p.seq_k - p.seq_q);
+  }
+  const int begin = split * p.keys_per_split;
+  return {begin, min(kv_end, begin + p.keys_per_split), min_visible};
+}
+
 template <typename T, int D>
 __global__ void __launch_bounds__(kThreads) attention_kernel(const Params<T> p) {
   static_assert(D % 32 == 0, "head_dim must be a multiple of 32");
@@ -100,16 +123,6 @@ __global__ void __launch_bounds__(kThreads) attention_kernel(const Params<T> p) 
     q_s[r][e] = val;
   }
 
-  // Keys this block needs: with causality, up to the last visible key of its latest row.
-  int kv_end = p.seq_k;
-  if (p.causal) {
-    const int64_t last_row = (row0 + kRowsPerBlock < p.rows ? row0 + kRowsPerBlock : p.rows) - 1;
-    const bool spans_heads = row0 / p.seq_q != last_row / p.seq_q;
-    const int64_t max_pos = spans_heads ? p.seq_q - 1 : last_row % p.seq_q;
-    const int64_t end = max_pos + 1 + p.seq_k - p.seq_q;
-    kv_end = static_cast<int>(end < p.seq_k ? end : p.seq_k);
-  }
-
   // Per-row state for this warp's rows.
   int64_t pos[kRowsPerWarp];
   int visible_end[kRowsPerWarp];  // keys >= this are causally hidden
@@ -131,9 +144,8 @@ __global__ void __launch_bounds__(kThreads) attention_kernel(const Params<T> p) 
   const T* v_base = p.v + batch * p.v_stride[0] + kv_head * p.v_stride[1];
 
   // This block's chunk of keys (all of them without a split).
-  const int key_begin = split * p.keys_per_split;
-  const int key_end = min(kv_end, key_begin + p.keys_per_split);
-  for (int tile = key_begin; tile < key_end; tile += kKeyTile) {
+  const KeyRange keys = block_key_range<kRowsPerBlock>(p, row0, split);
+  for (int tile = keys.begin; tile < keys.end; tile += kKeyTile) {
     __syncthreads();  // everyone is done with the previous tile (and q_s is written)
     for (int idx = threadIdx.x; idx < kKeyTile * D; idx += kThreads) {
       const int j = idx / D, e = idx % D;
@@ -331,6 +343,122 @@ __device__ __forceinline__ uint32_t pack2(float x, float y) {
   }
 }
 
+// ---- pieces shared by the two tensor-core kernels ---------------------------------------------
+
+// A thread's two accumulator rows: `first_row` (g of its warp's 16) and first_row + 8.
+struct TcRows {
+  int64_t first, pos[2];
+  int visible_end[2];
+  bool valid[2];
+};
+template <typename T>
+__device__ __forceinline__ TcRows tc_rows(const Params<T>& p, int64_t first_row) {
+  TcRows r;
+  r.first = first_row;
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    const int64_t row = first_row + 8 * h;
+    r.valid[h] = row < p.rows;
+    r.pos[h] = r.valid[h] ? row % p.seq_q : 0;
+    r.visible_end[h] = p.causal ? static_cast<int>(r.pos[h] + 1 + p.seq_k - p.seq_q) : p.seq_k;
+  }
+  return r;
+}
+
+// One key tile's softmax step on the S accumulators (kSBlocks n-blocks of 8 keys; this thread
+// holds keys 2t and 2t + 1 of rows g and g + 8): scale into log2 units, block keys past the end,
+// causally hidden or masked, update the running max m and sum l, turn S into P = 2^(S - m) in
+// place and rescale the O accumulators. A row with nothing visible so far keeps O = 0, l = 0.
+template <typename T, int kSBlocks, int kOBlocks>
+__device__ __forceinline__ void tc_softmax_tile(const Params<T>& p, int tile, int t,
+                                                int min_visible, const TcRows& r,
+                                                float (&s)[kSBlocks][4], float (&o)[kOBlocks][4],
+                                                float (&m)[2], float (&l)[2]) {
+  const bool need_mask =
+      tile + kTcKeys > p.seq_k || tile + kTcKeys > min_visible || p.mask != nullptr;
+#pragma unroll
+  for (int n = 0; n < kSBlocks; ++n) {
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const int h = e / 2;
+      float v = s[n][e] * p.scale_log2;
+      if (need_mask) {
+        const int key = tile + n * 8 + 2 * t + (e % 2);
+        bool blocked = !r.valid[h] || key >= r.visible_end[h] || key >= p.seq_k;
+        if (!blocked && p.mask != nullptr) blocked = p.mask[r.pos[h] * p.seq_k + key] != 0;
+        if (blocked) v = -INFINITY;
+      }
+      s[n][e] = v;
+    }
+  }
+  float rescale[2];
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    float tile_max = -INFINITY;
+#pragma unroll
+    for (int n = 0; n < kSBlocks; ++n)
+      tile_max = fmaxf(tile_max, fmaxf(s[n][2 * h], s[n][2 * h + 1]));
+    tile_max = fmaxf(tile_max, __shfl_xor_sync(0xffffffffu, tile_max, 1));
+    tile_max = fmaxf(tile_max, __shfl_xor_sync(0xffffffffu, tile_max, 2));
+    const float m_new = fmaxf(m[h], tile_max);
+    const float m_use = m_new == -INFINITY ? 0.f : m_new;
+    rescale[h] = exp2f(m[h] - m_use);  // m[h] = -inf -> 0 (O and l are 0 anyway)
+    float row_sum = 0.f;
+#pragma unroll
+    for (int n = 0; n < kSBlocks; ++n) {
+      s[n][2 * h] = exp2f(s[n][2 * h] - m_use);  // -inf -> 0
+      s[n][2 * h + 1] = exp2f(s[n][2 * h + 1] - m_use);
+      row_sum += s[n][2 * h] + s[n][2 * h + 1];
+    }
+    row_sum += __shfl_xor_sync(0xffffffffu, row_sum, 1);
+    row_sum += __shfl_xor_sync(0xffffffffu, row_sum, 2);
+    l[h] = l[h] * rescale[h] + row_sum;
+    m[h] = m_new;
+  }
+#pragma unroll
+  for (int n = 0; n < kOBlocks; ++n) {
+    o[n][0] *= rescale[0];
+    o[n][1] *= rescale[0];
+    o[n][2] *= rescale[1];
+    o[n][3] *= rescale[1];
+  }
+}
+
+// The thread's two rows of the result: unnormalised partials for attention_merge_kernel when the
+// keys are split, else O / l in T (l == 0: every key blocked -> NaN, documented).
+template <typename T, int D>
+__device__ __forceinline__ void tc_write_rows(const Params<T>& p, const TcRows& r, int kv_head,
+                                              int64_t batch, int split, int t,
+                                              const float (&o)[D / 8][4], const float (&m)[2],
+                                              const float (&l)[2]) {
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    if (!r.valid[h]) continue;
+    const int64_t row = r.first + 8 * h;
+    if (p.num_splits > 1) {
+      const int64_t slot = ((batch * gridDim.y + kv_head) * p.rows + row) * p.num_splits + split;
+#pragma unroll
+      for (int n = 0; n < D / 8; ++n) {
+        p.partial_acc[slot * D + n * 8 + 2 * t] = o[n][2 * h];
+        p.partial_acc[slot * D + n * 8 + 2 * t + 1] = o[n][2 * h + 1];
+      }
+      if (t == 0) {
+        p.partial_ml[slot * 2] = m[h];
+        p.partial_ml[slot * 2 + 1] = l[h];
+      }
+      continue;
+    }
+    const int64_t head = static_cast<int64_t>(kv_head) * p.group + row / p.seq_q;
+    T* out = p.out + batch * p.o_stride[0] + head * p.o_stride[1] + r.pos[h] * p.o_stride[2];
+    const float inv_l = l[h] > 0.f ? 1.f / l[h] : NAN;
+#pragma unroll
+    for (int n = 0; n < D / 8; ++n) {
+      out[n * 8 + 2 * t] = from_float<T>(o[n][2 * h] * inv_l);
+      out[n * 8 + 2 * t + 1] = from_float<T>(o[n][2 * h + 1] * inv_l);
+    }
+  }
+}
+
 template <typename T, int D>
 __global__ void __launch_bounds__(kThreads) attention_tc_kernel(const Params<T> p) {
   static_assert(D % 32 == 0, "head_dim must be a multiple of 32");
@@ -353,20 +481,8 @@ __global__ void __launch_bounds__(kThreads) attention_tc_kernel(const Params<T> 
   const int split = blockIdx.x % p.num_splits;
   const int64_t row0 = static_cast<int64_t>(blockIdx.x / p.num_splits) * kTcRows;
 
-  // Keys this block needs: with causality, up to the last visible key of its latest row.
-  int kv_end = p.seq_k;
-  int block_min_visible = p.seq_k;  // every row of the block sees all keys below this
-  if (p.causal) {
-    const int64_t last_row = (row0 + kTcRows < p.rows ? row0 + kTcRows : p.rows) - 1;
-    const bool spans_heads = row0 / p.seq_q != last_row / p.seq_q;
-    const int64_t max_pos = spans_heads ? p.seq_q - 1 : last_row % p.seq_q;
-    const int64_t min_pos = spans_heads ? 0 : row0 % p.seq_q;
-    const int64_t end = max_pos + 1 + p.seq_k - p.seq_q;
-    kv_end = static_cast<int>(end < p.seq_k ? end : p.seq_k);
-    block_min_visible = static_cast<int>(min_pos + 1 + p.seq_k - p.seq_q);
-  }
-  const int key_begin = split * p.keys_per_split;
-  const int key_end = min(kv_end, key_begin + p.keys_per_split);
+  const KeyRange keys = block_key_range<kTcRows>(p, row0, split);
+  const int key_begin = keys.begin, key_end = keys.end;
 
   const T* k_base = p.k + batch * p.k_stride[0] + kv_head * p.k_stride[1];
   const T* v_base = p.v + batch * p.v_stride[0] + kv_head * p.v_stride[1];
@@ -397,18 +513,7 @@ __global__ void __launch_bounds__(kThreads) attention_tc_kernel(const Params<T> 
   if (key_begin < key_end) load_kv_tile(key_begin, 0);
   cp_async_commit();
 
-  // This thread's two rows (g and g + 8 of the warp's 16).
-  int64_t my_pos[2];
-  int my_visible_end[2];
-  bool my_valid[2];
-#pragma unroll
-  for (int h = 0; h < 2; ++h) {
-    const int64_t row = row0 + warp * 16 + g + 8 * h;
-    my_valid[h] = row < p.rows;
-    my_pos[h] = my_valid[h] ? row % p.seq_q : 0;
-    my_visible_end[h] =
-        p.causal ? static_cast<int>(my_pos[h] + 1 + p.seq_k - p.seq_q) : p.seq_k;
-  }
+  const TcRows rows = tc_rows(p, row0 + warp * 16 + g);
   float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};
   float o[kOBlocks][4];
 #pragma unroll
@@ -452,57 +557,7 @@ __global__ void __launch_bounds__(kThreads) attention_tc_kernel(const Params<T> 
       }
     }
 
-    // Scale into log2 units; block keys past the end, causally hidden or masked.
-    const bool need_mask =
-        tile + kTcKeys > p.seq_k || tile + kTcKeys > block_min_visible || p.mask != nullptr;
-#pragma unroll
-    for (int n = 0; n < kSBlocks; ++n) {
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const int h = e / 2;
-        float v = s[n][e] * p.scale_log2;
-        if (need_mask) {
-          const int key = tile + n * 8 + 2 * t + (e % 2);
-          bool blocked = !my_valid[h] || key >= my_visible_end[h] || key >= p.seq_k;
-          if (!blocked && p.mask != nullptr) blocked = p.mask[my_pos[h] * p.seq_k + key] != 0;
-          if (blocked) v = -INFINITY;
-        }
-        s[n][e] = v;
-      }
-    }
-
-    // Online softmax per row (h = 0: row g, h = 1: row g + 8).
-    float rescale[2];
-#pragma unroll
-    for (int h = 0; h < 2; ++h) {
-      float tile_max = -INFINITY;
-#pragma unroll
-      for (int n = 0; n < kSBlocks; ++n) tile_max = fmaxf(tile_max, fmaxf(s[n][2 * h], s[n][2 * h + 1]));
-      tile_max = fmaxf(tile_max, __shfl_xor_sync(0xffffffffu, tile_max, 1));
-      tile_max = fmaxf(tile_max, __shfl_xor_sync(0xffffffffu, tile_max, 2));
-      const float m_new = fmaxf(m[h], tile_max);
-      // A row with nothing visible so far keeps O = 0, l = 0 (rescale 1, P = 0).
-      const float m_use = m_new == -INFINITY ? 0.f : m_new;
-      rescale[h] = exp2f(m[h] - m_use);  // m[h] = -inf -> 0 (O and l are 0 anyway)
-      float row_sum = 0.f;
-#pragma unroll
-      for (int n = 0; n < kSBlocks; ++n) {
-        s[n][2 * h] = exp2f(s[n][2 * h] - m_use);  // -inf -> 0
-        s[n][2 * h + 1] = exp2f(s[n][2 * h + 1] - m_use);
-        row_sum += s[n][2 * h] + s[n][2 * h + 1];
-      }
-      row_sum += __shfl_xor_sync(0xffffffffu, row_sum, 1);
-      row_sum += __shfl_xor_sync(0xffffffffu, row_sum, 2);
-      l[h] = l[h] * rescale[h] + row_sum;
-      m[h] = m_new;
-    }
-#pragma unroll
-    for (int n = 0; n < kOBlocks; ++n) {
-      o[n][0] *= rescale[0];
-      o[n][1] *= rescale[0];
-      o[n][2] *= rescale[1];
-      o[n][3] *= rescale[1];
-    }
+    tc_softmax_tile(p, tile, t, keys.min_visible, rows, s, o, m, l);
 
     // O += P V, one k-step per 16 keys (S n-blocks 2j and 2j + 1).
 #pragma unroll
@@ -525,33 +580,7 @@ __global__ void __launch_bounds__(kThreads) attention_tc_kernel(const Params<T> 
     __syncthreads();  // this stage is refilled by the prefetch two iterations from now
   }
   cp_async_wait<0>();
-
-#pragma unroll
-  for (int h = 0; h < 2; ++h) {
-    if (!my_valid[h]) continue;
-    const int64_t row = row0 + warp * 16 + g + 8 * h;
-    if (p.num_splits > 1) {
-      const int64_t slot = ((batch * gridDim.y + kv_head) * p.rows + row) * p.num_splits + split;
-#pragma unroll
-      for (int n = 0; n < kOBlocks; ++n) {
-        p.partial_acc[slot * D + n * 8 + 2 * t] = o[n][2 * h];
-        p.partial_acc[slot * D + n * 8 + 2 * t + 1] = o[n][2 * h + 1];
-      }
-      if (t == 0) {
-        p.partial_ml[slot * 2] = m[h];
-        p.partial_ml[slot * 2 + 1] = l[h];
-      }
-      continue;
-    }
-    const int64_t head = static_cast<int64_t>(kv_head) * p.group + row / p.seq_q;
-    T* out = p.out + batch * p.o_stride[0] + head * p.o_stride[1] + my_pos[h] * p.o_stride[2];
-    const float inv_l = l[h] > 0.f ? 1.f / l[h] : NAN;  // every key blocked -> NaN (documented)
-#pragma unroll
-    for (int n = 0; n < kOBlocks; ++n) {
-      out[n * 8 + 2 * t] = from_float<T>(o[n][2 * h] * inv_l);
-      out[n * 8 + 2 * t + 1] = from_float<T>(o[n][2 * h + 1] * inv_l);
-    }
-  }
+  tc_write_rows<T, D>(p, rows, kv_head, batch, split, t, o, m, l);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -616,19 +645,8 @@ __global__ void __launch_bounds__(kThreads) attention_tf32_kernel(const Params<f
   const int split = blockIdx.x % p.num_splits;
   const int64_t row0 = static_cast<int64_t>(blockIdx.x / p.num_splits) * kTcRows;
 
-  int kv_end = p.seq_k;
-  int block_min_visible = p.seq_k;
-  if (p.causal) {
-    const int64_t last_row = (row0 + kTcRows < p.rows ? row0 + kTcRows : p.rows) - 1;
-    const bool spans_heads = row0 / p.seq_q != last_row / p.seq_q;
-    const int64_t max_pos = spans_heads ? p.seq_q - 1 : last_row % p.seq_q;
-    const int64_t min_pos = spans_heads ? 0 : row0 % p.seq_q;
-    const int64_t end = max_pos + 1 + p.seq_k - p.seq_q;
-    kv_end = static_cast<int>(end < p.seq_k ? end : p.seq_k);
-    block_min_visible = static_cast<int>(min_pos + 1 + p.seq_k - p.seq_q);
-  }
-  const int key_begin = split * p.keys_per_split;
-  const int key_end = min(kv_end, key_begin + p.keys_per_split);
+  const KeyRange keys = block_key_range<kTcRows>(p, row0, split);
+  const int key_begin = keys.begin, key_end = keys.end;
 
   const float* k_base = p.k + batch * p.k_stride[0] + kv_head * p.k_stride[1];
   const float* v_base = p.v + batch * p.v_stride[0] + kv_head * p.v_stride[1];
@@ -657,16 +675,7 @@ __global__ void __launch_bounds__(kThreads) attention_tf32_kernel(const Params<f
   if (key_begin < key_end) load_kv_tile(key_begin, 0);
   cp_async_commit();
 
-  int64_t my_pos[2];
-  int my_visible_end[2];
-  bool my_valid[2];
-#pragma unroll
-  for (int h = 0; h < 2; ++h) {
-    const int64_t row = row0 + warp * 16 + g + 8 * h;
-    my_valid[h] = row < p.rows;
-    my_pos[h] = my_valid[h] ? row % p.seq_q : 0;
-    my_visible_end[h] = p.causal ? static_cast<int>(my_pos[h] + 1 + p.seq_k - p.seq_q) : p.seq_k;
-  }
+  const TcRows rows = tc_rows(p, row0 + warp * 16 + g);
   float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};
   float o[kOBlocks][4];
 #pragma unroll
@@ -712,55 +721,7 @@ __global__ void __launch_bounds__(kThreads) attention_tf32_kernel(const Params<f
       }
     }
 
-    const bool need_mask =
-        tile + kTcKeys > p.seq_k || tile + kTcKeys > block_min_visible || p.mask != nullptr;
-#pragma unroll
-    for (int n = 0; n < kSBlocks; ++n) {
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const int h = e / 2;
-        float v = s[n][e] * p.scale_log2;
-        if (need_mask) {
-          const int key = tile + n * 8 + 2 * t + (e % 2);
-          bool blocked = !my_valid[h] || key >= my_visible_end[h] || key >= p.seq_k;
-          if (!blocked && p.mask != nullptr) blocked = p.mask[my_pos[h] * p.seq_k + key] != 0;
-          if (blocked) v = -INFINITY;
-        }
-        s[n][e] = v;
-      }
-    }
-
-    float rescale[2];
-#pragma unroll
-    for (int h = 0; h < 2; ++h) {
-      float tile_max = -INFINITY;
-#pragma unroll
-      for (int n = 0; n < kSBlocks; ++n)
-        tile_max = fmaxf(tile_max, fmaxf(s[n][2 * h], s[n][2 * h + 1]));
-      tile_max = fmaxf(tile_max, __shfl_xor_sync(0xffffffffu, tile_max, 1));
-      tile_max = fmaxf(tile_max, __shfl_xor_sync(0xffffffffu, tile_max, 2));
-      const float m_new = fmaxf(m[h], tile_max);
-      const float m_use = m_new == -INFINITY ? 0.f : m_new;
-      rescale[h] = exp2f(m[h] - m_use);
-      float row_sum = 0.f;
-#pragma unroll
-      for (int n = 0; n < kSBlocks; ++n) {
-        s[n][2 * h] = exp2f(s[n][2 * h] - m_use);
-        s[n][2 * h + 1] = exp2f(s[n][2 * h + 1] - m_use);
-        row_sum += s[n][2 * h] + s[n][2 * h + 1];
-      }
-      row_sum += __shfl_xor_sync(0xffffffffu, row_sum, 1);
-      row_sum += __shfl_xor_sync(0xffffffffu, row_sum, 2);
-      l[h] = l[h] * rescale[h] + row_sum;
-      m[h] = m_new;
-    }
-#pragma unroll
-    for (int n = 0; n < kOBlocks; ++n) {
-      o[n][0] *= rescale[0];
-      o[n][1] *= rescale[0];
-      o[n][2] *= rescale[1];
-      o[n][3] *= rescale[1];
-    }
+    tc_softmax_tile(p, tile, t, keys.min_visible, rows, s, o, m, l);
 
     // O += P V, one k-step per 8 keys in the order (0, 2, 4, 6, 1, 3, 5, 7) (see above).
 #pragma unroll
@@ -776,33 +737,7 @@ __global__ void __launch_bounds__(kThreads) attention_tf32_kernel(const Params<f
     __syncthreads();
   }
   cp_async_wait<0>();
-
-#pragma unroll
-  for (int h = 0; h < 2; ++h) {
-    if (!my_valid[h]) continue;
-    const int64_t row = row0 + warp * 16 + g + 8 * h;
-    if (p.num_splits > 1) {
-      const int64_t slot = ((batch * gridDim.y + kv_head) * p.rows + row) * p.num_splits + split;
-#pragma unroll
-      for (int n = 0; n < kOBlocks; ++n) {
-        p.partial_acc[slot * D + n * 8 + 2 * t] = o[n][2 * h];
-        p.partial_acc[slot * D + n * 8 + 2 * t + 1] = o[n][2 * h + 1];
-      }
-      if (t == 0) {
-        p.partial_ml[slot * 2] = m[h];
-        p.partial_ml[slot * 2 + 1] = l[h];
-      }
-      continue;
-    }
-    const int64_t head = static_cast<int64_t>(kv_head) * p.group + row / p.seq_q;
-    float* out = p.out + batch * p.o_stride[0] + head * p.o_stride[1] + my_pos[h] * p.o_stride[2];
-    const float inv_l = l[h] > 0.f ? 1.f / l[h] : NAN;
-#pragma unroll
-    for (int n = 0; n < kOBlocks; ++n) {
-      out[n * 8 + 2 * t] = o[n][2 * h] * inv_l;
-      out[n * 8 + 2 * t + 1] = o[n][2 * h + 1] * inv_l;
-    }
-  }
+  tc_write_rows<float, D>(p, rows, kv_head, batch, split, t, o, m, l);
 }
 
 // Scratch for split partials: one growing buffer per (thread, device, stream), so work queued
