@@ -179,8 +179,6 @@ Model::Model(const std::string& model_dir, const ModelOptions& options)
   eo.greedy = options.greedy;
   eo.max_new_tokens = options.max_new_tokens;
   eo.seed = options.seed;
-  std::string why;
-  OMNIRT_CHECK(pipeline::ModelEngines::available(&why), why);
   m.engines = pipeline::ModelEngines::load(model_dir, eo);
   m.cameras = m.engines->camera_names();
   m.pcfg = pipeline::preprocess_config_for(*m.engines);

@@ -1,6 +1,4 @@
 // Adapter between the pipeline and the engines (vision: models/vision, planner: models/llm).
-// The engines land on main on their own schedule; until both headers are present this file
-// builds a ModelEngines::load that says so (no fake outputs).
 #include "pipeline/engines.h"
 
 #include <chrono>
@@ -9,9 +7,6 @@
 
 #include "core/error.h"
 
-#if __has_include("models/vision/vision_engine.h") && __has_include("models/llm/llm_engine.h") && \
-    __has_include("io/safetensors.h")
-#define OMNIRT_PIPELINE_HAVE_ENGINES 1
 #include "io/safetensors.h"
 #include "models/llm/generation_control.h"
 #include "models/llm/llm_engine.h"
@@ -23,7 +18,6 @@
 #include "pipeline/vision_outputs.h"
 #ifdef OMNIRT_WITH_CUDA
 #include "core/cuda_check.h"
-#endif
 #endif
 
 namespace omnirt::pipeline {
@@ -41,8 +35,6 @@ PreprocessConfig preprocess_config_for(const ModelEngines& engines) {
   cfg.cuda_dtype = engines.vision_dtype();
   return cfg;
 }
-
-#ifdef OMNIRT_PIPELINE_HAVE_ENGINES
 
 namespace {
 
@@ -208,27 +200,9 @@ class Engines final : public ModelEngines {
 
 }  // namespace
 
-bool ModelEngines::available(std::string* why_not) { return true; }
-
 std::unique_ptr<ModelEngines> ModelEngines::load(const std::string& dir, const EngineOptions& opt) {
   return std::make_unique<Engines>(dir, opt);
 }
 
-#else  // engines not on this branch yet
-
-bool ModelEngines::available(std::string* why_not) {
-  if (why_not)
-    *why_not = "this build does not contain the vision and LLM engines (src/models/vision, "
-               "src/models/llm/llm_engine.h)";
-  return false;
-}
-
-std::unique_ptr<ModelEngines> ModelEngines::load(const std::string& dir, const EngineOptions&) {
-  std::string why;
-  available(&why);
-  OMNIRT_FAIL("cannot load model ", dir, ": ", why);
-}
-
-#endif
 
 }  // namespace omnirt::pipeline

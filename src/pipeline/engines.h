@@ -68,8 +68,6 @@ class ModelEngines {
   virtual ~ModelEngines() = default;
   // Loads config.json, vision.safetensors, llm.safetensors, tokenizer.model from `dir`.
   static std::unique_ptr<ModelEngines> load(const std::string& dir, const EngineOptions& opt);
-  // Whether this build contains the engines (they land on main separately).
-  static bool available(std::string* why_not);
 
   virtual std::vector<std::string> camera_names() const = 0;  // model order
   virtual int input_h() const = 0;

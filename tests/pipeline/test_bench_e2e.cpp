@@ -36,8 +36,6 @@ std::string run_capture(const std::string& args, int* rc) {
 }  // namespace
 
 TEST(BenchE2e, TinyCheckpointTableAndJson) {
-  std::string why;
-  if (!omnirt::pipeline::ModelEngines::available(&why)) GTEST_SKIP() << "skipped: " << why;
   const std::string data = OMNIRT_TEST_DATA_DIR;
   const fs::path js = fs::temp_directory_path() / ("omnirt_bench_e2e_" + std::to_string(::getpid()) + ".json");
   int rc = -1;

@@ -242,8 +242,6 @@ TEST(ParityRelativeError, MatchesTheDefinition) {
 // fp32 engines against the fp32 reference on the CPU: exactly no drift; the table has the
 // reference row and the fp32 row; random weights are announced.
 TEST(ParityCli, Fp32AgainstTheReferenceOnCpuHasNoDrift) {
-  std::string why;
-  if (!ModelEngines::available(&why)) GTEST_SKIP() << "skipped: " << why;
   const fs::path tmp = fresh_dir("omnirt_parity_cpu");
   const std::string base =
       "parity '" + kScene + "' --model '" + kModel + "' --device cpu --max-new 12";
@@ -293,8 +291,6 @@ TEST(ParityCli, Fp32AgainstTheReferenceOnCpuHasNoDrift) {
 // builds a ground truth near those predictions (so mAP is neither 0 nor 1), and `omnirt eval`
 // must report exactly what `omnirt parity` reports for the same frames.
 TEST(ParityCli, MetricsEqualOmnirtEvalOnTheRunOutput) {
-  std::string why;
-  if (!ModelEngines::available(&why)) GTEST_SKIP() << "skipped: " << why;
   const fs::path tmp = fresh_dir("omnirt_parity_eval");
   const int max_new = 12;
   int rc =
@@ -407,8 +403,6 @@ TEST(ParityCli, MetricsEqualOmnirtEvalOnTheRunOutput) {
 // A precision that fails is recorded on its rows; the others still run. (Half precision on the
 // CPU is refused by the engines themselves; parse_precisions normally stops it earlier.)
 TEST(ParityRun, AFailingPrecisionIsRecordedAndTheRestRuns) {
-  std::string why;
-  if (!ModelEngines::available(&why)) GTEST_SKIP() << "skipped: " << why;
   ParityOptions o;
   o.scene = kScene;
   o.model_dir = kModel;

@@ -130,8 +130,6 @@ int run_bench(const Options& o) {
   eo.greedy = o.greedy;
   eo.max_new_tokens = o.max_new;
   eo.seed = o.seed;
-  std::string why;
-  OMNIRT_CHECK(pipeline::ModelEngines::available(&why), why);
 
   std::string note;
   const std::string model = o.model.empty() ? default_model(cuda, note) : o.model;

@@ -71,8 +71,6 @@ omnirt::cli::Command run_cmd(
           eo.greedy = a->greedy;
           eo.max_new_tokens = a->max_new;
           eo.seed = a->seed;
-          std::string why;
-          OMNIRT_CHECK(pipeline::ModelEngines::available(&why), why);
 
           pipeline::RunOptions ro;
           ro.scene = a->scene;
