@@ -22,9 +22,10 @@ python3 python/omnidrive_export.py --random full --seed 0 --out "$FULL" > "$OUT/
 EXPORT_PID=$!
 
 step "ctest (CUDA)"
-(cd "$BUILD" && ctest -j4 --timeout 240 -E 'api_install_example' > "$OUT/ctest.log" 2>&1)
+(cd "$BUILD" && ctest -j4 --timeout 240 --output-on-failure -E 'api_install_example' > "$OUT/ctest.log" 2>&1)
 echo "ctest rc=$?"; grep -E "tests passed|tests failed" "$OUT/ctest.log"
-grep -E "^\s+[0-9]+ - .*\((Failed|Timeout|SEGFAULT|Subprocess aborted)" "$OUT/ctest.log" | head -20
+grep -E "^\s+[0-9]+ - .*\((Failed|Timeout|SEGFAULT|Subprocess aborted)" "$OUT/ctest.log" | cut -c1-120 | head -20
+grep -E "Failure|Expected|Which is|error:|what\(\)" "$OUT/ctest.log" | cut -c1-200 | head -30
 
 wait "$EXPORT_PID"; echo "export rc=$?"
 nvidia-smi --query-gpu=name,clocks.sm,clocks.mem,temperature.gpu --format=csv,noheader
@@ -32,12 +33,21 @@ nvidia-smi --query-gpu=name,clocks.sm,clocks.mem,temperature.gpu --format=csv,no
 step "bench llm"
 for pdl in "" "--no-pdl"; do
   "$BUILD/omnirt" bench llm --random-tinyllama --prompt-len 577 --new-tokens 86 --dtype fp16 --runs 20 $pdl \
-    --json "$OUT/bench_llm_fp16${pdl:+_nopdl}.json" 2>&1 | grep -E "^\|" | grep -v -- "---"
+    --json "$OUT/bench_llm_fp16${pdl:+_nopdl}.json" 2>&1 | grep -E "p50|tokens/s|rror"
 done
-"$BUILD/bench/bench_ops" --benchmark_filter='gemv|attn_decode' --benchmark_min_time=0.1 2>/dev/null \
-  | grep -E "^(gemv|attn)" | awk '{print $1, $2, $3, $NF, $(NF-1)}' | head -24
+# Quantized weights, when this build has them (issue #8).
+if "$BUILD/omnirt" bench llm --help 2>&1 | grep -q -- "--weights"; then
+  for wq in int4 int4-g128 nvfp4; do
+    echo "weights $wq:"; "$BUILD/omnirt" bench llm --random-tinyllama --prompt-len 577 --new-tokens 86 \
+      --dtype fp16 --weights $wq --runs 20 --json "$OUT/bench_llm_$wq.json" 2>&1 | grep -E "p50|tokens/s|rror"
+  done
+fi
+"$BUILD/bench/bench_ops" --benchmark_filter='gemv|attn_decode|int4|nvfp4|fp8|quant' --benchmark_min_time=0.1 \
+  > "$OUT/bench_ops_llm.log" 2>&1; grep -E "^[a-z_0-9]+/" "$OUT/bench_ops_llm.log" | awk '{print $1, $2, $3, $NF}' | head -60
 
 step "bench vision"
+"$BUILD/omnirt" bench vision --model "$FULL" --device cuda --dtype fp16 --heads-dtype fp16 --runs 10 --stages \
+  2>&1 | tee "$OUT/bench_vision_stages.log" | grep -vE "^\s*$" | head -40
 for cfg in "fp16 fp16" "bf16 bf16" "fp16 fp32" "fp32 fp32 --tf32" "fp32 fp32"; do
   set -- $cfg
   echo "backbone $1 heads $2 ${3:-}: $("$BUILD/omnirt" bench vision --model "$FULL" --device cuda --dtype "$1" \
