@@ -74,6 +74,14 @@ if [ "$(left)" -gt 100 ]; then
   timeout 60 "$BUILD/tests/test_llm_engine" --gtest_filter='Frames/LlmFixture*' > "$OUT/full_parity_llm.log" 2>&1
   echo "llm parity rc=$?"; grep -E "rel|OK \]|FAILED \]|Failure" "$OUT/full_parity_llm.log" | head -20
 fi
+step "omnirt parity (drift over precisions, sample scene, full random model)"
+if [ "$(left)" -gt 90 ]; then
+  LLMS=fp32,fp16; "$BUILD/omnirt" parity --help 2>&1 | grep -q int4 && LLMS=fp32,fp16,int4
+  timeout $(( $(left) - 20 )) "$BUILD/omnirt" parity examples/sample_scene --model "$FULL" --device cuda \
+    --vision fp32,tf32,fp16,bf16 --llm "$LLMS" --frames 2 --max-new 24 --out /tmp/omnirt_parity \
+    > "$OUT/parity.log" 2>&1; echo "parity rc=$?"; grep -E "^\||rror" "$OUT/parity.log" | head -40
+fi
+cp /tmp/omnirt_parity/parity.json "$OUT/parity.jsonl" 2>/dev/null
 echo "done t=${SECONDS}s"
 # The device returns at most 8 files: keep the benchmark JSONs apart and pack every log into one.
 (cd "$OUT" && tar -czf logs.tgz --remove-files ./*.log ./*.jsonl 2>/dev/null)
