@@ -15,8 +15,13 @@
 #include "core/device.h"
 #include "core/tensor.h"
 #include "models/llm/decode_kernels.h"
+#include "ops/activation.h"
 #include "ops/attention.h"
+#include "ops/fused.h"
 #include "ops/gemm.h"
+#include "ops/norm.h"
+#include "ops/permute.h"
+#include "ops/rope.h"
 
 #ifdef OMNIRT_WITH_CUDA
 #include <cuda_runtime.h>
@@ -229,6 +234,55 @@ void bench_attn_decode(benchmark::State& state, DType dtype, bool pdl) {
   });
 }
 
+// EVA MLP middle at full size (9600 tokens, hidden 2048): the fused swiglu_layernorm against
+// swiglu_concat + layernorm. GB/s counts the fused kernel's minimum traffic (gate_up read once,
+// hidden written once) for both, so the unfused line shows its time at the same nominal bytes.
+void bench_swiglu_ln(benchmark::State& state, DType dtype, bool fused) {
+  std::mt19937_64 rng(3);
+  const int64_t t = 9600, h = 2048;
+  Tensor gu = random_gpu({t, 2 * h}, dtype, rng);
+  Tensor w = random_gpu({h}, dtype, rng), b = random_gpu({h}, dtype, rng);
+  Tensor out = Tensor::empty({t, h}, dtype, Device::CUDA);
+  const double bytes = omnirt::dtype_bits(dtype) / 8.0 * (3.0 * t * h);
+  time_gpu(state, 0, bytes, [&] {
+    if (fused) {
+      omnirt::ops::swiglu_layernorm(gu, w, b, 1e-6f, out);
+    } else {
+      omnirt::ops::swiglu_concat(gu, out);
+      omnirt::ops::layernorm(out, w, b, 1e-6f, out);
+    }
+  });
+}
+
+// EVA attention input for 6 cameras (40x40 grid, 12 heads of 64): the fused qkv_rope_heads
+// (real-token qkv [6, 40, 40, 2304] -> padded window / global heads) against what the unfused
+// path ran after its (padded) qkv GEMM: permute [B, S, 3, 12, 64] -> [3, B, 12, S, 64] and two
+// rope_eva2d. GB/s: the fused kernel's bytes (real-token qkv read once, heads written once).
+void bench_qkv_heads(benchmark::State& state, DType dtype, int window, bool fused) {
+  std::mt19937_64 rng(4);
+  const int64_t n = 6, g = 40, c = 768, nh = 12, hd = 64;
+  const int64_t b = window ? n * 9 : n, s = window ? int64_t(window) * window : g * g;
+  Tensor qkv = random_gpu({n, g, g, 3 * c}, dtype, rng);
+  Tensor padded = random_gpu({b, s, 3 * c}, dtype, rng);  // the unfused path's padded qkv
+  Tensor bias = random_gpu({3 * c}, dtype, rng);
+  omnirt::ops::RopeTables t = omnirt::ops::eva_rope_tables(window ? window : g, 16, hd / 2);
+  Tensor cos = t.cos.to(Device::CUDA), sin = t.sin.to(Device::CUDA);
+  Tensor heads = Tensor::empty({3, b, nh, s, hd}, dtype, Device::CUDA);
+  Tensor rot = Tensor::empty({2, b, nh, s, hd}, dtype, Device::CUDA);
+  const double bytes = omnirt::dtype_bits(dtype) / 8.0 * (qkv.numel() + heads.numel());
+  time_gpu(state, 0, bytes, [&] {
+    if (fused) {
+      omnirt::ops::qkv_rope_heads(qkv, bias, cos, sin, window, heads);
+    } else {
+      omnirt::ops::permute(padded.reshape({b, s, 3, nh, hd}), {2, 0, 3, 1, 4}, heads);
+      for (int i = 0; i < 2; ++i) {
+        Tensor r = rot.select(0, i);
+        omnirt::ops::rope_eva2d(heads.select(0, i), cos, sin, r);
+      }
+    }
+  });
+}
+
 void register_all() {
   for (const GemvShape& s : kGemvShapes) {
     for (const auto& [dname, dtype] : {std::pair{"fp16", DType::F16}, std::pair{"bf16", DType::BF16}}) {
@@ -246,6 +300,23 @@ void register_all() {
     benchmark::RegisterBenchmark(name.c_str(), bench_attn_decode, DType::F16, pdl)
         ->UseManualTime()
         ->Unit(benchmark::kMicrosecond);
+  }
+  for (const auto& [dname, dtype] : {std::pair{"fp16", DType::F16}, std::pair{"fp32", DType::F32}}) {
+    for (bool fused : {true, false}) {
+      const std::string name = std::string("vit/swiglu_layernorm/9600x2048/") + dname +
+                               (fused ? "/fused" : "/unfused");
+      benchmark::RegisterBenchmark(name.c_str(), bench_swiglu_ln, dtype, fused)
+          ->UseManualTime()
+          ->Unit(benchmark::kMicrosecond);
+      for (int window : {16, 0}) {
+        const std::string qname = std::string("vit/qkv_rope_heads/") +
+                                  (window ? "window16" : "global") + "/" + dname +
+                                  (fused ? "/fused" : "/unfused");
+        benchmark::RegisterBenchmark(qname.c_str(), bench_qkv_heads, dtype, window, fused)
+            ->UseManualTime()
+            ->Unit(benchmark::kMicrosecond);
+      }
+    }
   }
   for (const GemmShape& s : kGemmShapes) {
     for (const GemmMode& mode : kGemmModes) {

@@ -260,6 +260,40 @@ TEST(GemmCuda, BatchedAllTransposesAlphaBeta) {
   }
 }
 
+// The EVA backbone's residual update: x += y W^T + b as one 2-D GEMM with beta = 1, C = x, in
+// place (the cuBLASLt epilogue reads the residual), at an awkward token count. The residual is
+// large next to the product so a dropped C term cannot pass.
+TEST(GemmCuda, ResidualUpdateInPlace) {
+  OMNIRT_REQUIRE_CUDA();
+  std::mt19937_64 rng(test_seed());
+  for (const GpuCase& gc : kGpuCases) {
+    for (auto [m, n, k] : std::vector<std::tuple<int64_t, int64_t, int64_t>>{
+             {1001, 96, 170}, {37, 768, 2048}, {1, 5, 3}}) {
+      Tensor y = rounded(random_tensor({m, k}, rng), gc.dtype);
+      Tensor w = rounded(random_tensor({n, k}, rng, -0.05f, 0.05f), gc.dtype);
+      Tensor bias = rounded(random_tensor({n}, rng), gc.dtype);
+      Tensor x = rounded(random_tensor({m, n}, rng, -4.f, 4.f), gc.dtype);
+      const ops::GemmOptions opts{.fp32_compute = gc.compute};
+      Tensor want = x.clone();
+      ops::gemm(y, w, want, false, true, 1.0f, 1.0f, bias, opts);
+      Tensor got = on_gpu(x, gc.dtype);
+      ops::gemm(on_gpu(y, gc.dtype), on_gpu(w, gc.dtype), got, false, true, 1.0f, 1.0f,
+                on_gpu(bias, gc.dtype), opts);
+      // The update alone (want - x) must be right too, not only the dominant residual.
+      Tensor got_f32 = got.to(Device::CPU).to_dtype(DType::F32);
+      std::vector<float> du, dw;
+      for (int64_t i = 0; i < x.numel(); ++i) {
+        du.push_back(got_f32.data<float>()[i] - x.data<float>()[i]);
+        dw.push_back(want.data<float>()[i] - x.data<float>()[i]);
+      }
+      EXPECT_LT(rel_error(got, want), gc.tol) << gc.name << " M=" << m << " N=" << n;
+      // 16-bit: the sum is rounded at |x| ~ 4, so the recovered update carries ~4 * 2^-9 error.
+      EXPECT_LT(rel_error(du, dw), gc.dtype == DType::F32 ? 10 * gc.tol : 0.1)
+          << gc.name << " update, M=" << m << " N=" << n;
+    }
+  }
+}
+
 // The descriptor/algorithm cache must not hold on to the first call's bias or data.
 TEST(GemmCuda, CachedPlanUsesCurrentPointers) {
   OMNIRT_REQUIRE_CUDA();

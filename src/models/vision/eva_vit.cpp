@@ -4,10 +4,10 @@
 #include <cstring>
 
 #include "core/error.h"
-#include "ops/activation.h"
 #include "ops/attention.h"
 #include "core/stage_timer.h"
 #include "ops/elementwise.h"
+#include "ops/fused.h"
 #include "ops/norm.h"
 #include "ops/permute.h"
 #include "ops/rope.h"
@@ -152,34 +152,35 @@ Tensor& EvaVit::buffer(const std::string& name, const Shape& shape) {
   return it->second;
 }
 
-// x_norm: [B, S, C] (B windows or images, S tokens each) -> out [B, S, C] (after proj).
-void EvaVit::attention_block(const Tensor& x_norm, int layer, Tensor& out) {
+// qkv [N, gh, gw, 3C] (the projection of the real tokens) -> merged [T, C]: attention output in
+// token order, heads concatenated (the proj GEMM's input). Window blocks attend in the
+// zero-padded window layout; only this step needs it, so the GEMMs before and after run on the
+// T real tokens and qkv_rope_heads builds the padded layout (padded tokens: q/k/v = biases).
+void EvaVit::attention_block(const Tensor& qkv, int layer, Tensor& merged) {
   const EvaBlockWeights& w = blocks_[layer];
-  const int64_t B = x_norm.dim(0), S = x_norm.dim(1), C = cfg_.embed_dim;
+  const int64_t N = cfg_.num_cams, gh = cfg_.grid_h(), gw = cfg_.grid_w(), C = cfg_.embed_dim;
   const int64_t nh = cfg_.heads, hd = cfg_.vit_head_dim();
+  const int ws = w.window ? cfg_.window_size : 0;
+  const int64_t B = w.window ? N * ((gh + ws - 1) / ws) * ((gw + ws - 1) / ws) : N;
+  const int64_t S = w.window ? int64_t(ws) * ws : gh * gw;
   const std::string k = w.window ? "win." : "glb.";
-  Tensor& qkv = buffer(k + "qkv", {B, S, 3 * C});
-  ops::linear(x_norm, w.qkv_w, w.qkv_b, qkv, gemm_);
-  // [B, S, 3, nh, hd] -> [3, B, nh, S, hd]
   Tensor& heads = buffer(k + "heads", {3, B, nh, S, hd});
-  ops::permute(qkv.reshape({B, S, 3, nh, hd}), {2, 0, 3, 1, 4}, heads);
-  Tensor q = heads.select(0, 0), kk = heads.select(0, 1), v = heads.select(0, 2);
-  const Tensor& cos = w.window ? rope_win_cos_ : rope_glb_cos_;
-  const Tensor& sin = w.window ? rope_win_sin_ : rope_glb_sin_;
-  Tensor& q_rot = buffer(k + "q_rot", {B, nh, S, hd});
-  Tensor& k_rot = buffer(k + "k_rot", {B, nh, S, hd});
-  ops::rope_eva2d(q, cos, sin, q_rot);
-  ops::rope_eva2d(kk, cos, sin, k_rot);
-  Tensor& attn = buffer(k + "attn", {B, nh, S, hd});
+  ops::qkv_rope_heads(qkv, w.qkv_b, w.window ? rope_win_cos_ : rope_glb_cos_,
+                      w.window ? rope_win_sin_ : rope_glb_sin_, ws, heads);
   ops::AttentionOptions opt;
   opt.scale = 1.0f / std::sqrt(static_cast<float>(hd));
   opt.allow_tf32 = gemm_.fp32_compute == ops::Fp32Compute::TF32;  // the engine's tf32 option
+  // The kernel writes [B, S, heads, D] (heads concatenated per token) through a permuted view:
+  // no separate head-merge copy.
+  Tensor& attn = w.window ? buffer("win.attn", {B, S, C}) : merged;
+  Tensor attn_view = attn.reshape({B, S, nh, hd}).permute({0, 2, 1, 3});
   StageTimer::mark("backbone: GEMMs + pointwise");
-  ops::attention(q_rot, k_rot, v, attn, opt);
+  ops::attention(heads.select(0, 0), heads.select(0, 1), heads.select(0, 2), attn_view, opt);
   StageTimer::mark("backbone: attention kernel");
-  Tensor& merged = buffer(k + "merged", {B, S, nh, hd});
-  ops::permute(attn, {0, 2, 1, 3}, merged);
-  ops::linear(merged.reshape({B, S, C}), w.proj_w, w.proj_b, out, gemm_);
+  if (w.window) {
+    Tensor merged_grid = merged.reshape({N, gh, gw, C});
+    ops::window_unpartition(attn, ws, merged_grid);  // drops the padded tokens
+  }
 }
 
 Tensor EvaVit::forward(const Tensor& img, std::map<std::string, Tensor>* taps) {
@@ -198,35 +199,29 @@ Tensor EvaVit::forward(const Tensor& img, std::map<std::string, Tensor>* taps) {
   if (taps) (*taps)["patch_embed"] = x.clone();
   ops::add(x, abs_pos_, x);
 
+  // Per block (T real tokens; see attention_block for the padded window layout):
+  //   xn = LN1(x); qkv = xn Wqkv^T + b; attention; x += merged Wproj^T + b (residual as the GEMM's
+  //   C operand, beta = 1); xn = LN2(x); gate_up = xn W12^T + b; hidden = ffn_ln(swiglu) (one
+  //   kernel); x += hidden W3^T + b (again beta = 1).
   Tensor& xn = buffer("xn", {N, gh, gw, C});
-  Tensor& attn_out = buffer("attn_out", {N, gh, gw, C});
+  Tensor& qkv = buffer("qkv", {N, gh, gw, 3 * C});
+  Tensor& merged = buffer("merged", {T, C});
   Tensor& gate_up = buffer("gate_up", {T, 2 * H});
-  Tensor& hidden = buffer("hidden", {T, H});
   Tensor& hidden_n = buffer("hidden_n", {T, H});
-  Tensor& mlp_out = buffer("mlp_out", {N, gh, gw, C});
-  const int ws = cfg_.window_size;
-  const int64_t nwin = N * ((gh + ws - 1) / ws) * ((gw + ws - 1) / ws);
+  Tensor qkv_rows = qkv.reshape({T, 3 * C});
+  Tensor xn_rows = xn.reshape({T, C});
   for (int i = 0; i < cfg_.depth; ++i) {
     const EvaBlockWeights& w = blocks_[i];
     ops::layernorm(x, w.norm1_w, w.norm1_b, cfg_.vit_ln_eps, xn);
-    if (w.window) {
-      Tensor& win = buffer("win.in", {nwin, int64_t(ws) * ws, C});
-      Tensor& win_out = buffer("win.out", {nwin, int64_t(ws) * ws, C});
-      ops::window_partition(xn, ws, win);
-      attention_block(win, i, win_out);
-      ops::window_unpartition(win_out, ws, attn_out);
-    } else {
-      Tensor attn_view = attn_out.reshape({N, gh * gw, C});
-      attention_block(xn.reshape({N, gh * gw, C}), i, attn_view);
-    }
-    ops::add(x, attn_out, x);
+    ops::linear(xn_rows, w.qkv_w, w.qkv_b, qkv_rows, gemm_);
+    attention_block(qkv, i, merged);
+    ops::gemm(merged, w.proj_w, x_rows, /*trans_a=*/false, /*trans_b=*/true, 1.0f, 1.0f, w.proj_b,
+              gemm_);
     ops::layernorm(x, w.norm2_w, w.norm2_b, cfg_.vit_ln_eps, xn);
-    ops::linear(xn.reshape({T, C}), w.w12_w, w.w12_b, gate_up, gemm_);
-    ops::swiglu_concat(gate_up, hidden);
-    ops::layernorm(hidden, w.ffn_ln_w, w.ffn_ln_b, cfg_.vit_ln_eps, hidden_n);
-    Tensor mlp_view = mlp_out.reshape({T, C});
-    ops::linear(hidden_n, w.w3_w, w.w3_b, mlp_view, gemm_);
-    ops::add(x, mlp_out, x);
+    ops::linear(xn_rows, w.w12_w, w.w12_b, gate_up, gemm_);
+    ops::swiglu_layernorm(gate_up, w.ffn_ln_w, w.ffn_ln_b, cfg_.vit_ln_eps, hidden_n);
+    ops::gemm(hidden_n, w.w3_w, x_rows, /*trans_a=*/false, /*trans_b=*/true, 1.0f, 1.0f, w.w3_b,
+              gemm_);
     if (taps) (*taps)["block" + std::to_string(i)] = x.clone();
   }
   StageTimer::mark("backbone: GEMMs + pointwise");

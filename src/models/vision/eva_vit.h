@@ -3,6 +3,8 @@
 //   img [N, 3, H, W] -> patch embed (16x16 conv as im2col + GEMM) + bicubic-resized abs pos
 //   -> 12 pre-norm blocks: x += proj(attn(rope(q), rope(k), v)); x += w3(ffn_ln(silu(w1 x) * w2 x))
 //      window blocks: LN, zero-pad to a multiple of the window (not masked), attend per window
+//      (GEMMs run on the real tokens only; the padded window layout exists only as the
+//      attention input, built by ops::qkv_rope_heads, padded q/k/v = the biases)
 //      global blocks: attend over the whole grid, RoPE positions scaled to the pre-training grid
 //   -> features [N, gh, gw, C] (NHWC; token order camera, row, column as the heads expect)
 //
@@ -49,7 +51,7 @@ class EvaVit {
   const Tensor& abs_pos() const { return abs_pos_; }  // [gh, gw, C]
 
  private:
-  void attention_block(const Tensor& x_norm, int layer, Tensor& out);
+  void attention_block(const Tensor& qkv, int layer, Tensor& merged);
   Tensor& buffer(const std::string& name, const Shape& shape);
 
   VisionConfig cfg_;
