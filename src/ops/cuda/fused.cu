@@ -6,11 +6,12 @@
 //   read; the row is a few KB and stays in L1/L2) for the variance and the normalisation.
 //   Versus swiglu_concat + layernorm this saves writing and re-reading the hidden tensor in DRAM
 //   and one launch.
-// qkv_rope_heads: a grid-stride loop over vectors of the output ([3, B, heads, S, D], written
-//   densely and so coalesced); each vector gathers D-contiguous input elements of one token (or
-//   of the bias for a padded token) and rotates pairs with the float32 tables.
+// qkv_rope_heads: threads walk vectors of the output ([3, B, heads, S, D], written densely and
+//   so coalesced); each vector gathers D-contiguous input elements of one token (or of the bias
+//   for a padded token) and rotates pairs with the float32 tables.
 #include "ops/cuda/fused.h"
 
+#include <algorithm>
 #include <initializer_list>
 
 #include "ops/check.h"
@@ -70,52 +71,58 @@ __global__ void swiglu_layernorm_kernel(const T* gate_up, const T* weight, const
   }
 }
 
-// Geometry of the (padded) window layout; wh = gh and ww = gw for global attention.
+// Geometry of the (padded) window layout; wh = gh and ww = gw for global attention. 32-bit: the
+// index math runs per 16-byte vector and 64-bit division would cost more than the memory access.
 struct WindowGeometry {
-  int64_t gh, gw;    // real grid
-  int64_t wh, ww;    // window height / width
-  int64_t nwh, nww;  // windows per column / row
-  int64_t batch, heads, head_dim;
+  int gh, gw;    // real grid
+  int wh, ww;    // window height / width
+  int nwh, nww;  // windows per column / row
+  int batch, heads, head_dim;
 };
 
+// Grid: y walks the output rows' groups (which, b, h) -- uniform per block, so the window and
+// head offsets are computed once per group -- and x the S * D / kVec vectors of one group.
 // kVec is even (whole RoPE pairs): 16-byte vectors when D and the pointers allow, else 2.
 template <typename T, int kVec>
 __global__ void qkv_rope_heads_kernel(const T* qkv, const T* bias, const float* cos,
-                                      const float* sin, T* out, WindowGeometry g,
-                                      int64_t total_vecs) {
-  const int64_t seq = g.wh * g.ww;
-  const int64_t d = g.head_dim;
-  const int64_t e = g.heads * d;
-  const int64_t vecs_per_row = d / kVec;
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total_vecs;
-       i += int64_t(gridDim.x) * blockDim.x) {
-    const int64_t j = (i % vecs_per_row) * kVec;  // first element inside the head row
-    int64_t r = i / vecs_per_row;                 // ((which * B + b) * heads + h) * S + t
-    const int64_t t = r % seq;
-    r /= seq;
-    const int64_t h = r % g.heads;
-    r /= g.heads;
-    const int64_t b = r % g.batch;
-    const int64_t which = r / g.batch;  // 0 q, 1 k, 2 v
-    const int64_t img = b / (g.nwh * g.nww), wy = (b / g.nww) % g.nwh, wx = b % g.nww;
-    const int64_t row = wy * g.wh + t / g.ww, col = wx * g.ww + t % g.ww;
-    const int64_t feature = which * e + h * d + j;
-    const T* src = (row < g.gh && col < g.gw)
-                       ? qkv + ((img * g.gh + row) * g.gw + col) * 3 * e + feature
-                       : bias + feature;  // padded token: bias only
-    Vec<T, kVec> x = load_vec<kVec>(src);
-    if (which < 2) {
-      const float* c = cos + t * d + j;
-      const float* s = sin + t * d + j;
-      Vec<T, kVec> y;
-      for (int k = 0; k < kVec; k += 2) {
-        const float x0 = to_float(x.v[k]), x1 = to_float(x.v[k + 1]);
-        y.v[k] = from_float<T>(x0 * c[k] - x1 * s[k]);
-        y.v[k + 1] = from_float<T>(x1 * c[k + 1] + x0 * s[k + 1]);
+                                      const float* sin, T* out, WindowGeometry g) {
+  const int seq = g.wh * g.ww;
+  const int d = g.head_dim;
+  const int64_t e = int64_t(g.heads) * d;
+  const int vecs_per_row = d / kVec;
+  const int group_vecs = seq * vecs_per_row;
+  const int64_t groups = 3 * int64_t(g.batch) * g.heads;
+  for (int64_t group = blockIdx.y; group < groups; group += gridDim.y) {
+    const int h = static_cast<int>(group % g.heads);
+    const int b = static_cast<int>((group / g.heads) % g.batch);
+    const int which = static_cast<int>(group / (int64_t(g.heads) * g.batch));  // 0 q, 1 k, 2 v
+    const int img = b / (g.nwh * g.nww), wy = (b / g.nww) % g.nwh, wx = b % g.nww;
+    const int64_t feature0 = which * e + int64_t(h) * d;
+    const T* img_base = qkv + int64_t(img) * g.gh * g.gw * 3 * e + feature0;
+    T* out_group = out + group * seq * d;
+    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < group_vecs;
+         i += gridDim.x * blockDim.x) {
+      const int t = i / vecs_per_row;
+      const int j = (i - t * vecs_per_row) * kVec;  // first element inside the head row
+      const int ty = t / g.ww;
+      const int row = wy * g.wh + ty, col = wx * g.ww + (t - ty * g.ww);
+      const T* src = (row < g.gh && col < g.gw)
+                         ? img_base + (int64_t(row) * g.gw + col) * 3 * e + j
+                         : bias + feature0 + j;  // padded token: its projection is the bias
+      Vec<T, kVec> x = load_vec<kVec>(src);
+      if (which < 2) {
+        const float* c = cos + t * d + j;
+        const float* s = sin + t * d + j;
+        Vec<T, kVec> y;
+        for (int k = 0; k < kVec; k += 2) {
+          const float x0 = to_float(x.v[k]), x1 = to_float(x.v[k + 1]);
+          y.v[k] = from_float<T>(x0 * c[k] - x1 * s[k]);
+          y.v[k + 1] = from_float<T>(x1 * c[k + 1] + x0 * s[k + 1]);
+        }
+        x = y;
       }
-      x = y;
+      store_vec(out_group + int64_t(t) * d + j, x);
     }
-    store_vec(out + i * kVec, x);
   }
 }
 
@@ -152,40 +159,46 @@ void swiglu_layernorm(const Tensor& gate_up, const Tensor& weight, const Tensor&
 
 void qkv_rope_heads(const Tensor& qkv, const Tensor& qkv_bias, const Tensor& cos, const Tensor& sin,
                     int window, Tensor& out) {
+  const int64_t gh = qkv.dim(1), gw = qkv.dim(2);
+  const int64_t wh = window > 0 ? window : gh, ww = window > 0 ? window : gw;
+  OMNIRT_CHECK(wh * ww * out.dim(4) < (int64_t{1} << 31) && out.dim(1) < (int64_t{1} << 31) &&
+                   gh * gw < (int64_t{1} << 31),
+               "ops::qkv_rope_heads (CUDA): sizes beyond 32-bit indexing: ", out.describe());
   WindowGeometry g;
-  g.gh = qkv.dim(1);
-  g.gw = qkv.dim(2);
-  g.wh = window > 0 ? window : g.gh;
-  g.ww = window > 0 ? window : g.gw;
-  g.nwh = ceil_div(g.gh, g.wh);
-  g.nww = ceil_div(g.gw, g.ww);
-  g.batch = out.dim(1);
-  g.heads = out.dim(2);
-  g.head_dim = out.dim(4);
+  g.gh = static_cast<int>(gh);
+  g.gw = static_cast<int>(gw);
+  g.wh = static_cast<int>(wh);
+  g.ww = static_cast<int>(ww);
+  g.nwh = static_cast<int>(ceil_div(gh, wh));
+  g.nww = static_cast<int>(ceil_div(gw, ww));
+  g.batch = static_cast<int>(out.dim(1));
+  g.heads = static_cast<int>(out.dim(2));
+  g.head_dim = static_cast<int>(out.dim(4));
+  const int64_t groups = 3 * out.dim(1) * out.dim(2);
   dispatch_float(qkv.dtype(), "ops::qkv_rope_heads", [&](auto tag) {
     using T = decltype(tag);
     constexpr int kWide = kVec16<T>;
     // Every gathered vector starts at a multiple of its width when D is one (3E = 3 heads D).
     const bool wide = g.head_dim % kWide == 0 && is_aligned(qkv.raw(), 16) &&
-                      is_aligned(qkv_bias.raw(), 16) && is_aligned(out.raw(), 16) &&
-                      is_aligned(cos.raw(), 16) && is_aligned(sin.raw(), 16);
+                      is_aligned(qkv_bias.raw(), 16) && is_aligned(out.raw(), 16);
     if (!wide) {
       for (const void* p : std::initializer_list<const void*>{qkv.raw(), qkv_bias.raw(), out.raw()})
         OMNIRT_CHECK(is_aligned(p, 2 * sizeof(T)), "ops::qkv_rope_heads: tensors must start on a ",
                      2 * sizeof(T), "-byte boundary (whole RoPE pairs)");
     }
     const int vec = wide ? kWide : 2;
-    const int64_t total_vecs = out.numel() / vec;
-    const unsigned grid = grid_for(total_vecs, kThreads);
+    const int64_t group_vecs = wh * ww * g.head_dim / vec;
+    const dim3 grid(static_cast<unsigned>(std::min<int64_t>(ceil_div(group_vecs, kThreads), 1024)),
+                    static_cast<unsigned>(std::min<int64_t>(groups, 65535)));
     cudaStream_t stream = current_stream();
     if (wide) {
       qkv_rope_heads_kernel<T, kWide>
           <<<grid, kThreads, 0, stream>>>(qkv.data<T>(), qkv_bias.data<T>(), cos.data<float>(),
-                                          sin.data<float>(), out.data<T>(), g, total_vecs);
+                                          sin.data<float>(), out.data<T>(), g);
     } else {
       qkv_rope_heads_kernel<T, 2>
           <<<grid, kThreads, 0, stream>>>(qkv.data<T>(), qkv_bias.data<T>(), cos.data<float>(),
-                                          sin.data<float>(), out.data<T>(), g, total_vecs);
+                                          sin.data<float>(), out.data<T>(), g);
     }
     OMNIRT_CUDA_CHECK_LAUNCH("qkv_rope_heads_kernel");
   });
