@@ -125,7 +125,7 @@ const EvaGemm kEvaGemms[] = {{"eva_qkv", 9600, 2304, 768, false},
                              {"eva_w3", 9600, 768, 2048, false},
                              {"eva_w3_residual", 9600, 768, 2048, true}};
 
-void bench_eva_gemm(benchmark::State& state, EvaGemm s, GemmMode mode) {
+void bench_eva_gemm(benchmark::State& state, EvaGemm s, GemmMode mode, bool autotune) {
   std::mt19937_64 rng(5);
   Tensor x = random_gpu({s.m, s.k}, mode.dtype, rng);
   Tensor w = random_gpu({s.n, s.k}, mode.dtype, rng, -0.01f, 0.01f);
@@ -134,7 +134,7 @@ void bench_eva_gemm(benchmark::State& state, EvaGemm s, GemmMode mode) {
   const double elem = omnirt::dtype_bits(mode.dtype) / 8.0;
   const double flops = 2.0 * s.m * s.n * s.k;
   const double bytes = elem * (s.m * s.k + s.n * s.k + (s.residual ? 2 : 1) * s.m * s.n);
-  const omnirt::ops::GemmOptions opts{.fp32_compute = mode.compute};
+  const omnirt::ops::GemmOptions opts{.fp32_compute = mode.compute, .autotune = autotune};
   time_gpu(state, flops, bytes, [&] {
     if (s.residual) {
       omnirt::ops::gemm(x, w, y, false, true, 1.0f, 1.0f, b, opts);
@@ -357,12 +357,14 @@ void register_all() {
   for (const EvaGemm& s : kEvaGemms) {
     for (const GemmMode& mode : kGemmModes) {
       if (mode.dtype == DType::F32 && mode.compute == omnirt::ops::Fp32Compute::Exact) continue;
-      const std::string name = std::string("vit/gemm/") + s.name + "/" + std::to_string(s.m) +
-                               "x" + std::to_string(s.n) + "x" + std::to_string(s.k) + "/" +
-                               mode.name;
-      benchmark::RegisterBenchmark(name.c_str(), bench_eva_gemm, s, mode)
-          ->UseManualTime()
-          ->Unit(benchmark::kMicrosecond);
+      for (bool autotune : {false, true}) {
+        const std::string name = std::string("vit/gemm/") + s.name + "/" + std::to_string(s.m) +
+                                 "x" + std::to_string(s.n) + "x" + std::to_string(s.k) + "/" +
+                                 mode.name + (autotune ? "/autotuned" : "/heuristic");
+        benchmark::RegisterBenchmark(name.c_str(), bench_eva_gemm, s, mode, autotune)
+            ->UseManualTime()
+            ->Unit(benchmark::kMicrosecond);
+      }
     }
   }
   for (const GemmShape& s : kGemmShapes) {

@@ -26,6 +26,12 @@ enum class GemmActivation { None, Relu, GeluTanh };
 struct GemmOptions {
   Fp32Compute fp32_compute = Fp32Compute::Exact;
   GemmActivation activation = GemmActivation::None;
+  // CUDA: on the first call of a shape, time cuBLASLt's top 8 heuristic candidates on the
+  // actual operands (output to scratch memory; c is not modified by the trials) and keep the
+  // fastest for later calls. Costs a few ms and a host sync once per shape; meant for large
+  // GEMMs run every frame (the ViT backbone). Not done during stream capture (first choice kept).
+  // Different algorithms may round differently (e.g. split-K). Ignored on the CPU.
+  bool autotune = false;
 };
 
 const char* gemm_activation_name(GemmActivation a);

@@ -294,6 +294,41 @@ TEST(GemmCuda, ResidualUpdateInPlace) {
   }
 }
 
+// GemmOptions::autotune: the first call times several algorithms (writing to scratch memory),
+// later calls reuse the winner. Both calls must give the CPU's result, also for the in-place
+// residual update (beta = 1) whose c the trials must not touch, and an awkward shape.
+TEST(GemmCuda, AutotunedMatchesCpuAndLeavesCAlone) {
+  OMNIRT_REQUIRE_CUDA();
+  std::mt19937_64 rng(test_seed());
+  for (const GpuCase& gc : kGpuCases) {
+    for (auto [m, n, k] : std::vector<std::tuple<int64_t, int64_t, int64_t>>{
+             {1531, 768, 768}, {37, 129, 2049}}) {
+      const ops::GemmOptions opts{.fp32_compute = gc.compute, .autotune = true};
+      Tensor y = rounded(random_tensor({m, k}, rng), gc.dtype);
+      Tensor w = rounded(random_tensor({n, k}, rng, -0.05f, 0.05f), gc.dtype);
+      Tensor bias = rounded(random_tensor({n}, rng), gc.dtype);
+      Tensor x = rounded(random_tensor({m, n}, rng), gc.dtype);
+      Tensor want = x.clone();
+      ops::gemm(y, w, want, false, true, 1.0f, 1.0f, bias, opts);
+      for (int call = 0; call < 2; ++call) {  // tuning call, then the cached plan
+        Tensor got = on_gpu(x, gc.dtype);
+        ops::gemm(on_gpu(y, gc.dtype), on_gpu(w, gc.dtype), got, false, true, 1.0f, 1.0f,
+                  on_gpu(bias, gc.dtype), opts);
+        EXPECT_LT(rel_error(got, want), gc.tol)
+            << gc.name << " residual M=" << m << " N=" << n << " call " << call;
+      }
+      Tensor lin_want = Tensor::empty({m, n}, DType::F32);
+      ops::linear(y, w, bias, lin_want, opts);
+      for (int call = 0; call < 2; ++call) {
+        Tensor got = nan_tensor({m, n}, gc.dtype, Device::CUDA);
+        ops::linear(on_gpu(y, gc.dtype), on_gpu(w, gc.dtype), on_gpu(bias, gc.dtype), got, opts);
+        EXPECT_LT(rel_error(got, lin_want), gc.tol)
+            << gc.name << " linear M=" << m << " N=" << n << " call " << call;
+      }
+    }
+  }
+}
+
 // The descriptor/algorithm cache must not hold on to the first call's bias or data.
 TEST(GemmCuda, CachedPlanUsesCurrentPointers) {
   OMNIRT_REQUIRE_CUDA();

@@ -93,6 +93,8 @@ EvaVit::EvaVit(const VisionConfig& cfg, const WeightGetter& get, Device device, 
   OMNIRT_CHECK(dtype == DType::F32 || dtype == DType::F16 || dtype == DType::BF16,
                "EvaVit: unsupported dtype ", dtype_name(dtype));
   gemm_.fp32_compute = tf32 ? ops::Fp32Compute::TF32 : ops::Fp32Compute::Exact;
+  // The backbone's few large GEMM shapes run every frame: time cuBLASLt's candidates once each.
+  gemm_.autotune = device == Device::CUDA;
   const int64_t C = cfg.embed_dim, P = cfg.patch, H = cfg.mlp_hidden;
   auto place = [&](const Tensor& host) {
     Tensor t = dtype == DType::F32 ? host : host.to_dtype(dtype);

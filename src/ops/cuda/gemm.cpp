@@ -28,6 +28,7 @@
 #include <map>
 #include <tuple>
 #include <utility>
+#include <vector>
 
 #include "core/cuda_check.h"
 #include "core/error.h"
@@ -55,6 +56,7 @@ struct PlanKey {
   bool has_bias;
   GemmActivation activation;
   uint32_t align_a, align_b, align_c, align_bias;
+  bool autotune;
   auto operator<=>(const PlanKey&) const = default;
 };
 
@@ -62,7 +64,13 @@ struct Plan {
   cublasLtMatmulDesc_t desc = nullptr;
   cublasLtMatrixLayout_t layout_a = nullptr, layout_b = nullptr, layout_c = nullptr;
   cublasLtMatmulAlgo_t algo{};
+  // GemmOptions::autotune: the heuristic's candidates, best first, until the first call has
+  // timed them (then cleared, and `algo` is the fastest).
+  std::vector<cublasLtMatmulAlgo_t> candidates;
 };
+
+// Candidates timed per autotuned plan.
+constexpr int kAutotuneCandidates = 8;
 
 // Per-thread cuBLASLt state. Destroyed at thread exit; errors there are ignored (the CUDA
 // context may already be gone at process exit).
@@ -181,7 +189,8 @@ Plan make_plan(cublasLtHandle_t handle, const PlanKey& key, const void* bias_ptr
   cublasLtMatmulPreference_t pref = nullptr;
   OMNIRT_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
   const uint64_t ws_bytes = kWorkspaceBytes;
-  cublasLtMatmulHeuristicResult_t result{};
+  cublasLtMatmulHeuristicResult_t results[kAutotuneCandidates]{};
+  const int wanted = key.autotune ? kAutotuneCandidates : 1;
   int found = 0;
   cublasStatus_t st = cublasLtMatmulPreferenceSetAttribute(
       pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws_bytes, sizeof(ws_bytes));
@@ -198,10 +207,10 @@ Plan make_plan(cublasLtHandle_t handle, const PlanKey& key, const void* bias_ptr
   }
   if (st == CUBLAS_STATUS_SUCCESS) {
     st = cublasLtMatmulAlgoGetHeuristic(handle, plan.desc, plan.layout_a, plan.layout_b,
-                                        plan.layout_c, plan.layout_c, pref, 1, &result, &found);
+                                        plan.layout_c, plan.layout_c, pref, wanted, results, &found);
   }
   cublasLtMatmulPreferenceDestroy(pref);
-  if (st != CUBLAS_STATUS_SUCCESS || found == 0 || result.state != CUBLAS_STATUS_SUCCESS) {
+  if (st != CUBLAS_STATUS_SUCCESS || found == 0 || results[0].state != CUBLAS_STATUS_SUCCESS) {
     cublasLtMatrixLayoutDestroy(plan.layout_a);
     cublasLtMatrixLayoutDestroy(plan.layout_b);
     cublasLtMatrixLayoutDestroy(plan.layout_c);
@@ -212,8 +221,59 @@ Plan make_plan(cublasLtHandle_t handle, const PlanKey& key, const void* bias_ptr
                 static_cast<int>(st), ", alignments a/b/c ", key.align_a, "/", key.align_b, "/",
                 key.align_c, ")");
   }
-  plan.algo = result.algo;
+  plan.algo = results[0].algo;
+  if (key.autotune) {
+    for (int i = 0; i < found; ++i)
+      if (results[i].state == CUBLAS_STATUS_SUCCESS) plan.candidates.push_back(results[i].algo);
+    if (plan.candidates.size() < 2) plan.candidates.clear();  // nothing to choose between
+  }
   return plan;
+}
+
+// Times each candidate of `plan` on the caller's operands and keeps the fastest in plan.algo.
+// D goes to a scratch buffer, so c (read when beta != 0, e.g. a residual updated in place) is
+// never modified here. A candidate that fails to launch is skipped. Not done while the stream
+// is being captured into a graph (the events would be captured too): the heuristic's first
+// choice is kept then.
+void autotune(cublasLtHandle_t handle, Plan& plan, const void* alpha, const void* a,
+              const void* b, const void* beta, const void* c, size_t c_bytes, void* workspace,
+              cudaStream_t stream) {
+  std::vector<cublasLtMatmulAlgo_t> candidates = std::move(plan.candidates);
+  plan.candidates.clear();
+  cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
+  OMNIRT_CUDA_CHECK(cudaStreamIsCapturing(stream, &capture));
+  if (capture != cudaStreamCaptureStatusNone) return;
+  void* scratch = nullptr;
+  OMNIRT_CUDA_CHECK(cudaMallocAsync(&scratch, c_bytes, stream));
+  cudaEvent_t start = nullptr, stop = nullptr;
+  OMNIRT_CUDA_CHECK(cudaEventCreate(&start));
+  OMNIRT_CUDA_CHECK(cudaEventCreate(&stop));
+  float best_ms = 0.f;
+  bool have_best = false;
+  constexpr int kReps = 3;
+  for (const cublasLtMatmulAlgo_t& algo : candidates) {
+    auto run = [&] {
+      return cublasLtMatmul(handle, plan.desc, alpha, b, plan.layout_a, a, plan.layout_b, beta, c,
+                            plan.layout_c, scratch, plan.layout_c, &algo, workspace,
+                            kWorkspaceBytes, stream);
+    };
+    if (run() != CUBLAS_STATUS_SUCCESS) continue;  // warm-up; skip what cannot run
+    OMNIRT_CUDA_CHECK(cudaEventRecord(start, stream));
+    bool ok = true;
+    for (int i = 0; i < kReps && ok; ++i) ok = run() == CUBLAS_STATUS_SUCCESS;
+    OMNIRT_CUDA_CHECK(cudaEventRecord(stop, stream));
+    OMNIRT_CUDA_CHECK(cudaEventSynchronize(stop));
+    float ms = 0.f;
+    OMNIRT_CUDA_CHECK(cudaEventElapsedTime(&ms, start, stop));
+    if (ok && (!have_best || ms < best_ms)) {
+      best_ms = ms;
+      plan.algo = algo;
+      have_best = true;
+    }
+  }
+  OMNIRT_CUDA_CHECK(cudaEventDestroy(start));
+  OMNIRT_CUDA_CHECK(cudaEventDestroy(stop));
+  OMNIRT_CUDA_CHECK(cudaFreeAsync(scratch, stream));
 }
 
 }  // namespace
@@ -244,6 +304,7 @@ void gemm(const GemmDims& dims, const Tensor& a, const Tensor& b, Tensor& c, boo
   key.align_b = alignment_of(b.raw(), batch_stride_b);
   key.align_c = alignment_of(c.raw(), batch_stride_c);
   key.align_bias = bias_ptr ? alignment_of(bias_ptr, 0) : 0;
+  key.autotune = options.autotune;
 
   cublasLtHandle_t handle = handle_for(device);
   auto it = t_lt.plans.find(key);
@@ -255,6 +316,10 @@ void gemm(const GemmDims& dims, const Tensor& a, const Tensor& b, Tensor& c, boo
   }
   cudaStream_t stream = omnirt::cuda::current_stream();
   void* workspace = workspace_for(device, stream);
+  if (!plan.candidates.empty()) {
+    autotune(handle, plan, &alpha, a.raw(), b.raw(), &beta, c.raw(),
+             static_cast<size_t>(dims.batch * dims.m * dims.n * elem), workspace, stream);
+  }
   // Swapped operands: cuBLASLt A = b, B = a (see the top of the file).
   OMNIRT_CUBLAS_CHECK(cublasLtMatmul(
       handle, plan.desc, &alpha, b.raw(), plan.layout_a, a.raw(), plan.layout_b, &beta, c.raw(),
