@@ -8,25 +8,45 @@
 namespace omnirt::ops::cuda {
 
 namespace {
-template <typename Chunk, bool kToWindows>
-__global__ void window_kernel(Chunk* image, Chunk* windows, int64_t n, int64_t h, int64_t w,
-                              int64_t chunks_per_row, int ws, int64_t nh, int64_t nw) {
-  const int64_t total = n * nh * nw * ws * ws * chunks_per_row;
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total;
-       i += int64_t(gridDim.x) * blockDim.x) {
-    const int64_t chunk = i % chunks_per_row;
-    const int64_t token = i / chunks_per_row;  // index into windows' rows
-    const int t = static_cast<int>(token % (ws * ws));
-    const int64_t win = token / (ws * ws);
-    const int64_t wx = win % nw, wy = (win / nw) % nh, b = win / (nw * nh);
-    const int64_t row = wy * ws + t / ws, col = wx * ws + t % ws;
+// Index: int32_t when every index fits (the usual case: 32-bit division is several times cheaper
+// than 64-bit, and this kernel does five per 16-byte chunk), else int64_t.
+template <typename Chunk, bool kToWindows, typename Index>
+__global__ void window_kernel(Chunk* image, Chunk* windows, Index n, Index h, Index w,
+                              Index chunks_per_row, Index ws, Index nh, Index nw) {
+  const Index total = n * nh * nw * ws * ws * chunks_per_row;
+  for (Index i = blockIdx.x * Index(blockDim.x) + threadIdx.x; i < total;
+       i += Index(gridDim.x) * blockDim.x) {
+    const Index token = i / chunks_per_row;  // index into windows' rows
+    const Index chunk = i - token * chunks_per_row;
+    const Index win = token / (ws * ws);
+    const Index t = token - win * (ws * ws);
+    const Index wx = win % nw, wy = (win / nw) % nh, b = win / (nw * nh);
+    const Index ty = t / ws;
+    const Index row = wy * ws + ty, col = wx * ws + (t - ty * ws);
     const bool inside = row < h && col < w;
-    const int64_t img_index = ((b * h + row) * w + col) * chunks_per_row + chunk;
+    const Index img_index = ((b * h + row) * w + col) * chunks_per_row + chunk;
     if (kToWindows) {
       windows[i] = inside ? image[img_index] : Chunk{};
     } else if (inside) {
       image[img_index] = windows[i];
     }
+  }
+}
+
+template <typename Chunk, bool kToWindows>
+void launch_chunks(void* image, void* windows, int64_t n, int64_t h, int64_t w, int64_t cpr, int ws,
+                   int64_t nh, int64_t nw, unsigned blocks, int threads, cudaStream_t s) {
+  Chunk* im = static_cast<Chunk*>(image);
+  Chunk* wi = static_cast<Chunk*>(windows);
+  const int64_t total = n * nh * nw * ws * ws * cpr;
+  // The grid-stride loop's last increment may pass total by up to the grid size.
+  if (total + int64_t(blocks) * threads < (int64_t{1} << 31)) {
+    window_kernel<Chunk, kToWindows, int32_t>
+        <<<blocks, threads, 0, s>>>(im, wi, int32_t(n), int32_t(h), int32_t(w), int32_t(cpr),
+                                    int32_t(ws), int32_t(nh), int32_t(nw));
+  } else {
+    window_kernel<Chunk, kToWindows, int64_t>
+        <<<blocks, threads, 0, s>>>(im, wi, n, h, w, cpr, int64_t(ws), nh, nw);
   }
 }
 
@@ -42,16 +62,14 @@ void launch(void* image, void* windows, int64_t n, int64_t h, int64_t w, int64_t
   cudaStream_t s = ::omnirt::cuda::current_stream();
   if (row_bytes % 16 == 0) {
     const int64_t cpr = row_bytes / 16;
-    window_kernel<int4, kToWindows><<<blocks_for(n * nh * nw * ws * ws * cpr), threads, 0, s>>>(
-        static_cast<int4*>(image), static_cast<int4*>(windows), n, h, w, cpr, ws, nh, nw);
+    launch_chunks<int4, kToWindows>(image, windows, n, h, w, cpr, ws, nh, nw,
+                                    blocks_for(n * nh * nw * ws * ws * cpr), threads, s);
   } else if (elem == 4) {
-    window_kernel<float, kToWindows><<<blocks_for(n * nh * nw * ws * ws * c), threads, 0, s>>>(
-        static_cast<float*>(image), static_cast<float*>(windows), n, h, w, c, ws, nh, nw);
+    launch_chunks<float, kToWindows>(image, windows, n, h, w, c, ws, nh, nw,
+                                     blocks_for(n * nh * nw * ws * ws * c), threads, s);
   } else {
-    window_kernel<unsigned short, kToWindows>
-        <<<blocks_for(n * nh * nw * ws * ws * c), threads, 0, s>>>(
-            static_cast<unsigned short*>(image), static_cast<unsigned short*>(windows), n, h, w, c,
-            ws, nh, nw);
+    launch_chunks<unsigned short, kToWindows>(image, windows, n, h, w, c, ws, nh, nw,
+                                              blocks_for(n * nh * nw * ws * ws * c), threads, s);
   }
   OMNIRT_CUDA_CHECK_LAUNCH("window_partition/unpartition");
 }
