@@ -131,3 +131,37 @@ TEST(EvaVit, CudaMatchesCpu) {
     EXPECT_LE(omnirt::testing::rel_error(out, ref), cs.tol) << dtype_name(cs.dt);
   }
 }
+
+// A mid-size geometry for the fused CUDA path: head_dim 64 (the real one: 16-byte vectors in
+// qkv_rope_heads), a 10x10 grid padded to 12x12 by window 4 (partial windows on two
+// sides), global blocks between, mlp_hidden 516 (fp16 rows not a multiple of 8: the scalar
+// swiglu_layernorm path; fp32 the vector one), and the TF32 engine as well.
+TEST(EvaVit, CudaMatchesCpuHeadDim64AndTf32) {
+  OMNIRT_REQUIRE_CUDA();
+  std::mt19937_64 rng(omnirt::testing::test_seed());
+  VisionConfig c = tiny_config();
+  c.num_cams = 3;
+  c.img_h = c.img_w = 160;
+  c.embed_dim = 192;
+  c.heads = 3;
+  c.depth = 3;
+  c.window_size = 4;
+  c.window_block_indexes = {0, 2};
+  c.mlp_hidden = 516;
+  c.pretrain_grid = 4;
+  c.pt_hw_seq_len = 4;
+  auto w = random_backbone(c, rng);
+  Tensor img = omnirt::testing::random_tensor({c.num_cams, 3, c.img_h, c.img_w}, rng, -2.f, 2.f);
+  EvaVit cpu(c, getter(w), Device::CPU, DType::F32);
+  Tensor ref = cpu.forward(img).clone();
+  struct Case { DType dt; bool tf32; double tol; };
+  for (Case cs : {Case{DType::F32, false, 1e-4}, Case{DType::F32, true, 5e-3},
+                  Case{DType::F16, false, 1e-2}, Case{DType::BF16, false, 3e-2}}) {
+    EvaVit gpu(c, getter(w), Device::CUDA, cs.dt, cs.tf32);
+    for (int frame = 0; frame < 2; ++frame) {  // the second frame reuses buffers and tuned plans
+      Tensor out = gpu.forward(img.to_dtype(cs.dt).to(Device::CUDA));
+      EXPECT_LE(omnirt::testing::rel_error(out, ref), cs.tol)
+          << dtype_name(cs.dt) << (cs.tf32 ? " tf32" : "") << " frame " << frame;
+    }
+  }
+}
