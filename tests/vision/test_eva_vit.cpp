@@ -155,7 +155,7 @@ TEST(EvaVit, CudaMatchesCpuHeadDim64AndTf32) {
   EvaVit cpu(c, getter(w), Device::CPU, DType::F32);
   Tensor ref = cpu.forward(img).clone();
   struct Case { DType dt; bool tf32; double tol; };
-  for (Case cs : {Case{DType::F32, false, 1e-4}, Case{DType::F32, true, 5e-3},
+  for (Case cs : {Case{DType::F32, false, 1e-4}, Case{DType::F32, true, 1e-2},
                   Case{DType::F16, false, 1e-2}, Case{DType::BF16, false, 3e-2}}) {
     EvaVit gpu(c, getter(w), Device::CUDA, cs.dt, cs.tf32);
     for (int frame = 0; frame < 2; ++frame) {  // the second frame reuses buffers and tuned plans
