@@ -75,6 +75,52 @@ void time_gpu(benchmark::State& state, double flops, double bytes, Fn&& fn) {
   state.counters["us"] = avg_s * 1e6;
 }
 
+// As time_gpu, but `fn` is captured `calls` times into one CUDA graph on a fresh stream, and each
+// iteration replays the graph: how the LLM engine runs its decode step (no CPU launch cost between
+// the kernels; PDL edges kept), so per-call times are the kernels' own, back to back.
+template <typename Fn>
+void time_graph(benchmark::State& state, double flops, double bytes, int calls, Fn&& fn) {
+  cudaStream_t stream = nullptr;
+  OMNIRT_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  omnirt::cuda::StreamGuard guard(stream);
+  for (int i = 0; i < 3; ++i) fn();  // warm-up outside the capture (attributes, first-use costs)
+  OMNIRT_CUDA_CHECK(cudaStreamSynchronize(stream));
+  cudaGraph_t graph = nullptr;
+  cudaGraphExec_t exec = nullptr;
+  OMNIRT_CUDA_CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
+  for (int i = 0; i < calls; ++i) fn();
+  OMNIRT_CUDA_CHECK(cudaStreamEndCapture(stream, &graph));
+  OMNIRT_CUDA_CHECK(cudaGraphInstantiate(&exec, graph, 0));
+  OMNIRT_CUDA_CHECK(cudaGraphLaunch(exec, stream));  // warm-up replay
+  OMNIRT_CUDA_CHECK(cudaStreamSynchronize(stream));
+  cudaEvent_t start, stop;
+  OMNIRT_CUDA_CHECK(cudaEventCreate(&start));
+  OMNIRT_CUDA_CHECK(cudaEventCreate(&stop));
+  double total_s = 0;
+  int64_t n = 0;
+  for (auto _ : state) {
+    OMNIRT_CUDA_CHECK(cudaEventRecord(start, stream));
+    OMNIRT_CUDA_CHECK(cudaGraphLaunch(exec, stream));
+    OMNIRT_CUDA_CHECK(cudaEventRecord(stop, stream));
+    OMNIRT_CUDA_CHECK(cudaEventSynchronize(stop));
+    float ms = 0;
+    OMNIRT_CUDA_CHECK(cudaEventElapsedTime(&ms, start, stop));
+    const double per_call = ms * 1e-3 / calls;
+    state.SetIterationTime(per_call);
+    total_s += per_call * calls;
+    n += calls;
+  }
+  OMNIRT_CUDA_CHECK(cudaEventDestroy(start));
+  OMNIRT_CUDA_CHECK(cudaEventDestroy(stop));
+  OMNIRT_CUDA_CHECK(cudaGraphExecDestroy(exec));
+  OMNIRT_CUDA_CHECK(cudaGraphDestroy(graph));
+  OMNIRT_CUDA_CHECK(cudaStreamDestroy(stream));
+  const double avg_s = total_s / static_cast<double>(n);
+  state.counters["TFLOP/s"] = flops / avg_s * 1e-12;
+  state.counters["GB/s"] = bytes / avg_s * 1e-9;
+  state.counters["us"] = avg_s * 1e6;
+}
+
 struct GemmShape {
   const char* name;
   int64_t m, n, k;
@@ -232,6 +278,125 @@ void bench_gemv(benchmark::State& state, GemvShape s, DType dtype, bool pdl) {
   });
 }
 
+// The decode GEMVs at TinyLlama's shapes in the modes the engine launches them (qkv: RMSNorm in,
+// RoPE + KV-cache out), one benchmark per kernel variant, timed inside a CUDA graph. The weights
+// rotate through >= 256 MB of copies (from HBM, as in the decode step).
+struct DecodeGemvShape {
+  const char* name;
+  int64_t n, k;
+  GemvIn in;
+  GemvOut out;
+};
+const DecodeGemvShape kDecodeGemvShapes[] = {
+    {"qkv_rope", 2560, 2048, GemvIn::kRmsNorm, GemvOut::kRopeQkv},
+    {"o_proj_add", 2048, 2048, GemvIn::kPlain, GemvOut::kAddF32},
+    {"gate_up_norm", 11264, 2048, GemvIn::kRmsNorm, GemvOut::kStore},
+    {"down_swiglu_add", 2048, 5632, GemvIn::kSwiglu, GemvOut::kAddF32},
+    {"lm_head_norm", 32000, 2048, GemvIn::kRmsNorm, GemvOut::kStoreF32}};
+
+void bench_decode_gemv(benchmark::State& state, DecodeGemvShape s,
+                       omnirt::llm::decode::GemvVariant variant, bool pdl) {
+  std::mt19937_64 rng(5);
+  const DType dtype = DType::F16;
+  const size_t wbytes = static_cast<size_t>(s.n * s.k) * 2;
+  const int copies = static_cast<int>(std::max<size_t>(2, (size_t{256} << 20) / wbytes + 1));
+  Tensor w0 = random_gpu({s.n, s.k}, dtype, rng, -0.02f, 0.02f);
+  Tensor w = Tensor::empty({copies, s.n, s.k}, dtype, Device::CUDA);
+  for (int c = 0; c < copies; ++c)
+    OMNIRT_CUDA_CHECK(cudaMemcpy(static_cast<char*>(w.raw()) + c * wbytes, w0.raw(), wbytes,
+                                 cudaMemcpyDeviceToDevice));
+  const bool f32_in = s.in == GemvIn::kRmsNorm;
+  Tensor in =
+      random_gpu({s.in == GemvIn::kSwiglu ? 2 * s.k : s.k}, f32_in ? DType::F32 : dtype, rng);
+  Tensor norm = random_gpu({s.k}, DType::F32, rng, 0.9f, 1.1f);
+  Tensor y = Tensor::zeros(
+      {s.n}, s.out == GemvOut::kStore || s.out == GemvOut::kRopeQkv ? dtype : DType::F32,
+      Device::CUDA);
+  // RoPE + KV cache (TinyLlama: 32 q heads, 4 kv heads, head_dim 64, 1024 positions).
+  const int hq = 32, hkv = 4, D = 64, pos = 600;
+  const int64_t max_ctx = 1024;
+  Tensor cos_t = random_gpu({max_ctx, D / 2}, DType::F32, rng);
+  Tensor sin_t = random_gpu({max_ctx, D / 2}, DType::F32, rng);
+  Tensor kc = Tensor::zeros({hkv, max_ctx, D}, dtype, Device::CUDA);
+  Tensor vc = Tensor::zeros({hkv, max_ctx, D}, dtype, Device::CUDA);
+  Tensor pos_t = Tensor::empty({1}, DType::I32, Device::CUDA);
+  OMNIRT_CUDA_CHECK(cudaMemcpy(pos_t.raw(), &pos, 4, cudaMemcpyHostToDevice));
+  omnirt::llm::decode::GemvArgs a;
+  a.dtype = dtype;
+  a.n = s.n;
+  a.k = s.k;
+  a.in_mode = s.in;
+  a.in = in.raw();
+  a.norm_w = norm.data<float>();
+  a.out_mode = s.out;
+  a.y = y.raw();
+  a.variant = variant;
+  if (s.out == GemvOut::kRopeQkv) {
+    a.rope.cos = cos_t.data<float>();
+    a.rope.sin = sin_t.data<float>();
+    a.rope.pos = pos_t.data<int32_t>();
+    a.rope.k_cache = kc.raw();
+    a.rope.v_cache = vc.raw();
+    a.rope.hq = hq;
+    a.rope.hkv = hkv;
+    a.rope.head_dim = D;
+    a.rope.max_ctx = max_ctx;
+  }
+  int next = 0;
+  time_graph(state, 2.0 * s.n * s.k, static_cast<double>(wbytes), std::max(copies, 20), [&] {
+    a.w = static_cast<const char*>(w.raw()) + (next++ % copies) * wbytes;
+    omnirt::llm::decode::gemv(a, omnirt::cuda::current_stream(), pdl);
+  });
+}
+
+// Decode attention variants at TinyLlama's shape over 663 keys of a 1024-position cache, timed
+// inside a CUDA graph; the calls rotate through 64 caches (64 MB > L2), so the keys and values
+// come from HBM as in the decode step (each layer's cache was last touched a token ago).
+void bench_decode_attn(benchmark::State& state, omnirt::llm::decode::AttnVariant variant) {
+  std::mt19937_64 rng(6);
+  const DType dtype = DType::F16;
+  const int hq = 32, hkv = 4, D = 64, pos = 662, copies = 64;
+  const int64_t max_ctx = 1024;
+  const int64_t cache_elems = hkv * max_ctx * D;
+  Tensor q = random_gpu({hq * D}, dtype, rng);
+  Tensor kv0 = random_gpu({2, cache_elems}, dtype, rng);
+  Tensor kv = Tensor::empty({copies, 2, cache_elems}, dtype, Device::CUDA);
+  const size_t kv_bytes = static_cast<size_t>(2 * cache_elems) * 2;
+  for (int c = 0; c < copies; ++c)
+    OMNIRT_CUDA_CHECK(cudaMemcpy(static_cast<char*>(kv.raw()) + c * kv_bytes, kv0.raw(), kv_bytes,
+                                 cudaMemcpyDeviceToDevice));
+  Tensor out = Tensor::empty({hq * D}, dtype, Device::CUDA);
+  const int splits = omnirt::llm::decode::attn_decode_default_splits(hkv, max_ctx);
+  Tensor ws = Tensor::empty(
+      {static_cast<int64_t>(omnirt::llm::decode::attn_decode_workspace_floats(hq, D, splits))},
+      DType::F32, Device::CUDA);
+  Tensor counters = Tensor::zeros({hkv}, DType::I32, Device::CUDA);
+  Tensor pos_t = Tensor::empty({1}, DType::I32, Device::CUDA);
+  OMNIRT_CUDA_CHECK(cudaMemcpy(pos_t.raw(), &pos, 4, cudaMemcpyHostToDevice));
+  omnirt::llm::decode::AttnDecodeArgs a;
+  a.dtype = dtype;
+  a.q = q.raw();
+  a.pos = pos_t.data<int32_t>();
+  a.max_ctx = max_ctx;
+  a.hq = hq;
+  a.hkv = hkv;
+  a.head_dim = D;
+  a.scale = 0.125f;
+  a.out = out.raw();
+  a.splits = splits;
+  a.workspace = ws.data<float>();
+  a.counters = counters.data<int32_t>();
+  a.variant = variant;
+  const double bytes = 2.0 * hkv * (pos + 1) * D * 2;
+  int next = 0;
+  time_graph(state, 4.0 * hq * (pos + 1) * D, bytes, copies, [&] {
+    const char* base = static_cast<const char*>(kv.raw()) + (next++ % copies) * kv_bytes;
+    a.k_cache = base;
+    a.v_cache = base + kv_bytes / 2;
+    omnirt::llm::decode::attention_decode(a, omnirt::cuda::current_stream(), /*pdl=*/true);
+  });
+}
+
 // Decode attention at TinyLlama's shape (32 q / 4 kv heads, D 64) over the last planning-answer
 // position (663 keys) of a 1024-position cache. GB/s: the K and V bytes read.
 void bench_attn_decode(benchmark::State& state, DType dtype, bool pdl) {
@@ -320,6 +485,33 @@ void bench_qkv_heads(benchmark::State& state, DType dtype, int window, bool fuse
 }
 
 void register_all() {
+  // Decode kernels, one per variant (issue #4): decode/<kernel>/<shape>/<variant>/graph.
+  using omnirt::llm::decode::AttnVariant;
+  using omnirt::llm::decode::GemvVariant;
+  for (const DecodeGemvShape& s : kDecodeGemvShapes)
+    for (const auto& [vname, v] :
+         {std::pair{"v1", GemvVariant::kV1}, std::pair{"v2", GemvVariant::kV2},
+          std::pair{"v3", GemvVariant::kV3}, std::pair{"v4", GemvVariant::kV4}}) {
+      const std::string name = std::string("decode/gemv_f16/") + s.name + "/" + vname + "/graph";
+      benchmark::RegisterBenchmark(name.c_str(), bench_decode_gemv, s, v, true)
+          ->UseManualTime()
+          ->Unit(benchmark::kMicrosecond);
+    }
+  // What PDL buys inside a graph (kernel i+1 streams its weights during kernel i's tail).
+  for (const DecodeGemvShape& s : kDecodeGemvShapes) {
+    const std::string name = std::string("decode/gemv_f16/") + s.name + "/v1/graph_nopdl";
+    benchmark::RegisterBenchmark(name.c_str(), bench_decode_gemv, s, GemvVariant::kV1, false)
+        ->UseManualTime()
+        ->Unit(benchmark::kMicrosecond);
+  }
+  for (const auto& [vname, v] :
+       {std::pair{"split", AttnVariant::kSplit}, std::pair{"cluster8", AttnVariant::kCluster8},
+        std::pair{"cluster16", AttnVariant::kCluster16}}) {
+    const std::string name = std::string("decode/attn_f16/tinyllama_663keys/") + vname + "/graph";
+    benchmark::RegisterBenchmark(name.c_str(), bench_decode_attn, v)
+        ->UseManualTime()
+        ->Unit(benchmark::kMicrosecond);
+  }
   for (const GemvShape& s : kGemvShapes) {
     for (const auto& [dname, dtype] : {std::pair{"fp16", DType::F16}, std::pair{"bf16", DType::BF16}}) {
       for (bool pdl : {true, false}) {

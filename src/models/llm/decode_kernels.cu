@@ -8,18 +8,26 @@
 // first batch of weight loads is issued before griddepcontrol.wait (PDL), then the input vector
 // is staged once per block in shared memory as float32, with the op before the GEMV fused in.
 // The staging layout splits each 16-byte chunk's x values into float4 planes so that the lanes'
-// shared-memory reads are consecutive 16-byte words (no bank conflicts).
+// shared-memory reads are consecutive 16-byte words (no bank conflicts). Variants v2 / v3
+// double-buffer the register batches; v4 has the copy engine (TMA) bring the block's rows into
+// shared memory (see GemvVariant in the header).
 //
-// Attention: grid (kv head, key split); each block scores its keys for all the query heads of
-// its kv head (GQA: each key and value is read once per block), writes the partial (max, sum,
-// unnormalised output) per head and split, and the last block of a kv head to finish (atomic
-// counter) combines the splits and resets the counter, so the kernel is graph-replayable.
+// Attention: each block scores its keys for all the query heads of its kv head (GQA: each key
+// and value is read once per block) and keeps the partial (max, sum, unnormalised output) per
+// head. Variant split: grid (kv head, key split); the partials go to a global workspace and the
+// last block of a kv head to finish (atomic counter) combines the splits and resets the counter,
+// so the kernel is graph-replayable. Variants cluster8/16: a thread-block cluster per kv head
+// combines its partials over distributed shared memory.
 #include "models/llm/decode_kernels.h"
 
+#include <cooperative_groups.h>
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
 #include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <type_traits>
 #include <utility>
 
 #include "core/cuda_check.h"
@@ -28,6 +36,8 @@
 
 namespace omnirt::llm::decode {
 namespace {
+
+namespace cg = cooperative_groups;
 
 // ---------------------------------------------------------------------------------------------
 // Device helpers
@@ -88,7 +98,6 @@ __device__ __forceinline__ void unpack(const uint4& v, float* f) {
 // GEMV
 
 constexpr int kGemvRowsPerWarp = 2;
-constexpr int kGemvBatch = 8;  // 16-byte chunks per row per lane loaded together
 
 struct GemvDev {
   const void* w;
@@ -191,16 +200,9 @@ __device__ __forceinline__ void stage_vec(const GemvDev& a, float4* xs4, int chu
   }
 }
 
-template <typename T, GemvIn IN, GemvOut OUT, bool VEC>
-__global__ void __launch_bounds__(256) gemv_kernel(const GemvDev a) {
-  extern __shared__ float4 xs4[];  // K floats
-  float* xs = reinterpret_cast<float*>(xs4);
-  __shared__ float red[32];
-  constexpr int E = kVec<T>;
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  const int gw = blockIdx.x * static_cast<int>(blockDim.x >> 5) + warp;  // this warp's row pair
-  const int N = a.n, K = a.k;
-  int r0, r1;
+// The two rows of W that warp gw computes.
+template <GemvOut OUT>
+__device__ __forceinline__ void gemv_rows(const GemvDev& a, int gw, int& r0, int& r1) {
   if constexpr (OUT == GemvOut::kRopeQkv) {
     // The pair (i, i + D/2) of one head, which RoPE rotates together.
     const int half = a.d >> 1;
@@ -210,6 +212,74 @@ __global__ void __launch_bounds__(256) gemv_kernel(const GemvDev a) {
     r0 = gw * kGemvRowsPerWarp;
     r1 = r0 + 1;
   }
+}
+
+// mbarrier and bulk-copy (TMA) primitives, sm_90 PTX.
+__device__ __forceinline__ uint32_t smem_u32(const void* p) {
+  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
+__device__ __forceinline__ void mbar_init(uint64_t* bar, uint32_t count) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(smem_u32(bar)), "r"(count)
+               : "memory");
+  // The initialised barrier must be visible to the copy engine (the async proxy).
+  asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+  asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void mbar_arrive_expect_tx(uint64_t* bar, uint32_t bytes) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(smem_u32(bar)),
+               "r"(bytes)
+               : "memory");
+#endif
+}
+// Global -> shared copy of `bytes` (a multiple of 16; both addresses 16-byte aligned).
+__device__ __forceinline__ void bulk_copy(void* dst, const void* src, uint32_t bytes,
+                                          uint64_t* bar) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile(
+      "cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" ::
+          "r"(smem_u32(dst)),
+      "l"(src), "r"(bytes), "r"(smem_u32(bar))
+      : "memory");
+#endif
+}
+__device__ __forceinline__ void mbar_wait(uint64_t* bar, uint32_t parity) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  uint32_t done = 0;
+  do {
+    asm volatile(
+        "{\n .reg .pred p;\n mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n"
+        " selp.u32 %0, 1, 0, p;\n}"
+        : "=r"(done)
+        : "r"(smem_u32(bar)), "r"(parity)
+        : "memory");
+  } while (!done);
+#endif
+}
+
+// B: 16-byte chunks per row per lane in one load batch. PF (prefetch): two batches in registers,
+// the next one loading while the current one is multiplied (the memory pipe never drains between
+// batches; matters when a row takes more than one batch, e.g. K = 5632); without PF the next batch
+// is issued only after the current one has been used.
+// TMA: the block's weight rows are copied into shared memory by bulk asynchronous copies (the
+// Hopper copy engine, cp.async.bulk) that one thread issues before the PDL wait, completing on an
+// mbarrier; the warps then multiply from shared memory. Every byte of the block is requested at
+// once without registers or per-thread load tracking (B and PF are unused).
+template <typename T, GemvIn IN, GemvOut OUT, bool VEC, int B, bool PF, bool TMA = false>
+__global__ void __launch_bounds__(256) gemv_kernel(const GemvDev a) {
+  static_assert(!TMA || VEC, "the TMA path needs 16-byte rows");
+  extern __shared__ float4 xs4[];  // K floats; TMA: then the block's rows of W
+  float* xs = reinterpret_cast<float*>(xs4);
+  __shared__ float red[32];
+  __shared__ alignas(8) uint64_t wbar;  // TMA: completes when the block's rows have landed
+  constexpr int E = kVec<T>;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int gw = blockIdx.x * static_cast<int>(blockDim.x >> 5) + warp;  // this warp's row pair
+  const int N = a.n, K = a.k;
+  int r0, r1;
+  gemv_rows<OUT>(a, gw, r0, r1);
   const bool has0 = r0 < N, has1 = r1 < N;
   // Rows past N read row N - 1 (valid memory) and are never stored.
   const T* W = static_cast<const T*>(a.w);
@@ -218,19 +288,44 @@ __global__ void __launch_bounds__(256) gemv_kernel(const GemvDev a) {
   const int chunks = VEC ? K / E : 0;
   const uint4* v0 = reinterpret_cast<const uint4*>(w0);
   const uint4* v1 = reinterpret_cast<const uint4*>(w1);
-  uint4 b0[kGemvBatch], b1[kGemvBatch];
-  auto load_batch = [&](int base) {
+  // Batch buffers: [0] the current batch; [1] the next one (PF only).
+  constexpr int NBUF = PF ? 2 : 1;
+  uint4 b0[NBUF][B], b1[NBUF][B];
+  auto load_batch = [&](int buf, int base) {
 #pragma unroll
-    for (int u = 0; u < kGemvBatch; ++u) {
+    for (int u = 0; u < B; ++u) {
       const int c = base + u * 32 + lane;
       if (c < chunks) {
-        b0[u] = __ldg(v0 + c);
-        b1[u] = __ldg(v1 + c);
+        b0[buf][u] = __ldg(v0 + c);
+        b1[buf][u] = __ldg(v1 + c);
       }
     }
   };
   // The weights do not depend on any earlier kernel: start streaming them before the wait.
-  if constexpr (VEC) load_batch(0);
+  const uint4* wsm0 = nullptr;  // TMA: this warp's two rows in shared memory
+  const uint4* wsm1 = nullptr;
+  if constexpr (TMA) {
+    const uint32_t row_bytes = static_cast<uint32_t>(K) * sizeof(T);
+    char* wsm = reinterpret_cast<char*>(xs4) + static_cast<size_t>(K) * sizeof(float);
+    wsm0 = reinterpret_cast<const uint4*>(wsm + (2 * warp) * static_cast<size_t>(row_bytes));
+    wsm1 = reinterpret_cast<const uint4*>(wsm + (2 * warp + 1) * static_cast<size_t>(row_bytes));
+    if (threadIdx.x == 0) {
+      const int warps = static_cast<int>(blockDim.x >> 5);
+      mbar_init(&wbar, 1);
+      mbar_arrive_expect_tx(&wbar, 2u * warps * row_bytes);
+      for (int w = 0; w < warps; ++w) {  // the same rows as warp w computes below
+        int q0, q1;
+        gemv_rows<OUT>(a, blockIdx.x * warps + w, q0, q1);
+        bulk_copy(wsm + (2 * w) * static_cast<size_t>(row_bytes),
+                  W + static_cast<int64_t>(min(q0, N - 1)) * K, row_bytes, &wbar);
+        bulk_copy(wsm + (2 * w + 1) * static_cast<size_t>(row_bytes),
+                  W + static_cast<int64_t>(min(q1, N - 1)) * K, row_bytes, &wbar);
+      }
+    }
+  } else if constexpr (VEC) {
+    load_batch(0, 0);
+    if constexpr (PF) load_batch(NBUF - 1, B * 32);
+  }
   float4 nw[kNormPre][kPlanes<T>];
   if constexpr (VEC && IN == GemvIn::kRmsNorm) {
     if (a.stage_vec) {
@@ -245,6 +340,24 @@ __global__ void __launch_bounds__(256) gemv_kernel(const GemvDev a) {
     }
   }
   pdl_wait();
+  // What the epilogue reads besides the result (the residual, the position and its RoPE
+  // factors) is loaded now, so that these round trips overlap the staging and the weight stream
+  // instead of adding to the tail. Only lane 0 stores.
+  float old0 = 0.f, old1 = 0.f, rc = 0.f, rs = 0.f;
+  int rpos = 0;
+  if (lane == 0 && has0) {
+    if constexpr (OUT == GemvOut::kAddF32) {
+      const float* y = static_cast<const float*>(a.y);
+      old0 = __ldcg(y + r0);
+      if (has1) old1 = __ldcg(y + r1);
+    } else if constexpr (OUT == GemvOut::kRopeQkv) {
+      const int half = a.d >> 1;
+      rpos = __ldcg(a.pos);
+      const int64_t t = static_cast<int64_t>(rpos) * half + (r0 % a.d);
+      rc = __ldg(a.cos + t);
+      rs = __ldg(a.sin + t);
+    }
+  }
 
   // Stage x (with the preceding op fused in) once per block.
   if (VEC && a.stage_vec) {  // block-uniform
@@ -275,11 +388,32 @@ __global__ void __launch_bounds__(256) gemv_kernel(const GemvDev a) {
   if (!has0) return;  // no block-wide barrier below
 
   float acc0 = 0.f, acc1 = 0.f;
-  if constexpr (VEC) {
+  if constexpr (TMA) {
+    mbar_wait(&wbar, 0);  // this block's rows are in shared memory
     const float4* xp = xs4;
-    for (int base = 0;; base += kGemvBatch * 32) {
+#pragma unroll 4
+    for (int c = lane; c < chunks; c += 32) {
+      float xf[E], wf[E];
 #pragma unroll
-      for (int u = 0; u < kGemvBatch; ++u) {
+      for (int p = 0; p < E / 4; ++p) {
+        const float4 t = xp[p * chunks + c];
+        xf[4 * p] = t.x;
+        xf[4 * p + 1] = t.y;
+        xf[4 * p + 2] = t.z;
+        xf[4 * p + 3] = t.w;
+      }
+      unpack<T>(wsm0[c], wf);
+#pragma unroll
+      for (int e = 0; e < E; ++e) acc0 = fmaf(wf[e], xf[e], acc0);
+      unpack<T>(wsm1[c], wf);
+#pragma unroll
+      for (int e = 0; e < E; ++e) acc1 = fmaf(wf[e], xf[e], acc1);
+    }
+  } else if constexpr (VEC) {
+    const float4* xp = xs4;
+    auto multiply = [&](int buf, int base) {
+#pragma unroll
+      for (int u = 0; u < B; ++u) {
         const int c = base + u * 32 + lane;
         if (c < chunks) {
           float xf[E], wf[E];
@@ -291,16 +425,33 @@ __global__ void __launch_bounds__(256) gemv_kernel(const GemvDev a) {
             xf[4 * p + 2] = t.z;
             xf[4 * p + 3] = t.w;
           }
-          unpack<T>(b0[u], wf);
+          unpack<T>(b0[buf][u], wf);
 #pragma unroll
           for (int e = 0; e < E; ++e) acc0 = fmaf(wf[e], xf[e], acc0);
-          unpack<T>(b1[u], wf);
+          unpack<T>(b1[buf][u], wf);
 #pragma unroll
           for (int e = 0; e < E; ++e) acc1 = fmaf(wf[e], xf[e], acc1);
         }
       }
-      if (base + kGemvBatch * 32 >= chunks) break;  // warp-uniform
-      load_batch(base + kGemvBatch * 32);
+    };
+    constexpr int kStep = B * 32;  // chunks per batch
+    if constexpr (PF) {
+      // Batches alternate between the two buffers; the one after next is issued as soon as a
+      // buffer has been used. Buffer indices stay compile-time constants (registers).
+      for (int base = 0;; base += 2 * kStep) {
+        multiply(0, base);
+        if (base + kStep >= chunks) break;  // warp-uniform
+        if (base + 2 * kStep < chunks) load_batch(0, base + 2 * kStep);
+        multiply(1, base + kStep);
+        if (base + 2 * kStep >= chunks) break;
+        if (base + 3 * kStep < chunks) load_batch(1, base + 3 * kStep);
+      }
+    } else {
+      for (int base = 0;; base += kStep) {
+        multiply(0, base);
+        if (base + kStep >= chunks) break;  // warp-uniform
+        load_batch(0, base + kStep);
+      }
     }
   } else {
     for (int k = lane; k < K; k += 32) {
@@ -321,14 +472,12 @@ __global__ void __launch_bounds__(256) gemv_kernel(const GemvDev a) {
     if (has1) y[r1] = acc1;
   } else if constexpr (OUT == GemvOut::kAddF32) {
     float* y = static_cast<float*>(a.y);
-    y[r0] = __ldcg(y + r0) + acc0;
-    if (has1) y[r1] = __ldcg(y + r1) + acc1;
+    y[r0] = old0 + acc0;
+    if (has1) y[r1] = old1 + acc1;
   } else {  // kRopeQkv: has1 holds (N is a whole number of heads)
     const int D = a.d, half = D >> 1, head = r0 / D, i = r0 - head * D;
-    const int p = __ldcg(a.pos);
-    const float c = a.cos[static_cast<int64_t>(p) * half + i];
-    const float s = a.sin[static_cast<int64_t>(p) * half + i];
-    const float ra = acc0 * c - acc1 * s, rb = acc1 * c + acc0 * s;
+    const int p = rpos;
+    const float ra = acc0 * rc - acc1 * rs, rb = acc1 * rc + acc0 * rs;
     if (head < a.hq) {
       T* y = static_cast<T*>(a.y);
       y[r0] = from_float<T>(ra);
@@ -373,34 +522,27 @@ constexpr int attn_slots() {
   return kAttnWarps * (32 / (D / kVec<T>));
 }
 
-template <typename T, int D>
-__global__ void __launch_bounds__(kAttnThreads) attn_decode_kernel(const AttnDev a) {
+// The attention of one block over keys j0 .. j0 + n of kv head kvh (n <= KMAX, may be 0) for the
+// G query heads of its group. Leaves in shared memory: mrow / lrow, the max and the sum of the
+// exp2 scores per head (-inf / 0 when n = 0), and the unnormalised output [G][D] in qs (which
+// holds the scaled queries until the scores are done: the shared memory is reused).
+template <typename T, int D, int KMAX>
+__device__ __forceinline__ void attn_block_partial(const AttnDev& a, int kvh, int j0, int n,
+                                                   float (*qs)[D], float (*sc)[KMAX], float* mrow,
+                                                   float* lrow, float* red) {
   constexpr int E = kVec<T>;
   constexpr int LPK = D / E;         // lanes per key
   constexpr int KPW = 32 / LPK;      // keys per warp
   constexpr int SLOTS = attn_slots<T, D>();
   constexpr int G8 = kAttnMaxGroup;
   static_assert(D % E == 0 && LPK >= 2 && LPK <= 32 && 32 % LPK == 0, "unsupported head_dim");
-  __shared__ float qs[G8][D];
-  __shared__ float sc[G8][kAttnMaxKeysPerSplit];
-  __shared__ float wts[G8][kAttnMaxSplits];
-  __shared__ int is_last;
-  extern __shared__ float red[];  // [SLOTS][G][D]
-
-  const int kvh = blockIdx.x, split = blockIdx.y, G = a.hq / a.hkv;
+  const int G = a.hq / a.hkv;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int sub = lane % LPK, slot = warp * KPW + lane / LPK;
-  pdl_wait();  // q and the new key/value come from the kernel before
-  pdl_launch_dependents();
-
-  const int nkeys = min(__ldcg(a.pos) + 1, static_cast<int>(a.max_ctx));
-  const int chunk = (nkeys + a.splits - 1) / a.splits;  // <= kAttnMaxKeysPerSplit (host check)
-  const int j0 = min(nkeys, split * chunk), j1 = min(nkeys, j0 + chunk);
-  const int n = j1 - j0;  // may be 0
 
   // Every key and value piece of this split is loaded at once (one memory round trip), before
   // q is staged: tile `it` holds key j0 + it * SLOTS + slot.
-  constexpr int kTiles = (kAttnMaxKeysPerSplit + SLOTS - 1) / SLOTS;
+  constexpr int kTiles = (KMAX + SLOTS - 1) / SLOTS;
   const T* kb = static_cast<const T*>(a.kc) + static_cast<int64_t>(kvh) * a.max_ctx * D;
   const T* vb = static_cast<const T*>(a.vc) + static_cast<int64_t>(kvh) * a.max_ctx * D;
   uint4 kreg[kTiles], vreg[kTiles];
@@ -431,19 +573,18 @@ __global__ void __launch_bounds__(kAttnThreads) attn_decode_kernel(const AttnDev
 #pragma unroll
     for (int g = 0; g < G8; ++g) {
       if (g < G) {
-        float part = 0.f;
+        float dot = 0.f;
 #pragma unroll
-        for (int e = 0; e < E; ++e) part = fmaf(kf[e], qs[g][sub * E + e], part);
+        for (int e = 0; e < E; ++e) dot = fmaf(kf[e], qs[g][sub * E + e], dot);
 #pragma unroll
-        for (int o = LPK / 2; o > 0; o >>= 1) part += __shfl_xor_sync(0xffffffffu, part, o);
-        if (t < n && sub == 0) sc[g][t] = part;
+        for (int o = LPK / 2; o > 0; o >>= 1) dot += __shfl_xor_sync(0xffffffffu, dot, o);
+        if (t < n && sub == 0) sc[g][t] = dot;
       }
     }
   }
   __syncthreads();
 
   // Softmax numerators of this split, one warp per head.
-  __shared__ float mrow[G8], lrow[G8];
   for (int g = warp; g < G; g += kAttnWarps) {
     float m = -INFINITY;
     for (int t = lane; t < n; t += 32) m = fmaxf(m, sc[g][t]);
@@ -491,14 +632,44 @@ __global__ void __launch_bounds__(kAttnThreads) attn_decode_kernel(const AttnDev
       for (int e = 0; e < E; ++e) red[(slot * G + g) * D + sub * E + e] = acc[g][e];
   __syncthreads();
 
-  // This split's partial result: ws[head][split] = (o[0..D), m, l).
-  const int stride = D + 2;
+  // Sum over the slots: this block's unnormalised output per head, into qs (dead since the
+  // scores: two barriers ago).
   for (int i = threadIdx.x; i < G * D; i += blockDim.x) {
     const int g = i / D, d = i % D;
     float o = 0.f;
     for (int sl = 0; sl < SLOTS; ++sl) o += red[(sl * G + g) * D + d];
+    qs[g][d] = o;
+  }
+  __syncthreads();
+}
+
+// Variant "split": grid (kv head, split); partials through the global workspace.
+template <typename T, int D>
+__global__ void __launch_bounds__(kAttnThreads) attn_decode_kernel(const AttnDev a) {
+  constexpr int G8 = kAttnMaxGroup;
+  __shared__ float qs[G8][D];  // the scaled queries, then this block's partial output
+  __shared__ float sc[G8][kAttnMaxKeysPerSplit];
+  __shared__ float mrow[G8], lrow[G8];
+  __shared__ float wts[G8][kAttnMaxSplits];
+  __shared__ int is_last;
+  extern __shared__ float red[];  // [SLOTS][G][D]
+
+  const int kvh = blockIdx.x, split = blockIdx.y, G = a.hq / a.hkv;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  pdl_wait();  // q and the new key/value come from the kernel before
+  pdl_launch_dependents();
+
+  const int nkeys = min(__ldcg(a.pos) + 1, static_cast<int>(a.max_ctx));
+  const int chunk = (nkeys + a.splits - 1) / a.splits;  // <= kAttnMaxKeysPerSplit (host check)
+  const int j0 = min(nkeys, split * chunk), j1 = min(nkeys, j0 + chunk);
+  attn_block_partial<T, D, kAttnMaxKeysPerSplit>(a, kvh, j0, j1 - j0, qs, sc, mrow, lrow, red);
+
+  // This split's partial result: ws[head][split] = (o[0..D), m, l).
+  const int stride = D + 2;
+  for (int i = threadIdx.x; i < G * D; i += blockDim.x) {
+    const int g = i / D, d = i % D;
     const int h = kvh * G + g;
-    a.ws[(static_cast<int64_t>(h) * a.splits + split) * stride + d] = o;
+    a.ws[(static_cast<int64_t>(h) * a.splits + split) * stride + d] = qs[g][d];
   }
   if (threadIdx.x < G) {
     const int h = kvh * G + threadIdx.x;
@@ -536,18 +707,72 @@ __global__ void __launch_bounds__(kAttnThreads) attn_decode_kernel(const AttnDev
     const int g = i / D, d = i % D;
     const float* base = a.ws + static_cast<int64_t>(kvh * G + g) * a.splits * stride + d;
     float o = 0.f;
+#pragma unroll 8  // 8 loads in flight instead of one round trip per split
     for (int s = 0; s < a.splits; ++s) o = fmaf(wts[g][s], __ldcg(base + s * stride), o);
     out[static_cast<int64_t>(kvh * G + g) * D + d] = from_float<T>(o);
   }
   if (threadIdx.x == 0) a.counters[kvh] = 0;  // every split has arrived: ready for the next launch
 }
 
+// Variant "cluster": one cluster of CL blocks per kv head (grid (CL, hkv)); block rank r takes
+// the r-th 1/CL of the keys, then, after a cluster barrier, combines a 1/CL slice of the group's
+// G * D outputs from the CL partials in the blocks' shared memory (distributed shared memory:
+// no global workspace, no fences, no atomics, and the combine is spread over every block).
+template <typename T, int D, int CL>
+__global__ void __launch_bounds__(kAttnThreads) attn_decode_cluster_kernel(const AttnDev a) {
+  constexpr int G8 = kAttnMaxGroup;
+  constexpr int KMAX = static_cast<int>(kAttnClusterMaxCtx / CL);
+  __shared__ float qs[G8][D];  // the scaled queries, then this block's partial output
+  __shared__ float sc[G8][KMAX];
+  __shared__ float mrow[G8], lrow[G8];
+  extern __shared__ float red[];  // [SLOTS][G][D]
+
+  cg::cluster_group cluster = cg::this_cluster();
+  const int rank = static_cast<int>(cluster.block_rank());
+  const int kvh = blockIdx.y, G = a.hq / a.hkv;
+  pdl_wait();  // q and the new key/value come from the kernel before
+  pdl_launch_dependents();
+
+  const int nkeys = min(__ldcg(a.pos) + 1, static_cast<int>(a.max_ctx));
+  const int chunk = (nkeys + CL - 1) / CL;  // <= KMAX: max_ctx <= kAttnClusterMaxCtx (host check)
+  const int j0 = min(nkeys, rank * chunk), j1 = min(nkeys, j0 + chunk);
+  attn_block_partial<T, D, KMAX>(a, kvh, j0, j1 - j0, qs, sc, mrow, lrow, red);
+  cluster.sync();  // every block's partial is complete and visible to the cluster
+
+  const int per = (G * D + CL - 1) / CL;
+  const int lo = rank * per, hi = min(G * D, lo + per);
+  T* out = static_cast<T*>(a.out);
+  for (int i = lo + static_cast<int>(threadIdx.x); i < hi; i += blockDim.x) {
+    const int g = i / D, d = i % D;
+    float mr[CL], lr[CL], orr[CL];
+#pragma unroll
+    for (int r = 0; r < CL; ++r) {  // all 3 * CL remote loads issued together
+      mr[r] = *cluster.map_shared_rank(&mrow[g], r);
+      lr[r] = *cluster.map_shared_rank(&lrow[g], r);
+      orr[r] = *cluster.map_shared_rank(&qs[g][d], r);
+    }
+    float m = -INFINITY;
+#pragma unroll
+    for (int r = 0; r < CL; ++r) m = fmaxf(m, mr[r]);  // finite: rank 0 always holds key 0
+    float l = 0.f, o = 0.f;
+#pragma unroll
+    for (int r = 0; r < CL; ++r) {
+      const float w = exp2f(mr[r] - m);  // 0 for an empty block (-inf)
+      l = fmaf(w, lr[r], l);
+      o = fmaf(w, orr[r], o);
+    }
+    out[static_cast<int64_t>(kvh * G + g) * D + d] = from_float<T>(o / l);
+  }
+  cluster.sync();  // no block exits (freeing its shared memory) while another still reads it
+}
+
 // ---------------------------------------------------------------------------------------------
 // Host side
 
+// cluster > 0: launched as thread-block clusters of `cluster` blocks along x.
 template <typename... KArgs, typename... Args>
 void launch(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem, cudaStream_t stream,
-            bool pdl, const char* name, Args&&... args) {
+            bool pdl, const char* name, int cluster, Args&&... args) {
   // Opt in above 32 KB of dynamic shared memory: the kernels' static shared memory (<= 16 KB)
   // counts against the same 48 KB default limit.
   if (smem > 32 * 1024)
@@ -558,26 +783,62 @@ void launch(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem, cudaSt
   cfg.blockDim = block;
   cfg.dynamicSmemBytes = smem;
   cfg.stream = stream;
-  cudaLaunchAttribute attr[1];
-  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attr[0].val.programmaticStreamSerializationAllowed = 1;
+  cudaLaunchAttribute attr[2];
+  unsigned n_attr = 0;
+  if (pdl) {
+    attr[n_attr].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[n_attr++].val.programmaticStreamSerializationAllowed = 1;
+  }
+  if (cluster > 0) {
+    if (cluster > 8)  // beyond the portable cluster size (sm_90 allows 16 on opt-in)
+      OMNIRT_CUDA_CHECK(
+          cudaFuncSetAttribute(kernel, cudaFuncAttributeNonPortableClusterSizeAllowed, 1));
+    attr[n_attr].id = cudaLaunchAttributeClusterDimension;
+    attr[n_attr].val.clusterDim.x = static_cast<unsigned>(cluster);
+    attr[n_attr].val.clusterDim.y = 1;
+    attr[n_attr++].val.clusterDim.z = 1;
+  }
   cfg.attrs = attr;
-  cfg.numAttrs = pdl ? 1 : 0;
+  cfg.numAttrs = n_attr;
   const cudaError_t err = cudaLaunchKernelEx(&cfg, kernel, std::forward<Args>(args)...);
   if (err != cudaSuccess)
     OMNIRT_FAIL("CUDA kernel ", name, " failed to launch: ", cudaGetErrorName(err), " (",
                 cudaGetErrorString(err), ")");
 }
 
+constexpr size_t kGemvTmaMaxSmem = 200 * 1024;  // of the 227 KB per block (sm_90)
+
 bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
 
 template <typename T, GemvIn IN, GemvOut OUT>
 void launch_gemv(const GemvArgs& a, const GemvDev& d, int blocks, int threads, size_t smem,
                  cudaStream_t stream, bool pdl) {
-  if (gemv_vectorized(a))
-    launch(gemv_kernel<T, IN, OUT, true>, dim3(blocks), dim3(threads), smem, stream, pdl, "gemv", d);
-  else
-    launch(gemv_kernel<T, IN, OUT, false>, dim3(blocks), dim3(threads), smem, stream, pdl, "gemv", d);
+  const dim3 g(blocks), b(threads);
+  if (!gemv_vectorized(a))
+    return launch(gemv_kernel<T, IN, OUT, false, 8, false>, g, b, smem, stream, pdl, "gemv", 0, d);
+  // The variants under measurement exist for F16 only (the other dtypes take v1).
+  if constexpr (std::is_same_v<T, __half>) {
+    switch (resolve_gemv_variant(a.variant)) {
+      case GemvVariant::kV2:
+        return launch(gemv_kernel<T, IN, OUT, true, 4, true>, g, b, smem, stream, pdl, "gemv", 0,
+                      d);
+      case GemvVariant::kV3:
+        return launch(gemv_kernel<T, IN, OUT, true, 8, true>, g, b, smem, stream, pdl, "gemv", 0,
+                      d);
+      case GemvVariant::kV4: {
+        // 4 warps (8 rows) per block; shared memory: x (K floats) and the 8 rows.
+        const int64_t warps_needed = OUT == GemvOut::kRopeQkv ? a.n / 2 : (a.n + 1) / 2;
+        const size_t smem4 = static_cast<size_t>(a.k) * (sizeof(float) + 8 * sizeof(T));
+        if (smem4 > kGemvTmaMaxSmem) break;  // K too large for this variant: v1
+        return launch(gemv_kernel<T, IN, OUT, true, 8, false, true>,
+                      dim3(static_cast<unsigned>((warps_needed + 3) / 4)), dim3(128), smem4, stream,
+                      pdl, "gemv", 0, d);
+      }
+      default:
+        break;
+    }
+  }
+  return launch(gemv_kernel<T, IN, OUT, true, 8, false>, g, b, smem, stream, pdl, "gemv", 0, d);
 }
 
 template <typename T>
@@ -603,27 +864,70 @@ void dispatch_gemv(const GemvArgs& a, const GemvDev& d, int blocks, int threads,
               ", ", static_cast<int>(a.out_mode), ")");
 }
 
-template <typename T>
-void dispatch_attn(const AttnDecodeArgs& a, const AttnDev& d, cudaStream_t stream, bool pdl) {
-  const dim3 grid(static_cast<unsigned>(a.hkv), static_cast<unsigned>(a.splits));
+template <typename T, int D>
+size_t attn_red_bytes(int G) {
+  return static_cast<size_t>(attn_slots<T, D>()) * G * D * sizeof(float);
+}
+
+template <typename T, int D>
+void launch_attn(const AttnDecodeArgs& a, const AttnDev& d, AttnVariant v, cudaStream_t stream,
+                 bool pdl) {
   const int G = a.hq / a.hkv;
+  const size_t smem = attn_red_bytes<T, D>(G);
+  const dim3 block(kAttnThreads);
+  if constexpr (std::is_same_v<T, __half>) {  // the cluster variants exist for F16 only
+    if (v == AttnVariant::kCluster8)
+      return launch(attn_decode_cluster_kernel<T, D, 8>, dim3(8, a.hkv), block, smem, stream, pdl,
+                    "attention_decode", 8, d);
+    if (v == AttnVariant::kCluster16)
+      return launch(attn_decode_cluster_kernel<T, D, 16>, dim3(16, a.hkv), block, smem, stream, pdl,
+                    "attention_decode", 16, d);
+  }
+  launch(attn_decode_kernel<T, D>, dim3(a.hkv, a.splits), block, smem, stream, pdl,
+         "attention_decode", 0, d);
+}
+
+template <typename T>
+void dispatch_attn(const AttnDecodeArgs& a, const AttnDev& d, AttnVariant v, cudaStream_t stream,
+                   bool pdl) {
   switch (a.head_dim) {
     case 32:
-      return launch(attn_decode_kernel<T, 32>, grid, dim3(kAttnThreads),
-                    static_cast<size_t>(attn_slots<T, 32>()) * G * 32 * sizeof(float), stream, pdl,
-                    "attention_decode", d);
+      return launch_attn<T, 32>(a, d, v, stream, pdl);
     case 64:
-      return launch(attn_decode_kernel<T, 64>, grid, dim3(kAttnThreads),
-                    static_cast<size_t>(attn_slots<T, 64>()) * G * 64 * sizeof(float), stream, pdl,
-                    "attention_decode", d);
+      return launch_attn<T, 64>(a, d, v, stream, pdl);
     default:
-      return launch(attn_decode_kernel<T, 128>, grid, dim3(kAttnThreads),
-                    static_cast<size_t>(attn_slots<T, 128>()) * G * 128 * sizeof(float), stream,
-                    pdl, "attention_decode", d);
+      return launch_attn<T, 128>(a, d, v, stream, pdl);
   }
 }
 
+// The variant named by the environment variable `env` (read once per process), else `fallback`.
+int env_choice(const char* env, const char* const* names, int count, int fallback) {
+  const char* v = std::getenv(env);
+  if (!v || !*v) return fallback;
+  for (int i = 0; i < count; ++i)
+    if (std::strcmp(v, names[i]) == 0) return i;
+  OMNIRT_FAIL("environment variable ", env, " = '", v, "' names no variant");
+}
+
 }  // namespace
+
+GemvVariant resolve_gemv_variant(GemvVariant v) {
+  if (v != GemvVariant::kAuto) return v;
+  static const GemvVariant from_env = [] {
+    const char* names[] = {"auto", "v1", "v2", "v3", "v4"};
+    return static_cast<GemvVariant>(env_choice("OMNIRT_DECODE_GEMV", names, 5, 0));
+  }();
+  return from_env != GemvVariant::kAuto ? from_env : GemvVariant::kV1;  // default until measured
+}
+
+AttnVariant resolve_attn_variant(AttnVariant v) {
+  if (v != AttnVariant::kAuto) return v;
+  static const AttnVariant from_env = [] {
+    const char* names[] = {"auto", "split", "cluster8", "cluster16"};
+    return static_cast<AttnVariant>(env_choice("OMNIRT_DECODE_ATTN", names, 4, 0));
+  }();
+  return from_env != AttnVariant::kAuto ? from_env : AttnVariant::kSplit;  // default until measured
+}
 
 bool gemv_vectorized(const GemvArgs& a) {
   return (a.k * static_cast<int64_t>(dtype_nbytes(a.dtype, 1))) % 16 == 0 && aligned16(a.w);
@@ -717,13 +1021,25 @@ void attention_decode(const AttnDecodeArgs& a, cudaStream_t stream, bool pdl) {
                   a.hq,     a.hkv,     a.splits,
                   static_cast<float>(a.scale * 1.4426950408889634), a.out, a.workspace,
                   a.counters};
+  AttnVariant v = resolve_attn_variant(a.variant);
+  if (v == AttnVariant::kCluster8 || v == AttnVariant::kCluster16) {
+    if (a.variant == AttnVariant::kAuto &&
+        (a.max_ctx > kAttnClusterMaxCtx || a.dtype != DType::F16))
+      v = AttnVariant::kSplit;  // the default falls back where the cluster kernels do not apply
+    OMNIRT_CHECK(a.dtype == DType::F16 || v == AttnVariant::kSplit,
+                 "decode::attention_decode: the cluster variants exist for F16 only, got ",
+                 dtype_name(a.dtype));
+    OMNIRT_CHECK(a.max_ctx <= kAttnClusterMaxCtx || v == AttnVariant::kSplit,
+                 "decode::attention_decode: the cluster variants need max_ctx <= ",
+                 kAttnClusterMaxCtx, ", got ", a.max_ctx);
+  }
   switch (a.dtype) {
     case DType::F32:
-      return dispatch_attn<float>(a, d, stream, pdl);
+      return dispatch_attn<float>(a, d, v, stream, pdl);
     case DType::F16:
-      return dispatch_attn<__half>(a, d, stream, pdl);
+      return dispatch_attn<__half>(a, d, v, stream, pdl);
     default:
-      return dispatch_attn<__nv_bfloat16>(a, d, stream, pdl);
+      return dispatch_attn<__nv_bfloat16>(a, d, v, stream, pdl);
   }
 }
 
