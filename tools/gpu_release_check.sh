@@ -42,8 +42,16 @@ if "$BUILD/omnirt" bench llm --help 2>&1 | grep -q -- "--weights"; then
       --dtype fp16 --weights $wq --runs 20 --json "$OUT/bench_llm_$wq.json" 2>&1 | grep -E "p50|tokens/s|rror"
   done
 fi
-"$BUILD/bench/bench_ops" --benchmark_filter='gemv|attn_decode|int4|nvfp4|fp8|quant' --benchmark_min_time=0.1 \
-  > "$OUT/bench_ops_llm.log" 2>&1; grep -E "^[a-z_0-9]+/" "$OUT/bench_ops_llm.log" | awk '{print $1, $2, $3, $NF}' | head -60
+"$BUILD/bench/bench_ops" --benchmark_filter='gemv|attn_decode|attn_f16|int4|nvfp4|fp8|quant' --benchmark_min_time=0.1 \
+  > "$OUT/bench_ops_llm.log" 2>&1; grep -E "^[a-z_0-9]+/" "$OUT/bench_ops_llm.log" | awk '{print $1, $2, $3, $NF}' | head -100
+# Issue #4: TPOT with the decode kernel variants (the default is v1 + split until measured).
+for v in "v4 split" "v2 split" "v1 cluster16" "v4 cluster8" "v4 cluster16"; do
+  [ "$(left)" -gt 300 ] || break
+  set -- $v
+  echo "gemv $1 attn $2: $(OMNIRT_DECODE_GEMV=$1 OMNIRT_DECODE_ATTN=$2 "$BUILD/omnirt" bench llm \
+    --random-tinyllama --prompt-len 577 --new-tokens 86 --dtype fp16 --runs 5 \
+    --json "$OUT/bench_llm_fp16_$1_$2.json" 2>&1 | grep -E "TPOT|rror" | head -3)"
+done
 
 step "bench vision"
 "$BUILD/omnirt" bench vision --model "$FULL" --device cuda --dtype fp16 --heads-dtype fp16 --runs 10 --stages \
