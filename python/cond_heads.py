@@ -102,7 +102,7 @@ def main():
     p = model._prepare_inputs(inputs)
     st = model.initial_state().as_dict()
     shape = (1, cfg.num_cams, cfg.embed_dim, cfg.grid_h, cfg.grid_w)
-    cache = f"/tmp/cond_feats_{args.size}.pt"
+    cache = f"/tmp/cond_feats_{args.size}_new.pt"  # this init's backbone (cond_init.py: _old / _new)
     if args.feats == "real":
         if os.path.exists(cache):
             feats = torch.load(cache)

@@ -18,7 +18,7 @@ m = OmniDriveVision(cfg).eval(); init_random(m, 0)
 inp = make_frame(cfg, 0.0, 101, is_first_frame=True, command=2)
 inp["img2lidars"] = torch.inverse(inp["lidar2img"])
 p = m._prepare_inputs(inp); st = m.initial_state().as_dict()
-feats = torch.load(f"/tmp/cond_feats_{a.size}.pt")
+feats = torch.load(f"/tmp/cond_feats_{a.size}_new.pt")  # made by cond_heads.py --feats real
 tokens = feats.permute(0, 1, 3, 4, 2).reshape(1, cfg.num_tokens, cfg.embed_dim)
 gaps = []
 orig = L.attention

@@ -10,7 +10,7 @@ Two consecutive frames of synthetic inputs (omnidrive_ref.synthetic.make_frame: 
 pre-processed images, a ring of cameras with nuScenes-like pre-processed intrinsics, an ego car
 moving forward in a large global frame, timestamps 0.0 and 0.5 s). For each frame one
 safetensors file holds the inputs, the state before and after the frame, every tensor the vision
-reference returns, and the LLM side (prompt ids, spliced embeddings, teacher-forced logits for a
+reference returns, the heads' outputs recomputed in float64 on the same inputs (`ref64.*`), and the LLM side (prompt ids, spliced embeddings, teacher-forced logits for a
 fixed answer, greedy generation). Tensor list: tests/data/fixtures/README.md.
 
 Fixtures are always computed from the checkpoint folder as stored (weights read back from the
@@ -31,6 +31,7 @@ sys.path.insert(0, HERE)
 import omnidrive_export  # noqa: E402
 from omnidrive_ref import checkpoint as C  # noqa: E402
 from omnidrive_ref import llm as L  # noqa: E402
+from omnidrive_ref.float64 import heads_float64  # noqa: E402
 from omnidrive_ref.prompt import planning_prompt, planning_prompt_ids  # noqa: E402
 from omnidrive_ref.synthetic import make_frame  # noqa: E402
 from omnidrive_ref.trajectory import format_answer  # noqa: E402
@@ -81,6 +82,10 @@ def run_frames(vision, llm, tok, device, max_new_tokens: int, taps: bool):
         new_state = out.pop("state")
         for k, v in out.items():
             _flatten(f"out.{k}", v, tensors)
+        # The same heads in float64 on the same inputs (this frame's float32 backbone output and
+        # incoming state): the parity tests measure the reference's own float32 error with it.
+        for k, v in heads_float64(vision, out["backbone_feats"], dev_inputs, state).items():
+            tensors[f"ref64.{k}"] = v.detach().cpu().contiguous()
         for f in STATE_FIELDS:
             tensors[f"state_out.{f}"] = getattr(new_state, f).detach().cpu().contiguous()
         state = new_state

@@ -76,9 +76,9 @@ if [ "$(left)" -gt 100 ]; then
   timeout $(( $(left) - 30 )) python3 python/make_fixtures.py --ckpt "$FULL" --device cuda --out "$FIX" \
     > "$OUT/full_fixtures.log" 2>&1; echo "fixtures rc=$?"
   export OMNIRT_PARITY_CKPT=$FULL OMNIRT_PARITY_FIXTURES=$FIX
-  timeout 60 "$BUILD/tests/test_vision" --gtest_filter='VisionParity.CudaFp32HeadsOnReferenceInputs:VisionParity.CudaFullHalf*' \
+  timeout 90 "$BUILD/tests/test_vision" --gtest_filter='VisionParity.CudaFp32HeadsOnReferenceInputs:VisionParity.CudaFp32MatchesReferenceTwoFrames:VisionParity.CudaFullHalf*' \
     > "$OUT/full_parity_vision.log" 2>&1; echo "vision heads parity rc=$?"
-  grep -E "rel. error|unmatched|tie swaps|OK \]|FAILED \]" "$OUT/full_parity_vision.log" | head -40
+  grep -E "rel. error|per layer|own f32 vs f64|unmatched|tie swaps|ill-conditioned|OK \]|FAILED \]" "$OUT/full_parity_vision.log" | head -60
   timeout 60 "$BUILD/tests/test_llm_engine" --gtest_filter='Frames/LlmFixture*' > "$OUT/full_parity_llm.log" 2>&1
   echo "llm parity rc=$?"; grep -E "rel|OK \]|FAILED \]|Failure" "$OUT/full_parity_llm.log" | head -20
 fi

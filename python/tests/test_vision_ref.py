@@ -582,7 +582,10 @@ def test_drop_one2many_changes_nothing(frames, model, cfg):
         assert small["lane_tgt"].shape[1] == cfg.num_extra + cfg.num_lane_one2one
         for k in ("vision_tokens", "lane_tokens", "all_lane_cls_one2one", "all_lane_preds_one2one",
                   "outs_dec_one2one", "all_cls_scores", "all_bbox_preds"):
-            assert torch.allclose(small[k], full[k], atol=1e-5, rtol=1e-5), k
+            # atol scales with the tensor: lane points are sigmoid * 102.4 - 51.2 (metres), so
+            # near 0 m their float32 rounding floor is a few ulp(51.2) ~ 1e-5 absolute
+            scale = float(full[k].abs().max())
+            assert torch.allclose(small[k], full[k], atol=1e-6 * scale, rtol=1e-5), k
         for fld in STATE_FIELDS:
             assert torch.allclose(getattr(small["state"], fld), getattr(full["state"], fld),
                                   atol=1e-4, rtol=1e-5), fld

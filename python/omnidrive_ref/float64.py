@@ -1,0 +1,72 @@
+"""The vision heads evaluated in float64: the yardstick of the full-size parity tests.
+
+A random checkpoint can be ill-conditioned: float32 rounding inside the heads then moves their
+outputs far more than one ulp, and any two correct float32 implementations differ by about as
+much as the float32 reference differs from exact arithmetic. `heads_float64` gives that exact
+arithmetic (to float64 precision) on the same inputs as the float32 reference's heads, so a test
+can compare our error with the reference's own (tests/vision/test_vision_parity.cpp,
+docs/parity.md).
+
+The reference casts to float32 in places on purpose (`.float()`, float32 zeros); float64 mode
+turns those into float64 too, by making float64 the default dtype and `Tensor.float` a cast to
+float64 for the duration of the call.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+from typing import Any, Dict
+
+import torch
+
+from .vision import OmniDriveVision, VisionState
+
+# The heads' outputs stored as float64 references (make_fixtures: `ref64.<name>`).
+HEAD_OUTPUTS = ("pos_embed", "all_cls_scores", "all_bbox_preds", "all_lane_cls_one2one",
+                "all_lane_preds_one2one", "box_outs_dec", "lane_outs_dec", "vision_tokens")
+
+
+@contextlib.contextmanager
+def _float64_mode():
+    float_orig = torch.Tensor.float
+    dtype_orig = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    torch.Tensor.float = lambda self, *a, **k: self.to(torch.float64)
+    try:
+        yield
+    finally:
+        torch.Tensor.float = float_orig
+        torch.set_default_dtype(dtype_orig)
+
+
+def _f64(t: Any) -> Any:
+    return t.double() if torch.is_tensor(t) and t.is_floating_point() else t
+
+
+@torch.no_grad()
+def heads_float64(model: OmniDriveVision, backbone_feats: torch.Tensor, inputs: Dict[str, Any],
+                  state: VisionState) -> Dict[str, torch.Tensor]:
+    """position encoder + box head + lane head in float64 on the float32 reference's inputs.
+
+    backbone_feats: the float32 reference's [1, N, C, h, w] (the heads' input); inputs and state as
+    for forward_frame (the state *before* the frame). Returns HEAD_OUTPUTS, float64.
+    """
+    cfg = model.cfg
+    is_first = bool(inputs.get("is_first_frame", False))
+    p = {k: _f64(v) for k, v in model._prepare_inputs(inputs).items()}
+    st = {k: _f64(v) for k, v in state.as_dict().items()}
+    m64 = copy.deepcopy(model).double()
+    with _float64_mode():
+        tokens = backbone_feats.double().permute(0, 1, 3, 4, 2).reshape(1, cfg.num_tokens,
+                                                                       cfg.embed_dim)
+        pos_embed = m64.position_encoder(m64.position_embedding_input(p["img2lidars"]))
+        box = m64.pts_bbox_head(tokens, pos_embed, p, st, is_first)
+        lane = m64.map_head(tokens, pos_embed, p, st, is_first)
+    out = {**box, **lane, "pos_embed": pos_embed}
+    out["vision_tokens"] = torch.cat([box["box_tokens"], box["ego_token"], lane["lane_tokens"]], 1)
+    res = {k: out[k] for k in HEAD_OUTPUTS}
+    for k, v in res.items():
+        if v.dtype != torch.float64:
+            raise RuntimeError(f"heads_float64: {k} came out {v.dtype}, not float64")
+    return res
