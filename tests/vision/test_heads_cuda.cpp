@@ -1,8 +1,10 @@
 // CUDA kernels of the PETR heads against their host versions.
 #include <gtest/gtest.h>
 
+#include <array>
 #include <cmath>
 #include <random>
+#include <tuple>
 
 #include "common/test_util.h"
 #include "core/error.h"
@@ -119,6 +121,66 @@ TEST(HeadsCuda, TemporalEncodingsMatchHost) {
   Tensor out = Tensor::empty({4, 12 * 33}, DType::F32, Device::CUDA);
   EXPECT_THROW(vision::cuda::temporal_encodings(small, 3, 11, ts1, small, dim_t, out, out, out),
                Error);
+#endif
+}
+
+}  // namespace
+}  // namespace omnirt
+
+namespace omnirt {
+namespace {
+
+// The branch-outputs kernel against host::regression_to_ego (on the same dtype-rounded inputs),
+// box-like and lane-like, F32/F16/BF16, writing into views of one buffer as the heads do.
+TEST(HeadsCuda, BranchOutputsMatchHost) {
+  OMNIRT_REQUIRE_CUDA();
+#ifdef OMNIRT_WITH_CUDA
+  std::mt19937_64 rng(test_seed());
+  std::uniform_real_distribution<float> unit(0.02f, 0.98f);
+  const std::array<float, 6> pc{-51.2f, -40.f, -5.f, 51.2f, 60.f, 3.f};
+  for (const auto [cols, ref_cols, classes] : {std::tuple{10, 3, 10}, std::tuple{33, 33, 1}}) {
+    const int64_t queries = 37, layers = 3, rows = layers * queries;
+    std::vector<float> ref(queries * ref_cols);
+    for (float& v : ref) v = vision::host::inverse_sigmoid(unit(rng));
+    const Tensor ref_d = Tensor::from_vector(ref, {queries, ref_cols}).to(Device::CUDA);
+    for (DType dt : {DType::F32, DType::F16, DType::BF16}) {
+      SCOPED_TRACE(std::string(dtype_name(dt)) + " cols " + std::to_string(cols));
+      const Tensor cls_h = testing::random_tensor({rows, classes}, rng, -8.f, 8.f).to_dtype(dt);
+      const Tensor reg_h = testing::random_tensor({rows, cols}, rng, -6.f, 6.f).to_dtype(dt);
+      const std::vector<float> cls_f = cls_h.to_float_vector(), reg_f = reg_h.to_float_vector();
+      std::vector<float> want(rows * cols);
+      vision::host::regression_to_ego(reg_f.data(), rows, cols, ref.data(), queries, ref_cols,
+                                      pc, want.data());
+      // Outputs at odd offsets inside one buffer, with guard values around them.
+      const int64_t n_cls = rows * classes, n_reg = rows * cols, off = 5;
+      Tensor buf = Tensor::from_vector(std::vector<float>(off + n_cls + n_reg + off, -7.f),
+                                       {off + n_cls + n_reg + off})
+                       .to(Device::CUDA);
+      Tensor cls_out = buf.slice(0, off, off + n_cls).reshape({rows, classes});
+      Tensor reg_out = buf.slice(0, off + n_cls, off + n_cls + n_reg).reshape({rows, cols});
+      vision::cuda::branch_outputs(cls_h.to(Device::CUDA), reg_h.to(Device::CUDA), ref_d,
+                                   ref_cols, pc, cls_out, reg_out);
+      const std::vector<float> all = buf.to_float_vector();
+      for (int64_t i = 0; i < off; ++i) {
+        EXPECT_EQ(all[i], -7.f);
+        EXPECT_EQ(all[off + n_cls + n_reg + i], -7.f);
+      }
+      for (int64_t i = 0; i < n_cls; ++i) ASSERT_EQ(all[off + i], cls_f[i]) << i;
+      double max_err = 0;
+      for (int64_t i = 0; i < n_reg; ++i) {
+        ASSERT_TRUE(std::isfinite(all[off + n_cls + i])) << i;
+        max_err = std::max(max_err, double(std::fabs(all[off + n_cls + i] - want[i])));
+      }
+      EXPECT_LT(max_err, 2e-5);  // expf vs the host's exp: an ulp or two on values up to ~60
+    }
+  }
+  // Mismatched reference rows are a clear error.
+  Tensor reg = Tensor::zeros({10, 10}, DType::F32, Device::CUDA);
+  Tensor cls = Tensor::zeros({10, 1}, DType::F32, Device::CUDA);
+  Tensor bad_ref = Tensor::zeros({3, 3}, DType::F32, Device::CUDA);
+  Tensor co = Tensor::empty({10, 1}, DType::F32, Device::CUDA);
+  Tensor ro = Tensor::empty({10, 10}, DType::F32, Device::CUDA);
+  EXPECT_THROW(vision::cuda::branch_outputs(cls, reg, bad_ref, 3, pc, co, ro), Error);
 #endif
 }
 

@@ -2,6 +2,8 @@
 
 #include <cuda_runtime.h>
 
+#include <algorithm>
+
 #include "core/cuda_check.h"
 #include "core/error.h"
 #include "ops/cuda/common.cuh"
@@ -10,6 +12,7 @@ namespace omnirt::vision::cuda {
 namespace {
 
 using ops::cuda::from_float;
+using ops::cuda::to_float;
 
 constexpr int kMaxCams = 8;
 constexpr int kMaxDepth = 128;
@@ -58,6 +61,10 @@ __global__ void position_embedding_input_kernel(const PosEmbedParams p, float* o
 
 constexpr int kMaxFeats = 512;
 
+struct BranchRange {
+  float lo[3], hi[3];
+};
+
 struct TemporalParams {
   const float* norm_ref;  // [entries * per_entry]
   const double* ts;       // [entries]
@@ -96,6 +103,32 @@ __global__ void temporal_encodings_kernel(const TemporalParams p, T* nerf, T* eg
     const double v = scaled / static_cast<double>(p.dim_t[k]);
     tpe[int64_t(e) * p.feats + k] = from_float<T>(static_cast<float>(k % 2 == 0 ? sin(v) : cos(v)));
   }
+}
+
+// Element i < n_cls: the class logit, widened; the rest: regression element i - n_cls.
+template <typename T>
+__global__ void branch_outputs_kernel(const T* cls, int64_t n_cls, const T* reg, int64_t n_reg,
+                                      int cols, const float* ref_inv, int64_t queries,
+                                      int ref_cols, BranchRange range, float* cls_out,
+                                      float* reg_out) {
+  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i < n_cls) {
+    cls_out[i] = to_float(cls[i]);
+    return;
+  }
+  const int64_t j = i - n_cls;
+  if (j >= n_reg) return;
+  const int64_t row = j / cols;
+  const int k = static_cast<int>(j % cols);
+  float v = to_float(reg[j]);
+  if (k < ref_cols) {
+    const int axis = k % 3;
+    // host::sigmoid is 1 / (1 + exp(-x)); expf (not __expf) stays within an ulp or two of it.
+    const float x = __fadd_rn(v, ref_inv[(row % queries) * ref_cols + k]);
+    const float s = __fdiv_rn(1.f, __fadd_rn(1.f, expf(-x)));
+    v = __fadd_rn(__fmul_rn(s, __fsub_rn(range.hi[axis], range.lo[axis])), range.lo[axis]);
+  }
+  reg_out[j] = v;
 }
 
 }  // namespace
@@ -172,6 +205,51 @@ void temporal_encodings(const Tensor& norm_ref, int per_entry, int n_control, co
                                    omnirt::cuda::current_stream()>>>(
         p, static_cast<T*>(nerf.raw()), static_cast<T*>(ego.raw()), static_cast<T*>(tpe.raw()));
     OMNIRT_CUDA_CHECK_LAUNCH("temporal_encodings_kernel");
+  });
+}
+
+void branch_outputs(const Tensor& cls, const Tensor& reg, const Tensor& ref_inv, int ref_cols,
+                    const std::array<float, 6>& pc, Tensor& cls_out, Tensor& reg_out) {
+  auto check = [](const Tensor& t, bool f32, const char* what) {
+    OMNIRT_CHECK(t.device() == Device::CUDA && t.is_contiguous() && t.ndim() >= 1 &&
+                     (!f32 || t.dtype() == DType::F32),
+                 "branch outputs (CUDA): ", what, ": expected a contiguous ",
+                 f32 ? "F32 " : "", "CUDA tensor, got ", t.describe());
+  };
+  check(cls, false, "cls");
+  check(reg, false, "reg");
+  check(ref_inv, true, "ref_inv");
+  check(cls_out, true, "cls_out");
+  check(reg_out, true, "reg_out");
+  OMNIRT_CHECK(cls.dtype() == reg.dtype(), "branch outputs (CUDA): cls is ",
+               dtype_name(cls.dtype()), " but reg is ", dtype_name(reg.dtype()));
+  const int64_t n_cls = cls.numel(), n_reg = reg.numel();
+  const int cols = static_cast<int>(reg.dim(-1));
+  OMNIRT_CHECK(cls_out.numel() == n_cls && reg_out.numel() == n_reg,
+               "branch outputs (CUDA): outputs hold ", cls_out.numel(), " and ", reg_out.numel(),
+               " values, expected ", n_cls, " and ", n_reg);
+  const int64_t rows = n_reg / std::max(cols, 1);
+  OMNIRT_CHECK(ref_cols >= 1 && ref_cols <= cols && ref_inv.numel() % ref_cols == 0 &&
+                   ref_inv.numel() > 0 && rows % (ref_inv.numel() / ref_cols) == 0,
+               "branch outputs (CUDA): ref_inv ", ref_inv.describe(), " does not fit reg ",
+               reg.describe(), " with ", ref_cols, " reference columns");
+  const int64_t queries = ref_inv.numel() / ref_cols;
+  BranchRange range{};
+  for (int a = 0; a < 3; ++a) {
+    range.lo[a] = pc[a];
+    range.hi[a] = pc[a + 3];
+  }
+  const int64_t total = n_cls + n_reg;
+  if (total == 0) return;
+  const int threads = 256;
+  const unsigned blocks = static_cast<unsigned>((total + threads - 1) / threads);
+  ops::cuda::dispatch_float(reg.dtype(), "branch outputs", [&](auto tag) {
+    using T = decltype(tag);
+    branch_outputs_kernel<T><<<blocks, threads, 0, omnirt::cuda::current_stream()>>>(
+        static_cast<const T*>(cls.raw()), n_cls, static_cast<const T*>(reg.raw()), n_reg, cols,
+        ref_inv.data<float>(), queries, ref_cols, range, cls_out.data<float>(),
+        reg_out.data<float>());
+    OMNIRT_CUDA_CHECK_LAUNCH("branch_outputs_kernel");
   });
 }
 

@@ -2,6 +2,7 @@
 // Each has a host twin in petr_heads.cpp / host_math.cpp that the tests compare it with.
 #pragma once
 
+#include <array>
 #include <vector>
 
 #include "core/tensor.h"
@@ -29,5 +30,14 @@ void position_embedding_input(const VisionConfig& cfg, const std::vector<float>&
 void temporal_encodings(const Tensor& norm_ref, int per_entry, int n_control, const Tensor& ts,
                         const Tensor& pose, const std::vector<float>& dim_t, Tensor& nerf,
                         Tensor& ego, Tensor& tpe);
+
+// The box/lane branch outputs in float32, in one kernel: cls_out = float(cls) and
+// reg_out = host::regression_to_ego(float(reg), ...) (see host_math.h for the formula; row r of
+// reg uses row r % queries of ref_inv). cls [rows_c, *] and reg [rows, cols] are contiguous CUDA
+// tensors of one float dtype (F32/F16/BF16); ref_inv is F32 [queries, ref_cols] on CUDA; the
+// outputs are contiguous F32 CUDA tensors (typically views into one buffer that is then copied
+// to the host at once).
+void branch_outputs(const Tensor& cls, const Tensor& reg, const Tensor& ref_inv, int ref_cols,
+                    const std::array<float, 6>& pc, Tensor& cls_out, Tensor& reg_out);
 
 }  // namespace omnirt::vision::cuda

@@ -1,6 +1,8 @@
 #include "models/vision/host_math.h"
 
+#include <algorithm>
 #include <cmath>
+#include <numeric>
 
 #include "core/error.h"
 
@@ -115,6 +117,36 @@ Tensor position_embedding_input(const VisionConfig& cfg, const std::vector<float
         }
       }
   return out;
+}
+
+void regression_to_ego(const float* reg, int64_t rows, int cols, const float* ref_inv,
+                       int64_t queries, int ref_cols, const std::array<float, 6>& pc, float* out) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* ref = ref_inv + (r % queries) * ref_cols;
+    const float* in = reg + r * cols;
+    float* o = out + r * cols;
+    for (int k = 0; k < cols; ++k) {
+      if (k < ref_cols) {
+        const int axis = k % 3;
+        o[k] = sigmoid(in[k] + ref[k]) * (pc[axis + 3] - pc[axis]) + pc[axis];
+      } else {
+        o[k] = in[k];
+      }
+    }
+  }
+}
+
+std::vector<int> topk_indices(const std::vector<float>& score, int k) {
+  std::vector<int> idx(score.size());
+  std::iota(idx.begin(), idx.end(), 0);
+  k = std::clamp(k, 0, static_cast<int>(idx.size()));
+  // A partial sort with the index as tie-breaker: the same order as a stable descending sort,
+  // at a fraction of its cost (k = 300 of 9000 box candidates).
+  std::partial_sort(idx.begin(), idx.begin() + k, idx.end(), [&](int a, int b) {
+    return score[a] > score[b] || (score[a] == score[b] && a < b);
+  });
+  idx.resize(k);
+  return idx;
 }
 
 }  // namespace omnirt::vision::host

@@ -43,4 +43,17 @@ std::vector<float> posemb_dim_t(int num_feats);
 Tensor position_embedding_input(const VisionConfig& cfg, const std::vector<float>& coords_d,
                                 const std::vector<Mat4>& img2lidars);
 
+// The regression branches' outputs mapped to ego coordinates (reference: heads.py, the
+// "outputs_coord" lines). reg and out are [rows, cols] row-major; row r belongs to query
+// q = r % queries (rows stack the layers). For column k < ref_cols:
+//   out[r, k] = sigmoid(reg[r, k] + ref_inv[q * ref_cols + k]) * (pc[k%3 + 3] - pc[k%3]) + pc[k%3]
+// (ref_inv: the reference points, already inverse-sigmoided); other columns are copied.
+void regression_to_ego(const float* reg, int64_t rows, int cols, const float* ref_inv,
+                       int64_t queries, int ref_cols, const std::array<float, 6>& pc, float* out);
+
+// Indices of the k largest scores, largest first; equal scores in increasing index order (the
+// order of a stable descending sort, which is what the reference's torch.topk gives on ties
+// in practice). k is clamped to the number of scores.
+std::vector<int> topk_indices(const std::vector<float>& score, int k);
+
 }  // namespace omnirt::vision::host

@@ -4,7 +4,6 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
-#include <numeric>
 
 #include "core/error.h"
 #include "core/log.h"
@@ -56,24 +55,6 @@ Tensor stack_rows(const std::vector<Tensor>& layers, int64_t begin, int64_t end)
   for (size_t l = 0; l < layers.size(); ++l)
     out.slice(0, int64_t(l) * n, int64_t(l + 1) * n).copy_from(layers[l].slice(0, begin, end));
   return out;
-}
-
-// A device tensor's values as host floats; half tensors are widened on the GPU first (the host's
-// per-element half conversion is slow at these sizes).
-std::vector<float> host_floats(const Tensor& t) {
-  if (t.dtype() == DType::F32 || t.device() == Device::CPU) return t.to_float_vector();
-  Tensor f = Tensor::empty(t.shape(), DType::F32, t.device());
-  ops::cast(t, f);
-  return f.to_float_vector();
-}
-
-// Top-k indices of `score` (descending; ties broken by lower index, like a stable sort).
-std::vector<int> topk_indices(const std::vector<float>& score, int k) {
-  std::vector<int> idx(score.size());
-  std::iota(idx.begin(), idx.end(), 0);
-  std::stable_sort(idx.begin(), idx.end(), [&](int a, int b) { return score[a] > score[b]; });
-  idx.resize(k);
-  return idx;
 }
 
 }  // namespace
@@ -300,8 +281,14 @@ PetrHeads::PetrHeads(const VisionConfig& c, const WeightGetter& get, Device dev,
     Tensor ref = Tensor::empty({n11 * c.n_control, 3}, DType::F32);
     ops::linear(emb, rpl_w, rpl_b, ref);
     lane_reference_.resize(n11 * 3 * c.n_control);
-    for (size_t i = 0; i < lane_reference_.size(); ++i)
+    lane_reference_inv_.resize(lane_reference_.size());
+    for (size_t i = 0; i < lane_reference_.size(); ++i) {
       lane_reference_[i] = host::sigmoid(ref.data<float>()[i]);
+      lane_reference_inv_[i] = host::inverse_sigmoid(lane_reference_[i]);
+    }
+    if (dev == Device::CUDA)
+      lane_reference_inv_dev_ =
+          Tensor::from_vector(lane_reference_inv_, {n11, 3 * int64_t(c.n_control)}).to(dev);
     Tensor nerf = Tensor::empty({n11, qp_in}, DType::F32);
     for (int64_t q = 0; q < n11; ++q)
       host::nerf_pe(&lane_reference_[q * 3 * c.n_control], 3 * c.n_control,
@@ -528,22 +515,29 @@ HeadsOutput PetrHeads::forward(const Tensor& backbone, const FrameGeometry& geo,
   const float xb = keep_of(st.sample_time_bbox), xl = keep_of(st.sample_time_map);
   out.memory_reset = xb == 0.f;
   if (!first && xb == 0.f) LOG_INFO("vision memory reset: time gap to the previous frame >= ", c.memory_keep_seconds, " s");
+  // Plain pointers in the loops below: Tensor::data() is an out-of-line, checked call, and the
+  // loops touch ~300k values per frame (it used to cost ~1 ms per frame through data()).
   // box memory, 600 entries in the current ego frame
   std::vector<float> emb_b(ml * d, 0.f), ref_b(ml * 3, 0.f), pose_b(ml * 16, 0.f), canbus_b(c.can_bus_len * 14, 0.f);
   std::vector<double> ts_b(ml, 0.0);
   if (!first) {
+    const double* st_ts = st.memory_timestamp_bbox.data<double>();
+    const float* st_pose = st.memory_egopose_bbox.data<float>();
+    const float* st_ref = st.memory_reference_point_bbox.data<float>();
+    const float* st_emb = st.memory_embedding_bbox.data<float>();
     for (int64_t e = 0; e < ml; ++e) {
-      ts_b[e] = (st.memory_timestamp_bbox.data<double>()[e] + geo.timestamp) * xb;
+      ts_b[e] = (st_ts[e] + geo.timestamp) * xb;
       host::Mat4 mp;
-      std::memcpy(mp.data(), st.memory_egopose_bbox.data<float>() + e * 16, 64);
+      std::memcpy(mp.data(), st_pose + e * 16, 64);
       host::Mat4 aligned = host::matmul4(geo.ego_pose_inv, mp);
       for (int i = 0; i < 16; ++i) pose_b[e * 16 + i] = aligned[i] * xb;
       float r[3];
-      host::transform_point(geo.ego_pose_inv, st.memory_reference_point_bbox.data<float>() + e * 3, r);
+      host::transform_point(geo.ego_pose_inv, st_ref + e * 3, r);
       for (int i = 0; i < 3; ++i) ref_b[e * 3 + i] = r[i] * xb;
-      for (int64_t i = 0; i < d; ++i) emb_b[e * d + i] = st.memory_embedding_bbox.data<float>()[e * d + i] * xb;
     }
-    for (int i = 0; i < c.can_bus_len * 14; ++i) canbus_b[i] = st.memory_canbus_bbox.data<float>()[i] * xb;
+    for (size_t i = 0; i < emb_b.size(); ++i) emb_b[i] = st_emb[i] * xb;
+    const float* st_can = st.memory_canbus_bbox.data<float>();
+    for (int i = 0; i < c.can_bus_len * 14; ++i) canbus_b[i] = st_can[i] * xb;
   }
   for (int64_t e = 0; e < p; ++e) {  // pseudo reference points / identity poses after a reset
     for (int i = 0; i < 3; ++i)
@@ -555,19 +549,23 @@ HeadsOutput PetrHeads::forward(const Tensor& backbone, const FrameGeometry& geo,
   std::vector<float> emb_l(lml * d, 0.f), ref_l(lml * ptsz, 0.f), pose_l(lml * 16, 0.f);
   std::vector<double> ts_l(lml, 0.0);
   if (!first) {
+    const double* st_ts = st.memory_timestamp_map.data<double>();
+    const float* st_pose = st.memory_egopose_map.data<float>();
+    const float* st_ref = st.memory_reference_point_map.data<float>();
+    const float* st_emb = st.memory_embedding_map.data<float>();
     for (int64_t e = 0; e < lml; ++e) {
-      ts_l[e] = (st.memory_timestamp_map.data<double>()[e] + geo.timestamp) * xl;
+      ts_l[e] = (st_ts[e] + geo.timestamp) * xl;
       host::Mat4 mp;
-      std::memcpy(mp.data(), st.memory_egopose_map.data<float>() + e * 16, 64);
+      std::memcpy(mp.data(), st_pose + e * 16, 64);
       host::Mat4 aligned = host::matmul4(geo.ego_pose_inv, mp);
       for (int i = 0; i < 16; ++i) pose_l[e * 16 + i] = aligned[i] * xl;
       for (int k = 0; k < c.n_control; ++k) {
         float r[3];
-        host::transform_point(geo.ego_pose_inv, st.memory_reference_point_map.data<float>() + e * ptsz + k * 3, r);
+        host::transform_point(geo.ego_pose_inv, st_ref + e * ptsz + k * 3, r);
         for (int i = 0; i < 3; ++i) ref_l[e * ptsz + k * 3 + i] = r[i] * xl;
       }
-      for (int64_t i = 0; i < d; ++i) emb_l[e * d + i] = st.memory_embedding_map.data<float>()[e * d + i] * xl;
     }
+    for (size_t i = 0; i < emb_l.size(); ++i) emb_l[i] = st_emb[i] * xl;
   }
 
   StageTimer::mark("heads: memory alignment (host)");
@@ -592,8 +590,6 @@ HeadsOutput PetrHeads::forward(const Tensor& backbone, const FrameGeometry& geo,
   StageTimer::mark("heads: decoder GEMMs + pointwise");
   // branches on the 900 detection + propagated queries, every layer
   const int64_t nd = nq + p, L = c.dec_layers;
-  out.all_cls_scores = Tensor::empty({L, 1, nd, c.num_classes}, DType::F32);
-  out.all_bbox_preds = Tensor::empty({L, 1, nd, c.code_size}, DType::F32);
   std::vector<float> reference(nd * 3);
   for (int64_t q = 0; q < nd; ++q)
     for (int i = 0; i < 3; ++i) {
@@ -655,48 +651,73 @@ HeadsOutput PetrHeads::forward(const Tensor& backbone, const FrameGeometry& geo,
   }
   out.vision_tokens = tokens_out.reshape({1, 2 * ne + 1, c.out_dims});
 
-  // ---- branch outputs to the host (the first copy waits for all the GPU work above) ---------
-  {
-    const std::vector<float> cls_all = host_floats(box_cls_dev), reg_all = host_floats(box_reg_dev);
-    std::memcpy(out.all_cls_scores.data<float>(), cls_all.data(), cls_all.size() * 4);
-    for (int64_t l = 0; l < L; ++l) {
-      const float* reg = reg_all.data() + l * nd * c.code_size;
-      float* bp = out.all_bbox_preds.data<float>() + l * nd * c.code_size;
-      for (int64_t q = 0; q < nd; ++q)
-        for (int i = 0; i < c.code_size; ++i) {
-          float v = reg[q * c.code_size + i];
-          if (i < 3) v = host::sigmoid(v + reference[q * 3 + i]) * (pc[i + 3] - pc[i]) + pc[i];
-          bp[q * c.code_size + i] = v;
-        }
-    }
+  // ---- branch outputs to the host (the copy waits for all the GPU work above) -------------
+  // Everything the host needs from the device goes through one F32 buffer and one copy:
+  // [box cls | box reg (ego) | lane cls | lane reg (ego) | last box layer | last lane layer].
+  // On CUDA the conversions (half -> float, sigmoid/box transform) run in one kernel per head.
+  const int64_t n_bcls = L * nd * c.num_classes, n_breg = L * nd * c.code_size;
+  const int64_t n_lcls = L * n11, n_lreg = L * n11 * ptsz, n_bdec = nd * d, n_ldec = n11 * d;
+  const int64_t offs[7] = {0,
+                           n_bcls,
+                           n_bcls + n_breg,
+                           n_bcls + n_breg + n_lcls,
+                           n_bcls + n_breg + n_lcls + n_lreg,
+                           n_bcls + n_breg + n_lcls + n_lreg + n_bdec,
+                           n_bcls + n_breg + n_lcls + n_lreg + n_bdec + n_ldec};
+  const Tensor box_dec_last = dec_b.back().slice(0, ne, qb);
+  const Tensor lane_dec_last = dec_l.back().slice(0, ne, ql);
+  Tensor packed;  // host F32 [offs[6]]
+#ifdef OMNIRT_WITH_CUDA
+  if (device_ == Device::CUDA) {
+    Tensor dev = Tensor::empty({offs[6]}, DType::F32, device_);
+    auto part = [&](int i, const Shape& s) { return dev.slice(0, offs[i], offs[i + 1]).reshape(s); };
+    Tensor box_cls_f = part(0, box_cls_dev.shape()), box_reg_f = part(1, box_reg_dev.shape());
+    Tensor lane_cls_f = part(2, lane_cls_dev.shape()), lane_reg_f = part(3, lane_reg_dev.shape());
+    Tensor box_dec_f = part(4, box_dec_last.shape()), lane_dec_f = part(5, lane_dec_last.shape());
+    const Tensor box_ref_dev = Tensor::from_vector(reference, {nd, 3}).to(device_);
+    cuda::branch_outputs(box_cls_dev, box_reg_dev, box_ref_dev, 3, pc, box_cls_f, box_reg_f);
+    cuda::branch_outputs(lane_cls_dev, lane_reg_dev, lane_reference_inv_dev_, ptsz, pc,
+                         lane_cls_f, lane_reg_f);
+    ops::cast(box_dec_last, box_dec_f);
+    ops::cast(lane_dec_last, lane_dec_f);
+    packed = dev.to(Device::CPU);
   }
-  out.all_lane_cls_one2one = Tensor::empty({L, 1, n11, 1}, DType::F32);
-  out.all_lane_preds_one2one = Tensor::empty({L, 1, n11, ptsz}, DType::F32);
-  {
-    const std::vector<float> cls_all = host_floats(lane_cls_dev), reg_all = host_floats(lane_reg_dev);
-    std::memcpy(out.all_lane_cls_one2one.data<float>(), cls_all.data(), cls_all.size() * 4);
-    for (int64_t l = 0; l < L; ++l) {
-      const float* reg = reg_all.data() + l * n11 * ptsz;
-      float* lp = out.all_lane_preds_one2one.data<float>() + l * n11 * ptsz;
-      for (int64_t q = 0; q < n11; ++q)
-        for (int k = 0; k < ptsz; ++k) {
-          const float v =
-              host::sigmoid(reg[q * ptsz + k] + host::inverse_sigmoid(lane_reference_[q * ptsz + k]));
-          lp[q * ptsz + k] = v * (pc[k % 3 + 3] - pc[k % 3]) + pc[k % 3];
-        }
-    }
+#endif
+  if (!packed.defined()) {  // CPU heads: the branch outputs are host F32 already
+    packed = Tensor::empty({offs[6]}, DType::F32);
+    float* base = packed.data<float>();
+    const Tensor bc = box_cls_dev.contiguous(), br = box_reg_dev.contiguous();
+    const Tensor lc = lane_cls_dev.contiguous(), lr = lane_reg_dev.contiguous();
+    std::memcpy(base + offs[0], bc.data<float>(), n_bcls * 4);
+    host::regression_to_ego(br.data<float>(), L * nd, c.code_size, reference.data(), nd, 3, pc,
+                            base + offs[1]);
+    std::memcpy(base + offs[2], lc.data<float>(), n_lcls * 4);
+    host::regression_to_ego(lr.data<float>(), L * n11, ptsz, lane_reference_inv_.data(), n11,
+                            ptsz, pc, base + offs[3]);
+    packed.slice(0, offs[4], offs[5]).reshape(box_dec_last.shape()).copy_from(box_dec_last);
+    packed.slice(0, offs[5], offs[6]).reshape(lane_dec_last.shape()).copy_from(lane_dec_last);
   }
+  // The outputs are views of the one host buffer (no further copies).
+  out.all_cls_scores = packed.slice(0, offs[0], offs[1]).reshape({L, 1, nd, c.num_classes});
+  out.all_bbox_preds = packed.slice(0, offs[1], offs[2]).reshape({L, 1, nd, c.code_size});
+  out.all_lane_cls_one2one = packed.slice(0, offs[2], offs[3]).reshape({L, 1, n11, 1});
+  out.all_lane_preds_one2one = packed.slice(0, offs[3], offs[4]).reshape({L, 1, n11, ptsz});
+  const float* const packed_base = packed.data<float>();
+  const float* const box_cls_last = packed_base + offs[0] + (L - 1) * nd * c.num_classes;
+  const float* const box_reg_last = packed_base + offs[1] + (L - 1) * nd * c.code_size;
+  const float* const lane_cls_last = packed_base + offs[2] + (L - 1) * n11;
+  const float* const lane_reg_last = packed_base + offs[3] + (L - 1) * n11 * ptsz;
+  const float* const box_dec_host = packed_base + offs[4];
+  const float* const lane_dec_host = packed_base + offs[5];
   StageTimer::mark("heads: branch outputs to host");
 
   // ---- decoding (host) --------------------------------------------------------------------
+  std::vector<float> box_sig(nd * c.num_classes);  // sigmoid of the last layer's logits
+  for (size_t i = 0; i < box_sig.size(); ++i) box_sig[i] = host::sigmoid(box_cls_last[i]);
   {
-    const float* cls = out.all_cls_scores.data<float>() + (L - 1) * nd * c.num_classes;
-    const float* bp = out.all_bbox_preds.data<float>() + (L - 1) * nd * c.code_size;
-    std::vector<float> flat(nd * c.num_classes);
-    for (size_t i = 0; i < flat.size(); ++i) flat[i] = host::sigmoid(cls[i]);
-    for (int idx : topk_indices(flat, c.max_boxes)) {
+    for (int idx : host::topk_indices(box_sig, c.max_boxes)) {
       const int q = idx / c.num_classes, label = idx % c.num_classes;
-      const float* b = bp + int64_t(q) * c.code_size;
+      const float* b = box_reg_last + int64_t(q) * c.code_size;
       std::array<float, 9> box{b[0], b[1], b[2], std::exp(b[3]), std::exp(b[4]), std::exp(b[5]),
                                std::atan2(b[6], b[7]), b[8], b[9]};
       bool inside = true;
@@ -705,20 +726,20 @@ HeadsOutput PetrHeads::forward(const Tensor& backbone, const FrameGeometry& geo,
       if (!inside) continue;
       box[2] -= box[5] * 0.5f;  // bottom centre
       out.boxes.boxes.push_back(box);
-      out.boxes.scores.push_back(flat[idx]);
+      out.boxes.scores.push_back(box_sig[idx]);
       out.boxes.labels.push_back(label);
       out.boxes.query.push_back(q);
     }
-    const float* lp = out.all_lane_preds_one2one.data<float>() + (L - 1) * n11 * ptsz;
-    const float* lc = out.all_lane_cls_one2one.data<float>() + (L - 1) * n11;
     out.lanes.points = Tensor::empty({n11, c.n_control, 3}, DType::F32);
     out.lanes.scores = Tensor::empty({n11}, DType::F32);
+    float* lane_points = out.lanes.points.data<float>();
+    float* lane_scores = out.lanes.scores.data<float>();
     for (int64_t q = 0; q < n11; ++q) {
-      out.lanes.scores.data<float>()[q] = host::sigmoid(lc[q]);
+      lane_scores[q] = host::sigmoid(lane_cls_last[q]);
       for (int k = 0; k < ptsz; ++k) {
-        float v = lp[q * ptsz + k];
+        float v = lane_reg_last[q * ptsz + k];
         if (k % 3 < 2) v = std::clamp(v, pc[k % 3], pc[k % 3 + 3]);
-        out.lanes.points.data<float>()[q * ptsz + k] = v;
+        lane_points[q * ptsz + k] = v;
       }
     }
   }
@@ -727,16 +748,13 @@ HeadsOutput PetrHeads::forward(const Tensor& backbone, const FrameGeometry& geo,
 
   // ---- memory post-update (host) ----------------------------------------------------------
   {
-    const float* cls = out.all_cls_scores.data<float>() + (L - 1) * nd * c.num_classes;
-    const float* bp = out.all_bbox_preds.data<float>() + (L - 1) * nd * c.code_size;
     std::vector<float> score(nd);
     for (int64_t q = 0; q < nd; ++q) {
       float m = -INFINITY;
-      for (int k = 0; k < c.num_classes; ++k) m = std::max(m, host::sigmoid(cls[q * c.num_classes + k]));
+      for (int k = 0; k < c.num_classes; ++k) m = std::max(m, box_sig[q * c.num_classes + k]);
       score[q] = m;
     }
-    out.topk_indexes_bbox = topk_indices(score, c.topk);
-    std::vector<float> dec_last = host_floats(dec_b.back().slice(0, ne, qb));
+    out.topk_indexes_bbox = host::topk_indices(score, c.topk);
     const int64_t mb = c.topk + ml;
     VisionState ns;
     ns.memory_embedding_bbox = Tensor::empty({1, mb, d}, DType::F32);
@@ -744,55 +762,63 @@ HeadsOutput PetrHeads::forward(const Tensor& backbone, const FrameGeometry& geo,
     ns.memory_timestamp_bbox = Tensor::empty({1, mb, 1}, DType::F64);
     ns.memory_egopose_bbox = Tensor::empty({1, mb, 4, 4}, DType::F32);
     ns.memory_canbus_bbox = Tensor::empty({1, c.can_bus_len + 1, 14}, DType::F32);
-    ns.sample_time_bbox = Tensor::from_vector({0.f}, {1}).to_dtype(DType::F64);
+    ns.sample_time_bbox = Tensor::empty({1}, DType::F64);
     ns.sample_time_bbox.data<double>()[0] = 0.0 - geo.timestamp;
     const host::Mat4 eye = host::identity4();
-    for (int64_t e = 0; e < mb; ++e) {
-      const bool rec = e < c.topk;
-      const int q = rec ? out.topk_indexes_bbox[e] : -1;
-      const float* emb = rec ? &dec_last[int64_t(q) * d] : &emb_b[(e - c.topk) * d];
-      std::memcpy(ns.memory_embedding_bbox.data<float>() + e * d, emb, d * 4);
-      const float* r = rec ? bp + int64_t(q) * c.code_size : &ref_b[(e - c.topk) * 3];
-      host::transform_point(geo.ego_pose, r, ns.memory_reference_point_bbox.data<float>() + e * 3);
-      const double ts = rec ? 0.0 : ts_b[e - c.topk];
-      ns.memory_timestamp_bbox.data<double>()[e] = ts - geo.timestamp;
-      host::Mat4 pose = eye;
-      if (!rec) std::memcpy(pose.data(), &pose_b[(e - c.topk) * 16], 64);
-      host::Mat4 g = host::matmul4(geo.ego_pose, pose);
-      std::memcpy(ns.memory_egopose_bbox.data<float>() + e * 16, g.data(), 64);
+    {
+      float* n_emb = ns.memory_embedding_bbox.data<float>();
+      float* n_ref = ns.memory_reference_point_bbox.data<float>();
+      double* n_ts = ns.memory_timestamp_bbox.data<double>();
+      float* n_pose = ns.memory_egopose_bbox.data<float>();
+      for (int64_t e = 0; e < mb; ++e) {
+        const bool rec = e < c.topk;
+        const int q = rec ? out.topk_indexes_bbox[e] : -1;
+        const float* emb = rec ? box_dec_host + int64_t(q) * d : &emb_b[(e - c.topk) * d];
+        std::memcpy(n_emb + e * d, emb, d * 4);
+        const float* r = rec ? box_reg_last + int64_t(q) * c.code_size : &ref_b[(e - c.topk) * 3];
+        host::transform_point(geo.ego_pose, r, n_ref + e * 3);
+        const double ts = rec ? 0.0 : ts_b[e - c.topk];
+        n_ts[e] = ts - geo.timestamp;
+        host::Mat4 pose = eye;
+        if (!rec) std::memcpy(pose.data(), &pose_b[(e - c.topk) * 16], 64);
+        host::Mat4 g = host::matmul4(geo.ego_pose, pose);
+        std::memcpy(n_pose + e * 16, g.data(), 64);
+      }
     }
     std::memcpy(ns.memory_canbus_bbox.data<float>(), rec_can.data(), 14 * 4);
     std::memcpy(ns.memory_canbus_bbox.data<float>() + 14, canbus_b.data(), canbus_b.size() * 4);
 
     // lane memory: top lane_topk of the one2one lanes
-    const float* lc = out.all_lane_cls_one2one.data<float>() + (L - 1) * n11;
-    const float* lp = out.all_lane_preds_one2one.data<float>() + (L - 1) * n11 * ptsz;
     std::vector<float> lscore(n11);
-    for (int64_t q = 0; q < n11; ++q) lscore[q] = host::sigmoid(lc[q]);
-    out.topk_indexes_map = topk_indices(lscore, c.lane_topk);
-    std::vector<float> dec_last_l = host_floats(dec_l.back().slice(0, ne, ql));
+    for (int64_t q = 0; q < n11; ++q) lscore[q] = host::sigmoid(lane_cls_last[q]);
+    out.topk_indexes_map = host::topk_indices(lscore, c.lane_topk);
     const int64_t mm = c.lane_topk + lml;
     ns.memory_embedding_map = Tensor::empty({1, mm, d}, DType::F32);
     ns.memory_reference_point_map = Tensor::empty({1, mm, c.n_control, 3}, DType::F32);
     ns.memory_timestamp_map = Tensor::empty({1, mm, 1}, DType::F64);
     ns.memory_egopose_map = Tensor::empty({1, mm, 4, 4}, DType::F32);
-    ns.sample_time_map = Tensor::from_vector({0.f}, {1}).to_dtype(DType::F64);
+    ns.sample_time_map = Tensor::empty({1}, DType::F64);
     ns.sample_time_map.data<double>()[0] = 0.0 - geo.timestamp;
-    for (int64_t e = 0; e < mm; ++e) {
-      const bool rec = e < c.lane_topk;
-      const int q = rec ? out.topk_indexes_map[e] : -1;
-      const float* emb = rec ? &dec_last_l[int64_t(q) * d] : &emb_l[(e - c.lane_topk) * d];
-      std::memcpy(ns.memory_embedding_map.data<float>() + e * d, emb, d * 4);
-      const float* r = rec ? lp + int64_t(q) * ptsz : &ref_l[(e - c.lane_topk) * ptsz];
-      for (int k = 0; k < c.n_control; ++k)
-        host::transform_point(geo.ego_pose, r + k * 3,
-                              ns.memory_reference_point_map.data<float>() + e * ptsz + k * 3);
-      const double ts = rec ? 0.0 : ts_l[e - c.lane_topk];
-      ns.memory_timestamp_map.data<double>()[e] = ts - geo.timestamp;
-      host::Mat4 pose = eye;
-      if (!rec) std::memcpy(pose.data(), &pose_l[(e - c.lane_topk) * 16], 64);
-      host::Mat4 g = host::matmul4(geo.ego_pose, pose);
-      std::memcpy(ns.memory_egopose_map.data<float>() + e * 16, g.data(), 64);
+    {
+      float* n_emb = ns.memory_embedding_map.data<float>();
+      float* n_ref = ns.memory_reference_point_map.data<float>();
+      double* n_ts = ns.memory_timestamp_map.data<double>();
+      float* n_pose = ns.memory_egopose_map.data<float>();
+      for (int64_t e = 0; e < mm; ++e) {
+        const bool rec = e < c.lane_topk;
+        const int q = rec ? out.topk_indexes_map[e] : -1;
+        const float* emb = rec ? lane_dec_host + int64_t(q) * d : &emb_l[(e - c.lane_topk) * d];
+        std::memcpy(n_emb + e * d, emb, d * 4);
+        const float* r = rec ? lane_reg_last + int64_t(q) * ptsz : &ref_l[(e - c.lane_topk) * ptsz];
+        for (int k = 0; k < c.n_control; ++k)
+          host::transform_point(geo.ego_pose, r + k * 3, n_ref + e * ptsz + k * 3);
+        const double ts = rec ? 0.0 : ts_l[e - c.lane_topk];
+        n_ts[e] = ts - geo.timestamp;
+        host::Mat4 pose = eye;
+        if (!rec) std::memcpy(pose.data(), &pose_l[(e - c.lane_topk) * 16], 64);
+        host::Mat4 g = host::matmul4(geo.ego_pose, pose);
+        std::memcpy(n_pose + e * 16, g.data(), 64);
+      }
     }
     st = std::move(ns);
   }

@@ -175,6 +175,8 @@ class PetrHeads {
   Tensor lane_tgt_;                     // [ne + n11, d] device: [query_embedding; instance[:n11]]
   Tensor lane_query_pos_;               // [ne + n11, d] device
   std::vector<float> lane_reference_;   // [n11, 33] host, sigmoid space
+  std::vector<float> lane_reference_inv_;  // inverse_sigmoid(lane_reference_), host
+  Tensor lane_reference_inv_dev_;          // the same, F32 on CUDA (CUDA heads only)
 };
 
 }  // namespace omnirt::vision
