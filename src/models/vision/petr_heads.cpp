@@ -15,6 +15,7 @@
 #include "ops/attention.h"
 #include "ops/cast.h"
 #include "ops/elementwise.h"
+#include "ops/embedding.h"
 #include "ops/norm.h"
 #include "ops/permute.h"
 
@@ -169,7 +170,9 @@ std::map<std::string, Tensor> VisionState::as_map() const {
                        &memory_embedding_map,  &memory_reference_point_map,  &memory_timestamp_map,
                        &memory_egopose_map,    &sample_time_map};
   std::map<std::string, Tensor> m;
-  for (int i = 0; i < 11; ++i) m[kStateNames[i]] = *t[i];
+  // Host tensors (the CUDA heads keep the embeddings on the device: they are copied here).
+  for (int i = 0; i < 11; ++i)
+    m[kStateNames[i]] = t[i]->defined() && t[i]->device() != Device::CPU ? t[i]->to(Device::CPU) : *t[i];
   return m;
 }
 
@@ -518,13 +521,12 @@ HeadsOutput PetrHeads::forward(const Tensor& backbone, const FrameGeometry& geo,
   // Plain pointers in the loops below: Tensor::data() is an out-of-line, checked call, and the
   // loops touch ~300k values per frame (it used to cost ~1 ms per frame through data()).
   // box memory, 600 entries in the current ego frame
-  std::vector<float> emb_b(ml * d, 0.f), ref_b(ml * 3, 0.f), pose_b(ml * 16, 0.f), canbus_b(c.can_bus_len * 14, 0.f);
+  std::vector<float> ref_b(ml * 3, 0.f), pose_b(ml * 16, 0.f), canbus_b(c.can_bus_len * 14, 0.f);
   std::vector<double> ts_b(ml, 0.0);
   if (!first) {
     const double* st_ts = st.memory_timestamp_bbox.data<double>();
     const float* st_pose = st.memory_egopose_bbox.data<float>();
     const float* st_ref = st.memory_reference_point_bbox.data<float>();
-    const float* st_emb = st.memory_embedding_bbox.data<float>();
     for (int64_t e = 0; e < ml; ++e) {
       ts_b[e] = (st_ts[e] + geo.timestamp) * xb;
       host::Mat4 mp;
@@ -535,7 +537,6 @@ HeadsOutput PetrHeads::forward(const Tensor& backbone, const FrameGeometry& geo,
       host::transform_point(geo.ego_pose_inv, st_ref + e * 3, r);
       for (int i = 0; i < 3; ++i) ref_b[e * 3 + i] = r[i] * xb;
     }
-    for (size_t i = 0; i < emb_b.size(); ++i) emb_b[i] = st_emb[i] * xb;
     const float* st_can = st.memory_canbus_bbox.data<float>();
     for (int i = 0; i < c.can_bus_len * 14; ++i) canbus_b[i] = st_can[i] * xb;
   }
@@ -546,13 +547,12 @@ HeadsOutput PetrHeads::forward(const Tensor& backbone, const FrameGeometry& geo,
   }
   // lane memory
   const int ptsz = 3 * c.n_control;
-  std::vector<float> emb_l(lml * d, 0.f), ref_l(lml * ptsz, 0.f), pose_l(lml * 16, 0.f);
+  std::vector<float> ref_l(lml * ptsz, 0.f), pose_l(lml * 16, 0.f);
   std::vector<double> ts_l(lml, 0.0);
   if (!first) {
     const double* st_ts = st.memory_timestamp_map.data<double>();
     const float* st_pose = st.memory_egopose_map.data<float>();
     const float* st_ref = st.memory_reference_point_map.data<float>();
-    const float* st_emb = st.memory_embedding_map.data<float>();
     for (int64_t e = 0; e < lml; ++e) {
       ts_l[e] = (st_ts[e] + geo.timestamp) * xl;
       host::Mat4 mp;
@@ -565,8 +565,25 @@ HeadsOutput PetrHeads::forward(const Tensor& backbone, const FrameGeometry& geo,
         for (int i = 0; i < 3; ++i) ref_l[e * ptsz + k * 3 + i] = r[i] * xl;
       }
     }
-    for (size_t i = 0; i < emb_l.size(); ++i) emb_l[i] = st_emb[i] * xl;
   }
+
+  // The memory embeddings stay on the engine's device (F32): aligned = memory * keep, where
+  // keep is exactly 0 or 1, i.e. the memory itself or zeros.
+  auto aligned_embedding = [&](const Tensor& mem, float keep, int64_t rows) {
+    if (first || keep == 0.f) return Tensor::zeros({rows, d}, DType::F32, device_);
+    // The first `rows` entries of the stored [1, k + rows, d] memory (newest first), as the
+    // reference's memory_embedding[:, :memory_len].
+    const Tensor m = mem.reshape({mem.dim(1), d}).slice(0, 0, rows);
+    return m.device() == device_ ? m : m.to(device_);  // a state restored from the host
+  };
+  const Tensor emb_b = aligned_embedding(st.memory_embedding_bbox, xb, ml);
+  const Tensor emb_l = aligned_embedding(st.memory_embedding_map, xl, lml);
+  auto in_heads_dtype = [&](const Tensor& f32) {
+    if (dtype_ == DType::F32) return f32;
+    Tensor t = empty(f32.shape());
+    ops::cast(f32, t);
+    return t;
+  };
 
   StageTimer::mark("heads: memory alignment (host)");
 
@@ -579,7 +596,7 @@ HeadsOutput PetrHeads::forward(const Tensor& backbone, const FrameGeometry& geo,
   StageTimer::mark("heads: decoder GEMMs + pointwise");
   Tensor temp_pos_b = temporal_pos(norm_ref_b, 3, ts_b.data(), pose_b.data(), static_cast<int>(ml));
   StageTimer::mark("heads: temporal position encodings");
-  Tensor emb_b_dev = upload(Tensor::from_vector(emb_b, {ml, d}));
+  const Tensor emb_b_dev = in_heads_dtype(emb_b);
   // queries [VLM | detection | propagated]
   Tensor tgt_b = cat_rows(box_tgt_head_, emb_b_dev.slice(0, 0, p));
   Tensor qpos_b = cat_rows(box_det_query_pos_, temp_pos_b.slice(0, 0, p));
@@ -632,7 +649,7 @@ HeadsOutput PetrHeads::forward(const Tensor& backbone, const FrameGeometry& geo,
   Tensor temp_pos_l = temporal_pos(norm_ref_l, ptsz, ts_l.data(), pose_l.data(), static_cast<int>(lml));
   StageTimer::mark("heads: temporal position encodings");
   const int64_t ql = ne + n11;
-  Tensor emb_l_dev = upload(Tensor::from_vector(emb_l, {lml, d}));
+  const Tensor emb_l_dev = in_heads_dtype(emb_l);
   std::vector<Tensor> dec_l = decode(lane_layers_, lane_tgt_, lane_query_pos_, mem_k_l, memory_l,
                                      lane_self_mask_, emb_l_dev, temp_pos_l);
   const Tensor lane_dq = stack_rows(dec_l, ne, ql);
@@ -653,38 +670,31 @@ HeadsOutput PetrHeads::forward(const Tensor& backbone, const FrameGeometry& geo,
 
   // ---- branch outputs to the host (the copy waits for all the GPU work above) -------------
   // Everything the host needs from the device goes through one F32 buffer and one copy:
-  // [box cls | box reg (ego) | lane cls | lane reg (ego) | last box layer | last lane layer].
+  // [box cls | box reg (ego) | lane cls | lane reg (ego)]. (The memory embeddings never leave
+  // the device: see the post-update.)
   // On CUDA the conversions (half -> float, sigmoid/box transform) run in one kernel per head.
   const int64_t n_bcls = L * nd * c.num_classes, n_breg = L * nd * c.code_size;
-  const int64_t n_lcls = L * n11, n_lreg = L * n11 * ptsz, n_bdec = nd * d, n_ldec = n11 * d;
-  const int64_t offs[7] = {0,
-                           n_bcls,
-                           n_bcls + n_breg,
-                           n_bcls + n_breg + n_lcls,
-                           n_bcls + n_breg + n_lcls + n_lreg,
-                           n_bcls + n_breg + n_lcls + n_lreg + n_bdec,
-                           n_bcls + n_breg + n_lcls + n_lreg + n_bdec + n_ldec};
+  const int64_t n_lcls = L * n11, n_lreg = L * n11 * ptsz;
+  const int64_t offs[5] = {0, n_bcls, n_bcls + n_breg, n_bcls + n_breg + n_lcls,
+                           n_bcls + n_breg + n_lcls + n_lreg};
   const Tensor box_dec_last = dec_b.back().slice(0, ne, qb);
   const Tensor lane_dec_last = dec_l.back().slice(0, ne, ql);
-  Tensor packed;  // host F32 [offs[6]]
+  Tensor packed;  // host F32 [offs[4]]
 #ifdef OMNIRT_WITH_CUDA
   if (device_ == Device::CUDA) {
-    Tensor dev = Tensor::empty({offs[6]}, DType::F32, device_);
+    Tensor dev = Tensor::empty({offs[4]}, DType::F32, device_);
     auto part = [&](int i, const Shape& s) { return dev.slice(0, offs[i], offs[i + 1]).reshape(s); };
     Tensor box_cls_f = part(0, box_cls_dev.shape()), box_reg_f = part(1, box_reg_dev.shape());
     Tensor lane_cls_f = part(2, lane_cls_dev.shape()), lane_reg_f = part(3, lane_reg_dev.shape());
-    Tensor box_dec_f = part(4, box_dec_last.shape()), lane_dec_f = part(5, lane_dec_last.shape());
     const Tensor box_ref_dev = Tensor::from_vector(reference, {nd, 3}).to(device_);
     cuda::branch_outputs(box_cls_dev, box_reg_dev, box_ref_dev, 3, pc, box_cls_f, box_reg_f);
     cuda::branch_outputs(lane_cls_dev, lane_reg_dev, lane_reference_inv_dev_, ptsz, pc,
                          lane_cls_f, lane_reg_f);
-    ops::cast(box_dec_last, box_dec_f);
-    ops::cast(lane_dec_last, lane_dec_f);
     packed = dev.to(Device::CPU);
   }
 #endif
   if (!packed.defined()) {  // CPU heads: the branch outputs are host F32 already
-    packed = Tensor::empty({offs[6]}, DType::F32);
+    packed = Tensor::empty({offs[4]}, DType::F32);
     float* base = packed.data<float>();
     const Tensor bc = box_cls_dev.contiguous(), br = box_reg_dev.contiguous();
     const Tensor lc = lane_cls_dev.contiguous(), lr = lane_reg_dev.contiguous();
@@ -694,8 +704,6 @@ HeadsOutput PetrHeads::forward(const Tensor& backbone, const FrameGeometry& geo,
     std::memcpy(base + offs[2], lc.data<float>(), n_lcls * 4);
     host::regression_to_ego(lr.data<float>(), L * n11, ptsz, lane_reference_inv_.data(), n11,
                             ptsz, pc, base + offs[3]);
-    packed.slice(0, offs[4], offs[5]).reshape(box_dec_last.shape()).copy_from(box_dec_last);
-    packed.slice(0, offs[5], offs[6]).reshape(lane_dec_last.shape()).copy_from(lane_dec_last);
   }
   // The outputs are views of the one host buffer (no further copies).
   out.all_cls_scores = packed.slice(0, offs[0], offs[1]).reshape({L, 1, nd, c.num_classes});
@@ -707,8 +715,6 @@ HeadsOutput PetrHeads::forward(const Tensor& backbone, const FrameGeometry& geo,
   const float* const box_reg_last = packed_base + offs[1] + (L - 1) * nd * c.code_size;
   const float* const lane_cls_last = packed_base + offs[2] + (L - 1) * n11;
   const float* const lane_reg_last = packed_base + offs[3] + (L - 1) * n11 * ptsz;
-  const float* const box_dec_host = packed_base + offs[4];
-  const float* const lane_dec_host = packed_base + offs[5];
   StageTimer::mark("heads: branch outputs to host");
 
   // ---- decoding (host) --------------------------------------------------------------------
@@ -746,7 +752,22 @@ HeadsOutput PetrHeads::forward(const Tensor& backbone, const FrameGeometry& geo,
 
   StageTimer::mark("heads: box/lane decoding (host)");
 
-  // ---- memory post-update (host) ----------------------------------------------------------
+  // ---- memory post-update (host; the embeddings on the device) -----------------------------
+  // [the top-k queries' last-layer outputs (F32) ; the aligned memory], F32 [1, k + M, d] on the
+  // engine's device. The gather reads the device rows by the host's top-k indices.
+  auto new_memory_embedding = [&](const Tensor& dec_last, const std::vector<int>& topk,
+                                  const Tensor& aligned) {
+    const int64_t k = static_cast<int64_t>(topk.size()), m = aligned.dim(0);
+    Tensor mem = Tensor::empty({k + m, d}, DType::F32, device_);
+    Tensor ids = Tensor::empty({k}, DType::I32);
+    std::copy(topk.begin(), topk.end(), ids.data<int32_t>());
+    Tensor rows = empty({k, d});
+    ops::embedding(dec_last, device_ == Device::CPU ? ids : ids.to(device_), rows);
+    Tensor recent = mem.slice(0, 0, k);
+    ops::cast(rows, recent);
+    mem.slice(0, k, k + m).copy_from(aligned);
+    return mem.reshape({1, k + m, d});
+  };
   {
     std::vector<float> score(nd);
     for (int64_t q = 0; q < nd; ++q) {
@@ -757,7 +778,7 @@ HeadsOutput PetrHeads::forward(const Tensor& backbone, const FrameGeometry& geo,
     out.topk_indexes_bbox = host::topk_indices(score, c.topk);
     const int64_t mb = c.topk + ml;
     VisionState ns;
-    ns.memory_embedding_bbox = Tensor::empty({1, mb, d}, DType::F32);
+    ns.memory_embedding_bbox = new_memory_embedding(box_dec_last, out.topk_indexes_bbox, emb_b);
     ns.memory_reference_point_bbox = Tensor::empty({1, mb, 3}, DType::F32);
     ns.memory_timestamp_bbox = Tensor::empty({1, mb, 1}, DType::F64);
     ns.memory_egopose_bbox = Tensor::empty({1, mb, 4, 4}, DType::F32);
@@ -766,15 +787,12 @@ HeadsOutput PetrHeads::forward(const Tensor& backbone, const FrameGeometry& geo,
     ns.sample_time_bbox.data<double>()[0] = 0.0 - geo.timestamp;
     const host::Mat4 eye = host::identity4();
     {
-      float* n_emb = ns.memory_embedding_bbox.data<float>();
       float* n_ref = ns.memory_reference_point_bbox.data<float>();
       double* n_ts = ns.memory_timestamp_bbox.data<double>();
       float* n_pose = ns.memory_egopose_bbox.data<float>();
       for (int64_t e = 0; e < mb; ++e) {
         const bool rec = e < c.topk;
         const int q = rec ? out.topk_indexes_bbox[e] : -1;
-        const float* emb = rec ? box_dec_host + int64_t(q) * d : &emb_b[(e - c.topk) * d];
-        std::memcpy(n_emb + e * d, emb, d * 4);
         const float* r = rec ? box_reg_last + int64_t(q) * c.code_size : &ref_b[(e - c.topk) * 3];
         host::transform_point(geo.ego_pose, r, n_ref + e * 3);
         const double ts = rec ? 0.0 : ts_b[e - c.topk];
@@ -793,22 +811,19 @@ HeadsOutput PetrHeads::forward(const Tensor& backbone, const FrameGeometry& geo,
     for (int64_t q = 0; q < n11; ++q) lscore[q] = host::sigmoid(lane_cls_last[q]);
     out.topk_indexes_map = host::topk_indices(lscore, c.lane_topk);
     const int64_t mm = c.lane_topk + lml;
-    ns.memory_embedding_map = Tensor::empty({1, mm, d}, DType::F32);
+    ns.memory_embedding_map = new_memory_embedding(lane_dec_last, out.topk_indexes_map, emb_l);
     ns.memory_reference_point_map = Tensor::empty({1, mm, c.n_control, 3}, DType::F32);
     ns.memory_timestamp_map = Tensor::empty({1, mm, 1}, DType::F64);
     ns.memory_egopose_map = Tensor::empty({1, mm, 4, 4}, DType::F32);
     ns.sample_time_map = Tensor::empty({1}, DType::F64);
     ns.sample_time_map.data<double>()[0] = 0.0 - geo.timestamp;
     {
-      float* n_emb = ns.memory_embedding_map.data<float>();
       float* n_ref = ns.memory_reference_point_map.data<float>();
       double* n_ts = ns.memory_timestamp_map.data<double>();
       float* n_pose = ns.memory_egopose_map.data<float>();
       for (int64_t e = 0; e < mm; ++e) {
         const bool rec = e < c.lane_topk;
         const int q = rec ? out.topk_indexes_map[e] : -1;
-        const float* emb = rec ? lane_dec_host + int64_t(q) * d : &emb_l[(e - c.lane_topk) * d];
-        std::memcpy(n_emb + e * d, emb, d * 4);
         const float* r = rec ? lane_reg_last + int64_t(q) * ptsz : &ref_l[(e - c.lane_topk) * ptsz];
         for (int k = 0; k < c.n_control; ++k)
           host::transform_point(geo.ego_pose, r + k * 3, n_ref + e * ptsz + k * 3);

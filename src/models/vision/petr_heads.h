@@ -38,16 +38,18 @@ struct FrameGeometry {
   bool is_first_frame = false;
 };
 
-// Temporal memory carried between frames (spec §1.3), host tensors, as after a post-update.
-// Empty (undefined tensors) before the first frame.
+// Temporal memory carried between frames (spec §1.3), as after a post-update. Host tensors,
+// except the two memory_embedding_* tensors: F32 on the heads' device (a CUDA engine keeps them
+// there between frames; as_map() returns host copies; from_map() gives host tensors, which the
+// next forward uploads). Empty (undefined tensors) before the first frame.
 struct VisionState {
-  Tensor memory_embedding_bbox;        // F32 [1, topk+memory_len, d]
+  Tensor memory_embedding_bbox;        // F32 [1, topk+memory_len, d], heads' device
   Tensor memory_reference_point_bbox;  // F32 [1, M, 3]
   Tensor memory_timestamp_bbox;        // F64 [1, M, 1]
   Tensor memory_egopose_bbox;          // F32 [1, M, 4, 4]
   Tensor memory_canbus_bbox;           // F32 [1, can_bus_len+1, 14]
   Tensor sample_time_bbox;             // F64 [1]
-  Tensor memory_embedding_map;         // F32 [1, lane_topk+lane_memory_len, d]
+  Tensor memory_embedding_map;         // F32 [1, lane_topk+lane_memory_len, d], heads' device
   Tensor memory_reference_point_map;   // F32 [1, M, n_control, 3]
   Tensor memory_timestamp_map;         // F64 [1, M, 1]
   Tensor memory_egopose_map;           // F32 [1, M, 4, 4]
