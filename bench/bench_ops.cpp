@@ -16,6 +16,7 @@
 #include "core/tensor.h"
 #include "models/llm/decode_kernels.h"
 #include "ops/activation.h"
+#include "models/llm/quant_gemv.h"
 #include "ops/attention.h"
 #include "ops/fused.h"
 #include "ops/gemm.h"
@@ -484,6 +485,68 @@ void bench_qkv_heads(benchmark::State& state, DType dtype, int window, bool fuse
   });
 }
 
+// Dequantising decode GEMV (models/llm/quant_gemv.h) at the same shapes, fp16 activations.
+// Codes are random bytes (every nibble value occurs), scales random but sane; the weights rotate
+// through >= 256 MB of copies like bench_gemv. GB/s counts codes + scales.
+void bench_quant_gemv(benchmark::State& state, GemvShape s, omnirt::llm::decode::WeightFormat fmt,
+                      int64_t group, bool pdl) {
+  using omnirt::llm::decode::WeightFormat;
+  std::mt19937_64 rng(5);
+  const size_t code_bytes = static_cast<size_t>(s.n * s.k / 2);
+  const int64_t g = fmt == WeightFormat::kNvfp4 ? 16 : (group == 0 ? s.k : group);
+  const size_t scale_bytes =
+      static_cast<size_t>(s.n * (s.k / g)) * (fmt == WeightFormat::kNvfp4 ? 1 : 4);
+  const size_t stride = (code_bytes + 255) / 256 * 256, sstride = (scale_bytes + 255) / 256 * 256;
+  const int copies =
+      static_cast<int>(std::max<size_t>(2, (size_t{256} << 20) / (code_bytes + scale_bytes) + 1));
+  std::vector<uint8_t> codes_h(code_bytes), scales_h(scale_bytes);
+  for (auto& b : codes_h) b = static_cast<uint8_t>(rng());
+  if (fmt == WeightFormat::kNvfp4) {
+    for (auto& b : scales_h) b = static_cast<uint8_t>(0x28 + rng() % 24);  // E4M3 0.25 .. 3.75
+  } else {
+    std::uniform_real_distribution<float> d(0.001f, 0.01f);
+    for (size_t i = 0; i < scale_bytes / 4; ++i) reinterpret_cast<float*>(scales_h.data())[i] = d(rng);
+  }
+  Tensor codes = Tensor::empty({static_cast<int64_t>(stride * copies)}, DType::U8, Device::CUDA);
+  Tensor scales = Tensor::empty({static_cast<int64_t>(sstride * copies)}, DType::U8, Device::CUDA);
+  for (int c = 0; c < copies; ++c) {
+    OMNIRT_CUDA_CHECK(cudaMemcpy(static_cast<char*>(codes.raw()) + c * stride, codes_h.data(),
+                                 code_bytes, cudaMemcpyHostToDevice));
+    OMNIRT_CUDA_CHECK(cudaMemcpy(static_cast<char*>(scales.raw()) + c * sstride, scales_h.data(),
+                                 scale_bytes, cudaMemcpyHostToDevice));
+  }
+  const bool f32_in = s.in == GemvIn::kRmsNorm;
+  Tensor in = random_gpu({s.in == GemvIn::kSwiglu ? 2 * s.k : s.k},
+                         f32_in ? DType::F32 : DType::F16, rng);
+  Tensor norm = random_gpu({s.k}, DType::F32, rng, 0.9f, 1.1f);
+  Tensor y = Tensor::zeros({s.n}, s.out == GemvOut::kStore ? DType::F16 : DType::F32, Device::CUDA);
+  omnirt::llm::decode::QuantGemvArgs a;
+  a.format = fmt;
+  a.dtype = DType::F16;
+  a.group_size = g;
+  a.global_scale = 1e-3f;
+  a.n = s.n;
+  a.k = s.k;
+  a.in_mode = s.in;
+  a.in = in.raw();
+  a.norm_w = norm.data<float>();
+  a.out_mode = s.out;
+  a.y = y.raw();
+  a.codes = codes.data<uint8_t>();
+  a.scales = scales.raw();
+  if (!omnirt::llm::decode::quant_gemv_vectorized(a)) {
+    state.SkipWithError("quant_gemv would take the scalar path");
+    return;
+  }
+  int next = 0;
+  time_gpu(state, 2.0 * s.n * s.k, static_cast<double>(code_bytes + scale_bytes), [&] {
+    const int c = next++ % copies;
+    a.codes = codes.data<uint8_t>() + c * stride;
+    a.scales = static_cast<const char*>(scales.raw()) + c * sstride;
+    omnirt::llm::decode::quant_gemv(a, omnirt::cuda::current_stream(), pdl);
+  });
+}
+
 void register_all() {
   // Decode kernels, one per variant (issue #4): decode/<kernel>/<shape>/<variant>/graph.
   using omnirt::llm::decode::AttnVariant;
@@ -518,6 +581,25 @@ void register_all() {
         const std::string name = std::string("gemv/") + s.name + "/" + std::to_string(s.n) + "x" +
                                  std::to_string(s.k) + "/" + dname + (pdl ? "/pdl" : "/nopdl");
         benchmark::RegisterBenchmark(name.c_str(), bench_gemv, s, dtype, pdl)
+            ->UseManualTime()
+            ->Unit(benchmark::kMicrosecond);
+      }
+    }
+  }
+  for (const GemvShape& s : kGemvShapes) {
+    using omnirt::llm::decode::WeightFormat;
+    const struct {
+      const char* name;
+      WeightFormat fmt;
+      int64_t group;
+    } formats[] = {{"int4", WeightFormat::kInt4, 0},
+                   {"int4-g128", WeightFormat::kInt4, 128},
+                   {"nvfp4", WeightFormat::kNvfp4, 16}};
+    for (const auto& f : formats) {
+      for (bool pdl : {true, false}) {
+        const std::string name = std::string("quant_gemv/") + s.name + "/" + std::to_string(s.n) +
+                                 "x" + std::to_string(s.k) + "/" + f.name + (pdl ? "/pdl" : "/nopdl");
+        benchmark::RegisterBenchmark(name.c_str(), bench_quant_gemv, s, f.fmt, f.group, pdl)
             ->UseManualTime()
             ->Unit(benchmark::kMicrosecond);
       }
