@@ -119,12 +119,12 @@ std::string case_name(const Case& s) {
 }
 
 void check(DType dt, GemvIn in_mode, GemvOut out_mode, Case s, bool pdl, std::mt19937_64& rng,
-           bool misalign = false, bool misalign_in = false, bool awq = false) {
+           bool misalign = false, bool misalign_in = false, bool awq = false, int max_blocks = 0) {
   SCOPED_TRACE(std::string(dtype_name(dt)) + " " + case_name(s) +
                " in=" + std::to_string(static_cast<int>(in_mode)) +
                " out=" + std::to_string(static_cast<int>(out_mode)) + (pdl ? " pdl" : "") +
                (misalign ? " misaligned codes" : "") + (misalign_in ? " misaligned input" : "") +
-               (awq ? " awq" : ""));
+               (awq ? " awq" : "") + " max_blocks=" + std::to_string(max_blocks));
   const int64_t N = s.n, K = s.k;
   const QW q = make_weight(N, K, s.group, rng, misalign);
   const int64_t lead = misalign_in ? 1 : 0;
@@ -171,6 +171,7 @@ void check(DType dt, GemvIn in_mode, GemvOut out_mode, Case s, bool pdl, std::mt
   g.in_scale = awq ? in_scale.data<float>() : nullptr;
   g.out_mode = out_mode;
   g.y = y.raw();
+  g.max_blocks = max_blocks;
   const int64_t eff_group = s.group < 0 ? 16 : (s.group == 0 ? K : s.group);
   const bool expect_vec = !misalign && K % 32 == 0 && (s.group < 0 || eff_group % 32 == 0);
   EXPECT_EQ(quant_gemv_vectorized(g), expect_vec);
@@ -227,9 +228,26 @@ TEST(QuantGemvCuda, WithoutPdlMisalignedAndAwq) {
   }
 }
 
+// A grid smaller than the row pairs: every warp loops over several pairs (the path the big
+// matrices take once the grid is capped at the resident blocks, 2 per SM).
+TEST(QuantGemvCuda, CappedGridWarpsLoopOverRowPairs) {
+  OMNIRT_REQUIRE_CUDA();
+  std::mt19937_64 rng(omnirt::testing::test_seed());
+  for (int cap : {1, 3}) {
+    check(DType::F16, GemvIn::kRmsNorm, GemvOut::kStore, {2051, 2048, 128}, true, rng, false,
+          false, false, cap);
+    check(DType::F16, GemvIn::kSwiglu, GemvOut::kAddF32, {259, 5632, -1}, true, rng, false, false,
+          false, cap);
+    check(DType::BF16, GemvIn::kPlain, GemvOut::kStoreF32, {133, 96, 0}, false, rng, false, false,
+          false, cap);
+    check(DType::F16, GemvIn::kPlain, GemvOut::kAddF32, {77, 100, 0}, true, rng, false, false,
+          false, cap);  // scalar path
+  }
+}
+
 // RMSNorm -> QKV -> RoPE on q and k -> k, v into the caches at *pos; q rotated into y.
 void check_rope(DType dt, int hq, int hkv, int D, int64_t K, int64_t group, int pos,
-                std::mt19937_64& rng) {
+                std::mt19937_64& rng, int max_blocks = 0) {
   SCOPED_TRACE(std::string(dtype_name(dt)) + " hq=" + std::to_string(hq) + " hkv=" +
                std::to_string(hkv) + " D=" + std::to_string(D) + " K=" + std::to_string(K) +
                " group=" + std::to_string(group) + " pos=" + std::to_string(pos));
@@ -296,6 +314,7 @@ void check_rope(DType dt, int hq, int hkv, int D, int64_t K, int64_t group, int 
   g.rope.hkv = hkv;
   g.rope.head_dim = D;
   g.rope.max_ctx = max_ctx;
+  g.max_blocks = max_blocks;
   quant_gemv(g, cuda::current_stream(), /*pdl=*/true);
   std::vector<float> got_q = download(y);
   got_q.resize(static_cast<size_t>(hq * D));
@@ -320,6 +339,8 @@ TEST(QuantGemvCuda, RopeQkvEpilogue) {
     check_rope(dt, 8, 1, 64, 2048, 128, 49, rng);
     check_rope(dt, 8, 1, 64, 2048, -1, 13, rng);
     check_rope(dt, 2, 1, 128, 160, 80, 3, rng);  // scalar path
+    check_rope(dt, 8, 1, 64, 2048, 128, 21, rng, /*max_blocks=*/1);  // warps loop over pairs
+    check_rope(dt, 8, 2, 32, 96, -1, 5, rng, /*max_blocks=*/2);
   }
 }
 
@@ -347,6 +368,9 @@ TEST(QuantGemvCuda, BadArguments) {
   EXPECT_THROW(quant_gemv(bad, cuda::current_stream(), false), Error);
   bad = g;
   bad.codes = nullptr;
+  EXPECT_THROW(quant_gemv(bad, cuda::current_stream(), false), Error);
+  bad = g;
+  bad.max_blocks = -1;
   EXPECT_THROW(quant_gemv(bad, cuda::current_stream(), false), Error);
   bad = g;
   bad.out_mode = GemvOut::kRopeQkv;  // no RoPE tables

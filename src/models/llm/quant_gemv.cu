@@ -184,31 +184,83 @@ __device__ __forceinline__ float weight_at(const QDev& a, int row, int k) {
   }
 }
 
+// The epilogue for one row pair (r0, r1), results acc0, acc1 (lane 0 only).
+template <typename T, GemvOut OUT>
+__device__ __forceinline__ void store_pair(const QDev& a, int r0, int r1, bool has1, float acc0,
+                                           float acc1, bool nvfp4_vec) {
+  if (nvfp4_vec) {  // undo the 2^64 pre-scaling of x (and the 2^-126 of the E2M1 bits)
+    const float post = a.global_scale * kNvfpYPost;
+    acc0 *= post;
+    acc1 *= post;
+  }
+  if constexpr (OUT == GemvOut::kStore) {
+    T* y = static_cast<T*>(a.y);
+    y[r0] = from_float<T>(acc0);
+    if (has1) y[r1] = from_float<T>(acc1);
+  } else if constexpr (OUT == GemvOut::kStoreF32) {
+    float* y = static_cast<float*>(a.y);
+    y[r0] = acc0;
+    if (has1) y[r1] = acc1;
+  } else if constexpr (OUT == GemvOut::kAddF32) {
+    float* y = static_cast<float*>(a.y);
+    y[r0] = __ldcg(y + r0) + acc0;
+    if (has1) y[r1] = __ldcg(y + r1) + acc1;
+  } else {  // kRopeQkv: has1 holds (N is a whole number of heads)
+    const int D = a.d, half = D >> 1, head = r0 / D, i = r0 - head * D;
+    const int p = __ldcg(a.pos);
+    const float c = a.cos[static_cast<int64_t>(p) * half + i];
+    const float s = a.sin[static_cast<int64_t>(p) * half + i];
+    const float ra = acc0 * c - acc1 * s, rb = acc1 * c + acc0 * s;
+    if (head < a.hq) {
+      T* y = static_cast<T*>(a.y);
+      y[r0] = from_float<T>(ra);
+      y[r1] = from_float<T>(rb);
+    } else if (head < a.hq + a.hkv) {
+      T* dst = static_cast<T*>(a.kc) + (static_cast<int64_t>(head - a.hq) * a.max_ctx + p) * D;
+      dst[i] = from_float<T>(ra);
+      dst[i + half] = from_float<T>(rb);
+    } else {
+      T* dst =
+          static_cast<T*>(a.vc) + (static_cast<int64_t>(head - a.hq - a.hkv) * a.max_ctx + p) * D;
+      dst[i] = from_float<T>(acc0);
+      dst[i + half] = from_float<T>(acc1);
+    }
+  }
+}
+
 template <typename T, WeightFormat F, GemvIn IN, GemvOut OUT, bool VEC>
 __global__ void __launch_bounds__(kWarps * 32, 2) quant_gemv_kernel(const QDev a) {
   extern __shared__ float4 xs4[];  // K floats
   float* xs = reinterpret_cast<float*>(xs4);
   __shared__ float red[32];
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  const int gw = blockIdx.x * kWarps + warp;
   const int N = a.n, K = a.k;
-  int r0, r1;
-  if constexpr (OUT == GemvOut::kRopeQkv) {
-    const int half = a.d >> 1;  // the pair (i, i + D/2) of one head, rotated together
-    r0 = (gw / half) * a.d + gw % half;
-    r1 = r0 + half;
-  } else {
-    r0 = gw * kRowsPerWarp;
-    r1 = r0 + 1;
-  }
-  const bool has0 = r0 < N, has1 = r1 < N;
-  const int rr0 = min(r0, N - 1), rr1 = min(r1, N - 1);  // rows past N read row N - 1
+  // Row pairs: RoPE pairs (i, i + D/2) of one head (rotated together), else (2p, 2p + 1). The
+  // grid may be smaller than the number of pairs (capped at what is resident at once, so that
+  // fewer blocks redo the input staging): each warp then takes pairs gw, gw + stride, ...
+  const int pairs = OUT == GemvOut::kRopeQkv ? N / 2 : (N + 1) / 2;
+  const int stride = gridDim.x * kWarps;
+  int pair = blockIdx.x * kWarps + warp;
+  int r0 = 0, r1 = 0;
+  auto set_rows = [&](int pr) {
+    if constexpr (OUT == GemvOut::kRopeQkv) {
+      const int half = a.d >> 1;
+      r0 = (pr / half) * a.d + pr % half;
+      r1 = r0 + half;
+    } else {
+      r0 = pr * kRowsPerWarp;
+      r1 = r0 + 1;
+    }
+  };
   const int chunks = VEC ? K / kChunk : 0;
-  const uint4* v0 = reinterpret_cast<const uint4*>(a.codes + static_cast<int64_t>(rr0) * (K >> 1));
-  const uint4* v1 = reinterpret_cast<const uint4*>(a.codes + static_cast<int64_t>(rr1) * (K >> 1));
   uint4 b0[kBatch], b1[kBatch];
   uint32_t s0[kBatch], s1[kBatch];
+  // Loads chunks base + u * 32 + lane of rows r0, r1 (rows past N read row N - 1: valid memory,
+  // never stored).
   auto load_batch = [&](int base) {
+    const int rr0 = min(r0, N - 1), rr1 = min(r1, N - 1);
+    const uint4* v0 = reinterpret_cast<const uint4*>(a.codes + static_cast<int64_t>(rr0) * (K >> 1));
+    const uint4* v1 = reinterpret_cast<const uint4*>(a.codes + static_cast<int64_t>(rr1) * (K >> 1));
 #pragma unroll
     for (int u = 0; u < kBatch; ++u) {
       const int c = base + u * 32 + lane;
@@ -228,6 +280,7 @@ __global__ void __launch_bounds__(kWarps * 32, 2) quant_gemv_kernel(const QDev a
       }
     }
   };
+  set_rows(min(pair, pairs - 1));
   if constexpr (VEC) load_batch(0);  // weights depend on no earlier kernel
   pdl_wait();
 
@@ -277,68 +330,40 @@ __global__ void __launch_bounds__(kWarps * 32, 2) quant_gemv_kernel(const QDev a
   }
   __syncthreads();
   pdl_launch_dependents();  // every input has been read
-  if (!has0) return;        // no block-wide barrier below
+  // No block-wide barrier below: warps run their pairs independently (the loop is warp-uniform).
 
-  float acc0 = 0.f, acc1 = 0.f;
-  if constexpr (VEC) {
-    for (int base = 0;; base += kBatch * 32) {
+  for (; pair < pairs; pair += stride) {
+    const bool has1 = r1 < N;  // r0 < N always (pair < pairs)
+    float acc0 = 0.f, acc1 = 0.f;
+    if constexpr (VEC) {
+      for (int base = 0;; base += kBatch * 32) {
 #pragma unroll
-      for (int u = 0; u < kBatch; ++u) {
-        const int c = base + u * 32 + lane;
-        if (c < chunks) {
-          acc0 += chunk_dot<F>(b0[u], s0[u], xs4, c, chunks);
-          acc1 += chunk_dot<F>(b1[u], s1[u], xs4, c, chunks);
+        for (int u = 0; u < kBatch; ++u) {
+          const int c = base + u * 32 + lane;
+          if (c < chunks) {
+            acc0 += chunk_dot<F>(b0[u], s0[u], xs4, c, chunks);
+            acc1 += chunk_dot<F>(b1[u], s1[u], xs4, c, chunks);
+          }
         }
+        if (base + kBatch * 32 >= chunks) break;  // warp-uniform
+        load_batch(base + kBatch * 32);
       }
-      if (base + kBatch * 32 >= chunks) break;  // warp-uniform
-      load_batch(base + kBatch * 32);
-    }
-  } else {
-    for (int k = lane; k < K; k += 32) {
-      acc0 = fmaf(weight_at<F>(a, rr0, k), xs[k], acc0);
-      acc1 = fmaf(weight_at<F>(a, rr1, k), xs[k], acc1);
-    }
-  }
-  acc0 = warp_sum(acc0);
-  acc1 = warp_sum(acc1);
-  if (lane != 0) return;
-  if constexpr (VEC && F == WeightFormat::kNvfp4) {
-    const float post = a.global_scale * kNvfpYPost;
-    acc0 *= post;
-    acc1 *= post;
-  }
-  if constexpr (OUT == GemvOut::kStore) {
-    T* y = static_cast<T*>(a.y);
-    y[r0] = from_float<T>(acc0);
-    if (has1) y[r1] = from_float<T>(acc1);
-  } else if constexpr (OUT == GemvOut::kStoreF32) {
-    float* y = static_cast<float*>(a.y);
-    y[r0] = acc0;
-    if (has1) y[r1] = acc1;
-  } else if constexpr (OUT == GemvOut::kAddF32) {
-    float* y = static_cast<float*>(a.y);
-    y[r0] = __ldcg(y + r0) + acc0;
-    if (has1) y[r1] = __ldcg(y + r1) + acc1;
-  } else {  // kRopeQkv: has1 holds (N is a whole number of heads)
-    const int D = a.d, half = D >> 1, head = r0 / D, i = r0 - head * D;
-    const int p = __ldcg(a.pos);
-    const float c = a.cos[static_cast<int64_t>(p) * half + i];
-    const float s = a.sin[static_cast<int64_t>(p) * half + i];
-    const float ra = acc0 * c - acc1 * s, rb = acc1 * c + acc0 * s;
-    if (head < a.hq) {
-      T* y = static_cast<T*>(a.y);
-      y[r0] = from_float<T>(ra);
-      y[r1] = from_float<T>(rb);
-    } else if (head < a.hq + a.hkv) {
-      T* dst = static_cast<T*>(a.kc) + (static_cast<int64_t>(head - a.hq) * a.max_ctx + p) * D;
-      dst[i] = from_float<T>(ra);
-      dst[i + half] = from_float<T>(rb);
     } else {
-      T* dst =
-          static_cast<T*>(a.vc) + (static_cast<int64_t>(head - a.hq - a.hkv) * a.max_ctx + p) * D;
-      dst[i] = from_float<T>(acc0);
-      dst[i + half] = from_float<T>(acc1);
+      const int rr1 = min(r1, N - 1);
+      for (int k = lane; k < K; k += 32) {
+        acc0 = fmaf(weight_at<F>(a, r0, k), xs[k], acc0);
+        acc1 = fmaf(weight_at<F>(a, rr1, k), xs[k], acc1);
+      }
     }
+    const int out0 = r0, out1 = r1;
+    // The next pair's first loads go out before this pair's reduction and stores.
+    if (pair + stride < pairs) {
+      set_rows(pair + stride);
+      if constexpr (VEC) load_batch(0);
+    }
+    acc0 = warp_sum(acc0);
+    acc1 = warp_sum(acc1);
+    if (lane == 0) store_pair<T, OUT>(a, out0, out1, has1, acc0, acc1, VEC && F == WeightFormat::kNvfp4);
   }
 }
 
@@ -492,7 +517,17 @@ void quant_gemv(const QuantGemvArgs& a, cudaStream_t stream, bool pdl) {
     d.d = r.head_dim;
     d.max_ctx = r.max_ctx;
   }
-  const int64_t blocks = (warps_needed + kWarps - 1) / kWarps;
+  // At most the blocks resident at once (2 per SM by the launch bounds): a bigger matrix is
+  // covered by warps looping over row pairs, so fewer blocks repeat the input staging.
+  static const int resident = [] {
+    int dev = 0, sms = 0;
+    OMNIRT_CUDA_CHECK(cudaGetDevice(&dev));
+    OMNIRT_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
+    return 2 * sms;
+  }();
+  OMNIRT_CHECK(a.max_blocks >= 0, "decode::quant_gemv: max_blocks must be >= 0, got ", a.max_blocks);
+  const int64_t cap = a.max_blocks > 0 ? a.max_blocks : resident;
+  const int64_t blocks = std::min<int64_t>((warps_needed + kWarps - 1) / kWarps, cap);
   if (a.dtype == DType::F16)
     dispatch_format<__half>(a, d, static_cast<int>(blocks), smem, stream, pdl);
   else
