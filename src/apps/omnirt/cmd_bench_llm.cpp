@@ -68,6 +68,8 @@ struct Options {
   bool no_graph = false;
   bool no_pdl = false;
   std::string json_out;
+  std::string weights = "fp";
+  bool quant_lm_head = false;
 };
 
 int run_bench(const Options& o) {
@@ -81,6 +83,8 @@ int run_bench(const Options& o) {
                o.device, "\"");
   eo.dtype = parse_dtype(o.dtype);
   eo.cuda_graph = !o.no_graph;
+  eo.weight_format = o.weights;
+  eo.quantize_lm_head = o.quant_lm_head;
   // The CUDA engine reads OMNIRT_LLM_PDL when it is built (programmatic dependent launch
   // between its decode kernels).
   if (o.no_pdl) setenv("OMNIRT_LLM_PDL", "0", 1);
@@ -151,15 +155,19 @@ int run_bench(const Options& o) {
 
   // Bytes a decode step must read: every linear weight once, the embedding row, the KV cache
   // up to the mean length. The floor uses the H200's measured 4.22 TB/s copy bandwidth.
-  const double weight_bytes = static_cast<double>(engine->weight_bytes());
-  const double embed_bytes =
-      static_cast<double>(cfg.vocab_size * cfg.hidden_size * dtype_nbytes(eo.dtype, 1));
-  const double step_bytes = weight_bytes - (cfg.tie_word_embeddings ? 0 : embed_bytes) +
+  // (decode_weight_bytes: quantised copies instead of their dense tensors, no embedding table.)
+  const double step_bytes = static_cast<double>(engine->decode_weight_bytes()) +
                             static_cast<double>(cfg.num_hidden_layers * 2 * cfg.kv_dim() *
                                                 dtype_nbytes(eo.dtype, 1)) *
                                 (o.prompt_len + o.new_tokens / 2.0);
   const double floor_ms = step_bytes / 4.22e12 * 1e3;
-  const double prefill_flops = 2.0 * (weight_bytes / dtype_nbytes(eo.dtype, 1)) * o.prompt_len;
+  // Linear-layer parameters (from the config: the weight bytes include quantised copies).
+  const double linear_params =
+      static_cast<double>(cfg.num_hidden_layers) * cfg.hidden_size *
+          (cfg.qkv_dim() + cfg.q_dim() + 3.0 * cfg.intermediate_size) +
+      static_cast<double>(cfg.vocab_size) * cfg.hidden_size;
+  const double prefill_flops = 2.0 * linear_params * o.prompt_len;
+  const std::string wfmt = engine->weight_format().empty() ? "dense" : engine->weight_format();
 
   size_t peak = 0;
   std::string gpu = "none";
@@ -171,9 +179,10 @@ int run_bench(const Options& o) {
     std::printf("  %-22s p50 %9.3f ms   p90 %9.3f ms\n", name, percentile(v, 50), percentile(v, 90));
   };
   std::printf("omnirt bench llm — %s\n", cfg.describe().c_str());
-  std::printf("  device %s (%s), dtype %s, CUDA graph %s, PDL %s, prompt %lld embeddings, %d new "
-              "tokens, %d runs (+%d warm-up), load %.0f ms\n",
+  std::printf("  device %s (%s), dtype %s, weights %s, CUDA graph %s, PDL %s, prompt %lld "
+              "embeddings, %d new tokens, %d runs (+%d warm-up), load %.0f ms\n",
               device_name(eo.device).c_str(), gpu.c_str(), std::string(dtype_name(eo.dtype)).c_str(),
+              wfmt.c_str(),
               eo.device == Device::CPU ? "n/a" : eo.cuda_graph ? "on" : "off",
               eo.device == Device::CPU ? "n/a" : pdl ? "on" : "off",
               static_cast<long long>(o.prompt_len), o.new_tokens, o.runs, o.warmup, load_ms);
@@ -202,6 +211,7 @@ int run_bench(const Options& o) {
     j["gpu"] = gpu;
     j["device"] = device_name(eo.device);
     j["dtype"] = std::string(dtype_name(eo.dtype));
+    j["weights"] = wfmt;
     j["cuda_graph"] = eo.cuda_graph;
     j["pdl"] = eo.device == Device::CUDA && pdl;
     j["model"] = o.random_tinyllama ? "random-tinyllama" : o.model;
@@ -219,6 +229,7 @@ int run_bench(const Options& o) {
     j["decode_bytes_per_step"] = step_bytes;
     j["prefill_flops"] = prefill_flops;
     j["weight_bytes"] = engine->weight_bytes();
+    j["decode_weight_bytes"] = engine->decode_weight_bytes();
     j["kv_cache_bytes"] = engine->kv_cache_bytes();
     j["workspace_bytes"] = engine->workspace_bytes();
     j["peak_gpu_bytes"] = peak;
@@ -254,6 +265,13 @@ BenchCommand bench_llm("llm", "TinyLlama planner latency: TTFT, TPOT, overall (p
                                       "CUDA: no programmatic dependent launch between the "
                                       "decode kernels (same as OMNIRT_LLM_PDL=0)");
                          sub.add_option("--json", o->json_out, "write the results as JSON here");
+                         sub.add_option("--weights", o->weights,
+                                        "fp | int4 | int4-g<G> (e.g. int4-g128) | nvfp4: "
+                                        "weight-only quantisation of the decoder linears at load "
+                                        "(decode reads 4-bit weights; prefill uses the "
+                                        "dequantised fp16 copies)");
+                         sub.add_flag("--quant-lm-head", o->quant_lm_head,
+                                      "with --weights: quantise lm_head too");
                          return [o]() { return run_bench(*o); };
                        });
 

@@ -171,6 +171,19 @@ size_t LlamaWeights::bytes() const {
     b += l.attn_norm.nbytes() + l.wqkv.nbytes() + l.wo.nbytes() + l.mlp_norm.nbytes() +
          l.w_gate_up.nbytes() + l.w_down.nbytes();
   if (lm_head.defined() && lm_head.raw() != embed.raw()) b += lm_head.nbytes();
+  for (const auto& l : layers)
+    b += l.q_wqkv.bytes() + l.q_wo.bytes() + l.q_gate_up.bytes() + l.q_down.bytes();
+  return b + q_lm_head.bytes();
+}
+
+size_t LlamaWeights::decode_bytes() const {
+  auto lin = [](const Tensor& dense, const QuantLinear& q) {
+    return q.defined() ? q.bytes() : dense.nbytes();
+  };
+  size_t b = final_norm.nbytes() + lin(lm_head, q_lm_head);
+  for (const auto& l : layers)
+    b += l.attn_norm.nbytes() + l.mlp_norm.nbytes() + lin(l.wqkv, l.q_wqkv) + lin(l.wo, l.q_wo) +
+         lin(l.w_gate_up, l.q_gate_up) + lin(l.w_down, l.q_down);
   return b;
 }
 

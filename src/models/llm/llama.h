@@ -62,7 +62,28 @@ struct ExpectedTensor {
 };
 std::vector<ExpectedTensor> expected_llama_tensors(const LlamaConfig& cfg);
 
+// A weight-only quantised copy of one linear weight [N, K] for the CUDA decode GEMVs
+// (models/llm/quant_gemv.h; layouts in quant/int4.h and quant/nvfp4.h). Undefined (no codes)
+// for dense weights.
+enum class QuantFormat { kNone, kInt4, kNvfp4 };
+struct QuantLinear {
+  QuantFormat format = QuantFormat::kNone;
+  Tensor codes;           // U8 [N, K/2]
+  Tensor scales;          // INT4: F32 [N, K/G]; NVFP4: U8 (E4M3) [N, K/16]
+  Tensor in_scale;        // optional F32 [K] (AWQ); undefined = none
+  int64_t group_size = 0; // INT4 G (K for per channel); 16 for NVFP4
+  float global_scale = 1.f;  // NVFP4
+  bool defined() const { return format != QuantFormat::kNone; }
+  size_t bytes() const {
+    return defined() ? codes.nbytes() + scales.nbytes() + (in_scale.defined() ? in_scale.nbytes() : 0)
+                     : 0;
+  }
+};
+
 // Engine-ready weights on one device in one dtype (norm weights always F32).
+// With quantised weights (quantize_llama_weights, quant/llm_quant.h) each linear also has a
+// QuantLinear: the decode GEMVs read it, and the dense tensor holds dequant(quantised) in the
+// engine dtype, so prefill (dense GEMMs) and decode compute with the same weights.
 struct LlamaLayerWeights {
   Tensor attn_norm;  // [H] F32
   Tensor wqkv;       // [(Hq + 2 Hkv) D, H]
@@ -70,6 +91,7 @@ struct LlamaLayerWeights {
   Tensor mlp_norm;   // [H] F32
   Tensor w_gate_up;  // [2 I, H]
   Tensor w_down;     // [H, I]
+  QuantLinear q_wqkv, q_wo, q_gate_up, q_down;
 };
 struct LlamaWeights {
   Device device = Device::CPU;
@@ -78,7 +100,13 @@ struct LlamaWeights {
   std::vector<LlamaLayerWeights> layers;
   Tensor final_norm;  // [H] F32
   Tensor lm_head;     // [V, H] (shares embed's storage when tied)
+  QuantLinear q_lm_head;  // quantised lm_head (only when asked for: it is usually kept dense)
+  std::string quant_name;  // "" for dense; else e.g. "int4", "int4-g128", "nvfp4"
+  // Bytes held on the device (dense tensors + quantised copies).
   size_t bytes() const;
+  // Bytes one decode step reads: each linear's quantised copy when it has one, else the dense
+  // tensor; norms; not the embedding table (one row is read) unless it is the tied lm_head.
+  size_t decode_bytes() const;
 };
 
 // Validates every tensor (presence, shape, float dtype) before converting anything, then

@@ -16,6 +16,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <unordered_map>
 
 #include "core/cuda_check.h"
 #include "core/error.h"
@@ -23,6 +24,7 @@
 #include "models/llm/decode_kernels.h"
 #include "models/llm/llama_cuda.h"
 #include "models/llm/llm_engine_impl.h"
+#include "models/llm/quant_gemv.h"
 #include "ops/activation.h"
 #include "ops/attention.h"
 
@@ -215,6 +217,7 @@ class CudaLlama final : public detail::LlamaImpl {
     // turns it off, e.g. to measure what it gains).
     const char* pdl_env = std::getenv("OMNIRT_LLM_PDL");
     pdl_ = !(pdl_env && std::string(pdl_env) == "0");
+    register_quantized();
     OMNIRT_CUDA_CHECK(cudaStreamCreate(&stream_));  // blocking: the legacy stream syncs with it
     OMNIRT_CUBLAS_CHECK(cublasCreate(&cublas_));
     OMNIRT_CUBLAS_CHECK(cublasSetStream(cublas_, stream_));
@@ -349,9 +352,58 @@ class CudaLlama final : public detail::LlamaImpl {
     return static_cast<float>(1.4426950408889634 / std::sqrt(static_cast<double>(cfg_.head_dim)));
   }
 
-  // y = W x for one row (the decode GEMV of decode_kernels.cu); PDL as configured.
+  // Weight-only quantised linears (quant/llm_quant.h): the decode GEMV of a dense tensor that has
+  // a quantised copy reads the copy (quant_gemv.h); prefill keeps using the dense tensor, which
+  // holds the dequantised weights. Keyed by the dense tensor's device pointer.
+  void register_quantized() {
+    auto add = [&](const Tensor& dense, const QuantLinear& q) {
+      if (!q.defined()) return;
+      OMNIRT_CHECK(opt_.dtype == DType::F16 || opt_.dtype == DType::BF16,
+                   "CUDA LLM engine: quantised weights (", w_.quant_name,
+                   ") need an F16 or BF16 engine, got ", dtype_name(opt_.dtype));
+      OMNIRT_CHECK(q.codes.is_cuda() && q.scales.is_cuda(),
+                   "CUDA LLM engine: quantised weights must be on the GPU");
+      quant_[dense.raw()] = &q;
+    };
+    for (const LlamaLayerWeights& lw : w_.layers) {
+      add(lw.wqkv, lw.q_wqkv);
+      add(lw.wo, lw.q_wo);
+      add(lw.w_gate_up, lw.q_gate_up);
+      add(lw.w_down, lw.q_down);
+    }
+    add(w_.lm_head, w_.q_lm_head);
+  }
+
+  void quant_gemv(const QuantLinear& q, int64_t n, int64_t k, decode::GemvIn in_mode,
+                  const void* in, const float* norm_w, decode::GemvOut out_mode, void* y,
+                  const decode::RopeQkv* rope) {
+    decode::QuantGemvArgs a;
+    a.format = q.format == QuantFormat::kNvfp4 ? decode::WeightFormat::kNvfp4
+                                                : decode::WeightFormat::kInt4;
+    a.dtype = opt_.dtype;
+    a.codes = q.codes.data<uint8_t>();
+    a.scales = q.scales.raw();
+    a.group_size = q.group_size;
+    a.global_scale = q.global_scale;
+    a.in_scale = q.in_scale.defined() ? q.in_scale.data<float>() : nullptr;
+    a.n = n;
+    a.k = k;
+    a.in_mode = in_mode;
+    a.in = in;
+    a.norm_w = norm_w;
+    a.eps = eps();
+    a.out_mode = out_mode;
+    a.y = y;
+    if (rope) a.rope = *rope;
+    decode::quant_gemv(a, stream_, pdl_);
+  }
+
+  // y = W x for one row (the decode GEMV of decode_kernels.cu, or quant_gemv.h for a quantised
+  // W); PDL as configured.
   void gemv(const Tensor& W, decode::GemvIn in_mode, const void* in, const float* norm_w,
             decode::GemvOut out_mode, void* y, const decode::RopeQkv* rope = nullptr) {
+    if (const auto it = quant_.find(W.raw()); it != quant_.end())
+      return quant_gemv(*it->second, W.dim(0), W.dim(1), in_mode, in, norm_w, out_mode, y, rope);
     decode::GemvArgs a;
     a.dtype = opt_.dtype;
     a.w = W.raw();
@@ -549,6 +601,7 @@ class CudaLlama final : public detail::LlamaImpl {
   LlamaConfig cfg_;
   LlamaWeights w_;
   LlmEngineOptions opt_;
+  std::unordered_map<const void*, const QuantLinear*> quant_;  // dense W -> its quantised copy
   int64_t max_ctx_, chunk_;
   KvCache cache_;
   std::unique_ptr<Arena> arena_;

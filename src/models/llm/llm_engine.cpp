@@ -8,6 +8,7 @@
 #include "core/error.h"
 #include "core/log.h"
 #include "models/llm/llm_engine_impl.h"
+#include "quant/llm_quant.h"
 
 namespace omnirt::llm {
 
@@ -26,7 +27,14 @@ LlmEngine::LlmEngine(const LlamaConfig& config, LlamaWeights weights,
                device_name(options.device));
   OMNIRT_CHECK(weights.dtype == options.dtype, "LLM engine: weights are ",
                dtype_name(weights.dtype), " but the engine dtype is ", dtype_name(options.dtype));
+  if (!options.weight_format.empty() && options.weight_format != "fp") {
+    OMNIRT_CHECK(weights.quant_name.empty(), "LLM engine: weight_format ", options.weight_format,
+                 " asked for, but the weights are already quantised (", weights.quant_name, ")");
+    quant::quantize_llama_weights(weights, options.weight_format, options.quantize_lm_head);
+  }
   weight_bytes_ = weights.bytes();
+  decode_weight_bytes_ = weights.decode_bytes();
+  weight_format_ = weights.quant_name;
   if (options.device == Device::CPU) {
     OMNIRT_CHECK(options.dtype == DType::F32, "the CPU LLM engine supports F32 only, got ",
                  dtype_name(options.dtype));

@@ -32,6 +32,13 @@ struct LlmEngineOptions {
   int64_t max_prefill_chunk = 1024;   // tokens per prefill pass; longer prompts run in chunks
   bool all_logits = false;            // plan a [chunk, V] logits buffer for prefill_all_logits
   bool cuda_graph = true;             // CUDA: replay the decode step from a captured graph
+  // Weight-only quantisation at load (quant/llm_quant.h): "" or "fp" = dense; "int4" (per output
+  // channel), "int4-g<G>", "nvfp4". The decoder linears get quantised copies that the CUDA decode
+  // GEMVs read (models/llm/quant_gemv.h); the dense tensors are replaced by the dequantised
+  // weights, which the prefill GEMMs and the CPU engine use. lm_head stays dense unless
+  // quantize_lm_head.
+  std::string weight_format;
+  bool quantize_lm_head = false;
 };
 
 // Writes the next token id (int32 [1], engine device) from logits (F32 [V], engine device). On
@@ -92,6 +99,10 @@ class LlmEngine {
 
   // Bytes of weights, KV cache and planned workspace held on the engine device.
   size_t weight_bytes() const { return weight_bytes_; }
+  // Weight bytes one decode step reads (quantised copies instead of their dense tensors) and the
+  // weight format ("" dense, else e.g. "int4-g128"; LlamaWeights::quant_name).
+  size_t decode_weight_bytes() const { return decode_weight_bytes_; }
+  const std::string& weight_format() const { return weight_format_; }
   size_t kv_cache_bytes() const;
   size_t workspace_bytes() const;
 
@@ -103,6 +114,8 @@ class LlmEngine {
   int64_t max_context_ = 0;
   int64_t position_ = 0;
   size_t weight_bytes_ = 0;
+  size_t decode_weight_bytes_ = 0;
+  std::string weight_format_;
   std::unique_ptr<detail::LlamaImpl> impl_;
 };
 

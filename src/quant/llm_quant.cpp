@@ -1,0 +1,112 @@
+#include "quant/llm_quant.h"
+
+#include <algorithm>
+#include <atomic>
+#include <exception>
+#include <thread>
+#include <vector>
+
+#include "core/error.h"
+#include "core/log.h"
+#include "quant/engine.h"
+#include "quant/int4.h"
+#include "quant/nvfp4.h"
+
+namespace omnirt::quant {
+
+llm::QuantFormat parse_weight_format(const std::string& name, int64_t* group_size) {
+  if (group_size) *group_size = 0;
+  if (name == "fp" || name.empty()) return llm::QuantFormat::kNone;
+  if (name == "nvfp4") return llm::QuantFormat::kNvfp4;
+  OMNIRT_CHECK(name.rfind("int4", 0) == 0, "unknown weight format \"", name,
+               "\": expected fp, int4, int4-g<G> (G even, e.g. int4-g128) or nvfp4");
+  parse_llm_precision(name, group_size);  // int4 / int4-g<G>, throws otherwise
+  return llm::QuantFormat::kInt4;
+}
+
+namespace {
+struct Item {
+  std::string name;
+  Tensor* dense;
+  llm::QuantLinear* q;
+  Tensor host;                  // in
+  Tensor codes, scales, deq;    // out (host)
+  float global_scale = 1.f;
+  int64_t group = 0;
+};
+}  // namespace
+
+void quantize_llama_weights(llm::LlamaWeights& w, const std::string& format,
+                            bool quantize_lm_head) {
+  int64_t group = 0;
+  const llm::QuantFormat fmt = parse_weight_format(format, &group);
+  if (fmt == llm::QuantFormat::kNone) return;
+  OMNIRT_CHECK(w.quant_name.empty(), "quantize_llama_weights: the weights are already quantised (",
+               w.quant_name, ")");
+  std::vector<Item> items;
+  for (size_t l = 0; l < w.layers.size(); ++l) {
+    auto& lw = w.layers[l];
+    const std::string p = "layer " + std::to_string(l) + " ";
+    items.push_back({p + "wqkv", &lw.wqkv, &lw.q_wqkv, {}, {}, {}, {}});
+    items.push_back({p + "wo", &lw.wo, &lw.q_wo, {}, {}, {}, {}});
+    items.push_back({p + "w_gate_up", &lw.w_gate_up, &lw.q_gate_up, {}, {}, {}, {}});
+    items.push_back({p + "w_down", &lw.w_down, &lw.q_down, {}, {}, {}, {}});
+  }
+  if (quantize_lm_head) {
+    if (w.lm_head.raw() == w.embed.raw())
+      LOG_WARN("lm_head is tied to the embeddings: kept dense");
+    else
+      items.push_back({"lm_head", &w.lm_head, &w.q_lm_head, {}, {}, {}, {}});
+  }
+  // 1. Bring every weight to the host (on the calling thread: device copies stay single-threaded).
+  for (Item& it : items)
+    it.host = it.dense->device() == Device::CPU ? it.dense->contiguous() : it.dense->to(Device::CPU);
+  // 2. Quantise + dequantise on all cores (host-only work).
+  std::atomic<size_t> next{0};
+  std::exception_ptr error;
+  std::atomic<bool> failed{false};
+  auto worker = [&] {
+    for (size_t i = next++; i < items.size() && !failed; i = next++) {
+      Item& it = items[i];
+      try {
+        if (fmt == llm::QuantFormat::kInt4) {
+          Int4Weight q = quantize_int4(it.host, group, it.name);
+          it.deq = dequantize_int4(q.qweight, q.scales, it.name);
+          it.codes = std::move(q.qweight);
+          it.scales = std::move(q.scales);
+          it.group = q.group_size;
+        } else {
+          Nvfp4Weight q = quantize_nvfp4(it.host, it.name);
+          it.deq = dequantize_nvfp4(q.codes, q.scales, q.global_scale, it.name);
+          it.codes = std::move(q.codes);
+          it.scales = std::move(q.scales);
+          it.global_scale = q.global_scale;
+          it.group = kNvfp4Block;
+        }
+        it.deq = it.deq.to_dtype(w.dtype);
+        it.host = Tensor();
+      } catch (...) {
+        if (!failed.exchange(true)) error = std::current_exception();
+      }
+    }
+  };
+  const size_t nthreads = std::max<size_t>(
+      1, std::min<size_t>(items.size(), std::max(1u, std::thread::hardware_concurrency())));
+  std::vector<std::thread> threads;
+  for (size_t t = 1; t < nthreads; ++t) threads.emplace_back(worker);
+  worker();
+  for (auto& t : threads) t.join();
+  if (error) std::rethrow_exception(error);
+  // 3. Upload: quantised copies, and the dense tensors replaced by the dequantised weights.
+  for (Item& it : items) {
+    it.q->format = fmt;
+    it.q->group_size = it.group;
+    it.q->global_scale = it.global_scale;
+    it.q->codes = w.device == Device::CPU ? it.codes : it.codes.to(w.device);
+    it.q->scales = w.device == Device::CPU ? it.scales : it.scales.to(w.device);
+    *it.dense = w.device == Device::CPU ? it.deq : it.deq.to(w.device);
+  }
+  w.quant_name = format + (quantize_lm_head && w.q_lm_head.defined() ? "+lm_head" : "");
+}
+
+}  // namespace omnirt::quant
