@@ -303,10 +303,6 @@ EngineManifest load_engine_manifest(const std::string& dir, const RuntimeCaps& c
     OMNIRT_CHECK(built_cc == caps.compute_capability, "engine ", dir, " was built for ", m.gpu_arch,
                  "; this GPU is ", here, ": rebuild with omnirt build ", m.source_path, " --out ",
                  dir, " --llm ", m.llm_precision, " --arch ", here);
-    OMNIRT_CHECK(is_float_precision(m.llm_precision), "engine ", dir, " has ", m.llm_precision,
-                 " LLM weights, but this omnirt has no CUDA INT4 kernels yet (only the CPU "
-                 "reference); rebuild with omnirt build --llm fp16 (or bf16) for the GPU, or "
-                 "run on the CPU");
   }
   return m;
 }

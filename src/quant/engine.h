@@ -59,9 +59,9 @@ int parse_gpu_arch(const std::string& arch);
 EngineManifest build_engine(const BuildOptions& opt);
 
 // Reads and validates ENGINE_DIR/manifest.json: it parses, format_version is supported, every
-// listed file is present with the recorded size, the precisions are known, the engine's GPU
-// architecture is the one in `caps` (CUDA only), and this build can execute its precision on
-// `caps.device` (no CUDA INT4 kernels yet). Each failure throws omnirt::Error saying what to fix.
+// listed file is present with the recorded size, the precisions are known, and the engine's GPU
+// architecture is the one in `caps` (CUDA only). Each failure throws omnirt::Error saying what to
+// fix. (LlmEngine::from_folder calls it for engine folders; INT4 runs on the CPU and on CUDA.)
 EngineManifest load_engine_manifest(const std::string& dir, const RuntimeCaps& caps);
 
 }  // namespace omnirt::quant

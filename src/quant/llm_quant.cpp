@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstring>
 #include <exception>
 #include <thread>
 #include <vector>
@@ -107,6 +108,83 @@ void quantize_llama_weights(llm::LlamaWeights& w, const std::string& format,
     *it.dense = w.device == Device::CPU ? it.deq : it.deq.to(w.device);
   }
   w.quant_name = format + (quantize_lm_head && w.q_lm_head.defined() ? "+lm_head" : "");
+}
+
+namespace {
+// Rows of several [N_i, C] host tensors of one dtype, concatenated, on `device`.
+Tensor concat_rows(const std::vector<Tensor>& parts, Device device) {
+  int64_t rows = 0;
+  for (const Tensor& p : parts) rows += p.dim(0);
+  Tensor host = Tensor::empty({rows, parts[0].dim(1)}, parts[0].dtype());
+  char* dst = static_cast<char*>(host.raw());
+  for (const Tensor& p : parts) {
+    const Tensor c = p.device() == Device::CPU ? p.contiguous() : p.to(Device::CPU);
+    std::memcpy(dst, c.raw(), c.nbytes());
+    dst += c.nbytes();
+  }
+  return device == Device::CPU ? host : host.to(device);
+}
+}  // namespace
+
+llm::LlamaWeights load_int4_engine_weights(const llm::LlamaConfig& cfg,
+                                           const llm::TensorLookup& lookup, Device device,
+                                           DType dtype, const std::string& precision,
+                                           const std::string& what) {
+  int64_t group = 0;
+  OMNIRT_CHECK(parse_weight_format(precision, &group) == llm::QuantFormat::kInt4, what,
+               ": load_int4_engine_weights needs an int4 / int4-g<G> engine, got ", precision);
+  // Dense view for load_llama_weights: a quantised `<module>.weight` is its dequantisation.
+  auto qpair = [&](const std::string& module, Tensor* q, Tensor* s) {
+    *q = lookup(module + ".qweight");
+    *s = lookup(module + ".scales");
+    if (!q->defined() && !s->defined()) return false;
+    OMNIRT_CHECK(q->defined() && s->defined(), what, ": ", module, " has ",
+                 q->defined() ? ".qweight but no .scales" : ".scales but no .qweight");
+    const int64_t g = int4_group_size(*q, *s, what + ": " + module);
+    const int64_t k = q->dim(1) * 2;
+    OMNIRT_CHECK(g == (group == 0 ? k : group), what, ": ", module, " has group size ", g,
+                 " but the engine precision is ", precision);
+    return true;
+  };
+  const std::string suffix = ".weight";
+  llm::TensorLookup dense = [&](const std::string& name) {
+    Tensor t = lookup(name);
+    if (t.defined() || name.size() <= suffix.size() ||
+        name.compare(name.size() - suffix.size(), suffix.size(), suffix) != 0)
+      return t;
+    Tensor q, s;
+    const std::string module = name.substr(0, name.size() - suffix.size());
+    if (!qpair(module, &q, &s)) return Tensor();
+    return dequantize_int4(q, s, what + ": " + module);
+  };
+  llm::LlamaWeights w = llm::load_llama_weights(cfg, dense, device, dtype, what);
+  auto attach = [&](llm::QuantLinear& ql, const std::vector<std::string>& modules) {
+    std::vector<Tensor> qs, ss;
+    for (const std::string& m : modules) {
+      Tensor q, s;
+      if (!qpair(m, &q, &s)) {
+        OMNIRT_CHECK(qs.empty(), what, ": ", m, " is not quantised but ", modules[0], " is");
+        return;  // a dense linear (e.g. kept in F16): nothing to attach
+      }
+      qs.push_back(q);
+      ss.push_back(s.dtype() == DType::F32 ? s : s.to_dtype(DType::F32));
+    }
+    ql.format = llm::QuantFormat::kInt4;
+    ql.codes = concat_rows(qs, device);
+    ql.scales = concat_rows(ss, device);
+    ql.group_size = group == 0 ? qs[0].dim(1) * 2 : group;
+  };
+  for (int64_t l = 0; l < cfg.num_hidden_layers; ++l) {
+    const std::string p = "model.layers." + std::to_string(l) + ".";
+    llm::LlamaLayerWeights& lw = w.layers[l];
+    attach(lw.q_wqkv, {p + "self_attn.q_proj", p + "self_attn.k_proj", p + "self_attn.v_proj"});
+    attach(lw.q_wo, {p + "self_attn.o_proj"});
+    attach(lw.q_gate_up, {p + "mlp.gate_proj", p + "mlp.up_proj"});
+    attach(lw.q_down, {p + "mlp.down_proj"});
+  }
+  if (!cfg.tie_word_embeddings) attach(w.q_lm_head, {"lm_head"});
+  w.quant_name = precision;
+  return w;
 }
 
 }  // namespace omnirt::quant

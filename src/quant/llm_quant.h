@@ -21,4 +21,15 @@ llm::QuantFormat parse_weight_format(const std::string& name, int64_t* group_siz
 void quantize_llama_weights(llm::LlamaWeights& w, const std::string& format,
                             bool quantize_lm_head = false);
 
+// Weights of an `omnirt build` INT4 engine folder's llm.safetensors (docs/engine_format.md):
+// quantised linears come as `<module>.qweight` + `<module>.scales`, everything else dense.
+// `lookup` reads the file's tensors by name. Returns engine weights whose dense linears are the
+// dequantised INT4 weights (in `dtype`) with QuantLinear copies (q/k/v and gate/up codes and
+// scales concatenated by rows like the dense tensors), quant_name = `precision`. Throws naming
+// the tensor when one is missing or misshaped.
+llm::LlamaWeights load_int4_engine_weights(const llm::LlamaConfig& cfg,
+                                           const llm::TensorLookup& lookup, Device device,
+                                           DType dtype, const std::string& precision,
+                                           const std::string& what);
+
 }  // namespace omnirt::quant

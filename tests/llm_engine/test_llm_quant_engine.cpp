@@ -15,13 +15,20 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cstring>
+#include <filesystem>
 #include <cstdio>
 #include <random>
 #include <string>
 #include <vector>
 
+#include <unistd.h>
+
 #include "common/test_util.h"
+#include "io/safetensors.h"
 #include "models/llm/llm_engine.h"
+#include "quant/engine.h"
+#include "quant/llm_quant.h"
 
 namespace omnirt::llm {
 namespace {
@@ -45,14 +52,18 @@ std::vector<float> decode_part(const std::vector<float>& all, int64_t prompt_len
   return std::vector<float>(all.begin() + prompt_len * vocab, all.end());
 }
 
-std::unique_ptr<LlmEngine> engine(Device dev, DType dt, const std::string& fmt) {
+std::unique_ptr<LlmEngine> engine_at(const std::string& dir, Device dev, DType dt,
+                                     const std::string& fmt) {
   LlmEngineOptions o;
   o.device = dev;
   o.dtype = dt;
   o.all_logits = true;
   o.max_context = 64;
   o.weight_format = fmt;
-  return LlmEngine::from_folder(kTiny, o);
+  return LlmEngine::from_folder(dir, o);
+}
+std::unique_ptr<LlmEngine> engine(Device dev, DType dt, const std::string& fmt) {
+  return engine_at(kTiny, dev, dt, fmt);
 }
 
 const char* const kFormats[] = {"int4", "int4-g32", "nvfp4"};
@@ -117,6 +128,73 @@ TEST(LlmQuantEngine, CudaDecodeMatchesCpuAndFp16WithinQuantisationError) {
     }
     EXPECT_GE(same, static_cast<int>(kForced.size()) - 1);
   }
+}
+
+// An `omnirt build --llm int4-g32` engine folder loads with its INT4 codes as they are: the same
+// codes and scales as quantising the checkpoint at load (both quantise each row on its own), and
+// the same logits up to the engine folder's F16 embeddings / norms / lm_head.
+std::string build_int4_engine(const std::string& name) {
+  const std::string out = (std::filesystem::temp_directory_path() /
+                           ("omnirt_quant_engine_" + name + "_" + std::to_string(getpid())))
+                              .string();
+  quant::BuildOptions b;
+  b.model_dir = kTiny;
+  b.out_dir = out;
+  b.llm_precision = "int4-g32";
+  b.gpu_arch = cuda_available() ? "sm_" + std::to_string(cuda_compute_capability()) : "sm_90";
+  quant::build_engine(b);
+  return out;
+}
+
+TEST(LlmQuantEngine, Int4EngineFolderLoadsItsCodes) {
+  const std::string dir = build_int4_engine("cpu");
+  auto from_engine = engine_at(dir, Device::CPU, DType::F32, "");
+  auto at_load = engine(Device::CPU, DType::F32, "int4-g32");
+  EXPECT_EQ(from_engine->weight_format(), "int4-g32");
+  std::mt19937_64 rng(omnirt::testing::test_seed());
+  const Tensor prompt =
+      omnirt::testing::random_tensor({12, at_load->config().hidden_size}, rng);
+  const double e = rel_error(teacher_forced(*from_engine, prompt), teacher_forced(*at_load, prompt));
+  std::printf("[ quant   ] engine folder vs quantised at load (CPU): %.2e\n", e);
+  EXPECT_LE(e, 1e-2);  // F16 rounding of embeddings, norms and lm_head (2^-11 each)
+  // The codes themselves: byte-identical to quantising the checkpoint at load.
+  const WeightStore store = WeightStore::open(dir + "/llm.safetensors");
+  const LlamaConfig cfg = LlamaConfig::from_folder(dir);
+  const LlamaWeights ew = quant::load_int4_engine_weights(
+      cfg, [&](const std::string& n) { return store.contains(n) ? store.get(n) : Tensor(); },
+      Device::CPU, DType::F32, "int4-g32", dir);
+  const WeightStore ck = WeightStore::open(kTiny + "/llm.safetensors");
+  LlamaWeights lw = load_llama_weights(
+      cfg, [&](const std::string& n) { return ck.contains(n) ? ck.get(n) : Tensor(); },
+      Device::CPU, DType::F32, kTiny);
+  quant::quantize_llama_weights(lw, "int4-g32");
+  for (size_t l = 0; l < ew.layers.size(); ++l) {
+    for (auto [a, b] : {std::pair{&ew.layers[l].q_wqkv, &lw.layers[l].q_wqkv},
+                        std::pair{&ew.layers[l].q_gate_up, &lw.layers[l].q_gate_up},
+                        std::pair{&ew.layers[l].q_down, &lw.layers[l].q_down}}) {
+      ASSERT_TRUE(a->defined());
+      ASSERT_EQ(a->codes.shape(), b->codes.shape());
+      EXPECT_EQ(std::memcmp(a->codes.raw(), b->codes.raw(), a->codes.nbytes()), 0) << "layer " << l;
+      EXPECT_EQ(a->scales.to_float_vector(), b->scales.to_float_vector()) << "layer " << l;
+    }
+  }
+  EXPECT_FALSE(ew.q_lm_head.defined());
+  std::filesystem::remove_all(dir);
+}
+
+TEST(LlmQuantEngine, Int4EngineFolderDecodesOnCuda) {
+  OMNIRT_REQUIRE_CUDA_LLM(kTiny);
+  const std::string dir = build_int4_engine("cuda");
+  auto cpu = engine_at(dir, Device::CPU, DType::F32, "");
+  auto gpu = engine_at(dir, Device::CUDA, DType::F16, "");
+  std::mt19937_64 rng(omnirt::testing::test_seed());
+  const Tensor prompt = omnirt::testing::random_tensor({12, cpu->config().hidden_size}, rng);
+  const int64_t V = cpu->config().vocab_size;
+  const double e = rel_error(decode_part(teacher_forced(*gpu, prompt), 12, V),
+                             decode_part(teacher_forced(*cpu, prompt), 12, V));
+  std::printf("[ quant   ] int4-g32 engine folder, CUDA vs CPU decode: %.2e\n", e);
+  EXPECT_LE(e, 1e-2);  // as CudaDecodeMatchesCpuAndFp16WithinQuantisationError
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace
