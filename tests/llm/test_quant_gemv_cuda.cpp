@@ -207,7 +207,8 @@ TEST(QuantGemvCuda, EveryModeFormatAndDtypeMatchesCpuReference) {
   OMNIRT_REQUIRE_CUDA();
   std::mt19937_64 rng(omnirt::testing::test_seed());
   const std::pair<GemvIn, GemvOut> modes[] = {
-      {GemvIn::kPlain, GemvOut::kStore},      {GemvIn::kPlain, GemvOut::kAddF32},
+      {GemvIn::kPlain, GemvOut::kStore},      {GemvIn::kPlain, GemvOut::kStoreF32},
+      {GemvIn::kPlain, GemvOut::kAddF32},
       {GemvIn::kRmsNorm, GemvOut::kStore},    {GemvIn::kRmsNorm, GemvOut::kStoreF32},
       {GemvIn::kSwiglu, GemvOut::kAddF32}};
   for (DType dt : {DType::F16, DType::BF16})

@@ -141,7 +141,11 @@ __device__ __forceinline__ float chunk_dot(const uint4& wv, uint32_t sbits, cons
       const float xv[4] = {x.x, x.y, x.z, x.w};
 #pragma unroll
       for (int j = 0; j < 4; ++j) {
-        const float q = __int_as_float(0x4B000000 | ((v >> (4 * j)) & 0xF)) - 8388616.f;
+        // Nibble j masked in place (no shift): the float 2^23 + (q + 8) * 16^j, exactly; one
+        // FMA scales it by 16^-j and subtracts 2^23 / 16^j + 8, giving q exactly.
+        const float f = __uint_as_float((v & (0xFu << (4 * j))) | 0x4B000000u);
+        const float inv = 1.f / static_cast<float>(1 << (4 * j));
+        const float q = fmaf(f, inv, -(8388608.f * inv + 8.f));
         part = fmaf(q, xv[j], part);
       }
     }
@@ -409,6 +413,8 @@ void dispatch_mode(const QuantGemvArgs& a, const QDev& d, int blocks, size_t sme
   using O = GemvOut;
   if (a.in_mode == I::kPlain && a.out_mode == O::kStore)
     return launch_mode<T, F, I::kPlain, O::kStore>(a, d, blocks, smem, stream, pdl);
+  if (a.in_mode == I::kPlain && a.out_mode == O::kStoreF32)
+    return launch_mode<T, F, I::kPlain, O::kStoreF32>(a, d, blocks, smem, stream, pdl);
   if (a.in_mode == I::kPlain && a.out_mode == O::kAddF32)
     return launch_mode<T, F, I::kPlain, O::kAddF32>(a, d, blocks, smem, stream, pdl);
   if (a.in_mode == I::kRmsNorm && a.out_mode == O::kStore)
