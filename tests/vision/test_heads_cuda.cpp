@@ -186,3 +186,76 @@ TEST(HeadsCuda, BranchOutputsMatchHost) {
 
 }  // namespace
 }  // namespace omnirt
+
+namespace omnirt {
+namespace {
+
+// Row gather + widening against the host rows, F32/F16/BF16, repeated and unordered indices,
+// more than one 512-index chunk, into a view with guard rows around it.
+TEST(HeadsCuda, GatherRowsMatchesHost) {
+  OMNIRT_REQUIRE_CUDA();
+#ifdef OMNIRT_WITH_CUDA
+  std::mt19937_64 rng(test_seed());
+  const int64_t rows = 901, cols = 70;
+  std::uniform_int_distribution<int> pick(0, rows - 1);
+  for (DType dt : {DType::F32, DType::F16, DType::BF16}) {
+    SCOPED_TRACE(dtype_name(dt));
+    const Tensor src_h = testing::random_tensor({rows, cols}, rng, -3.f, 3.f).to_dtype(dt);
+    const std::vector<float> src_f = src_h.to_float_vector();
+    for (int k : {1, 300, 1031}) {
+      std::vector<int> ids(k);
+      for (int& i : ids) i = pick(rng);
+      if (k > 2) ids[1] = ids[0];  // a repeat
+      Tensor buf = Tensor::from_vector(std::vector<float>((k + 2) * cols, -9.f), {k + 2, cols})
+                       .to(Device::CUDA);
+      Tensor out = buf.slice(0, 1, k + 1);
+      vision::cuda::gather_rows_f32(src_h.to(Device::CUDA), ids, out);
+      const std::vector<float> got = buf.to_float_vector();
+      for (int64_t j = 0; j < cols; ++j) {
+        EXPECT_EQ(got[j], -9.f);
+        EXPECT_EQ(got[(k + 1) * cols + j], -9.f);
+      }
+      for (int i = 0; i < k; ++i)
+        for (int64_t j = 0; j < cols; ++j)
+          ASSERT_EQ(got[(i + 1) * cols + j], src_f[ids[i] * cols + j]) << "row " << i;
+    }
+  }
+  Tensor src = Tensor::zeros({4, 3}, DType::F32, Device::CUDA);
+  Tensor out = Tensor::empty({1, 3}, DType::F32, Device::CUDA);
+  EXPECT_THROW(vision::cuda::gather_rows_f32(src, {4}, out), Error);   // out of range
+  EXPECT_THROW(vision::cuda::gather_rows_f32(src, {-1}, out), Error);
+#endif
+}
+
+// The asynchronous download returns what the device held when start() was queued (later
+// device writes do not leak in), grows its staging buffer, and survives an uncollected copy.
+TEST(HeadsCuda, AsyncDownloadReturnsTheQueuedValues) {
+  OMNIRT_REQUIRE_CUDA();
+#ifdef OMNIRT_WITH_CUDA
+  std::mt19937_64 rng(test_seed());
+  vision::cuda::AsyncDownload copy;
+  for (int64_t n : {17, 100003, 5}) {
+    const Tensor want = testing::random_tensor({n}, rng);
+    Tensor dev = want.to(Device::CUDA);
+    copy.start(dev);
+    // Overwrite the device tensor after the copy was queued (stream order: the copy sees the
+    // old values).
+    dev.copy_from(testing::random_tensor({n}, rng).to(Device::CUDA));
+    const Tensor got = copy.wait();
+    ASSERT_EQ(got.device(), Device::CPU);
+    ASSERT_EQ(got.shape(), want.shape());
+    EXPECT_EQ(got.to_float_vector(), want.to_float_vector());
+  }
+  // A copy never collected is dropped by the next start().
+  copy.start(testing::random_tensor({9}, rng).to(Device::CUDA));
+  const Tensor half = testing::random_tensor({3, 4}, rng).to_dtype(DType::F16);
+  copy.start(half.to(Device::CUDA));
+  const Tensor got = copy.wait();
+  EXPECT_EQ(got.dtype(), DType::F16);
+  EXPECT_EQ(got.to_float_vector(), half.to_float_vector());
+  EXPECT_THROW(copy.wait(), Error);  // nothing queued
+#endif
+}
+
+}  // namespace
+}  // namespace omnirt

@@ -3,6 +3,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <cstring>
 
 #include "core/cuda_check.h"
 #include "core/error.h"
@@ -131,6 +132,19 @@ __global__ void branch_outputs_kernel(const T* cls, int64_t n_cls, const T* reg,
   reg_out[j] = v;
 }
 
+constexpr int kGatherChunk = 512;
+struct GatherIds {
+  int ids[kGatherChunk];
+};
+
+// One block per gathered row.
+template <typename T>
+__global__ void gather_rows_kernel(const T* src, int64_t cols, const GatherIds g, float* out) {
+  const T* in = src + static_cast<int64_t>(g.ids[blockIdx.x]) * cols;
+  float* o = out + static_cast<int64_t>(blockIdx.x) * cols;
+  for (int64_t j = threadIdx.x; j < cols; j += blockDim.x) o[j] = to_float(in[j]);
+}
+
 }  // namespace
 
 void position_embedding_input(const VisionConfig& c, const std::vector<float>& coords_d,
@@ -251,6 +265,82 @@ void branch_outputs(const Tensor& cls, const Tensor& reg, const Tensor& ref_inv,
         reg_out.data<float>());
     OMNIRT_CUDA_CHECK_LAUNCH("branch_outputs_kernel");
   });
+}
+
+void gather_rows_f32(const Tensor& src, const std::vector<int>& ids, Tensor& out) {
+  OMNIRT_CHECK(src.device() == Device::CUDA && src.is_contiguous() && src.ndim() == 2,
+               "gather rows (CUDA): src: expected a contiguous 2-D CUDA tensor, got ",
+               src.describe());
+  const int64_t rows = src.dim(0), cols = src.dim(1), k = static_cast<int64_t>(ids.size());
+  OMNIRT_CHECK(out.device() == Device::CUDA && out.is_contiguous() && out.dtype() == DType::F32,
+               "gather rows (CUDA): out: expected a contiguous F32 CUDA tensor, got ",
+               out.describe());
+  expect_shape(out, {k, cols}, "gather rows (CUDA): out");
+  for (int64_t i = 0; i < k; ++i)
+    OMNIRT_CHECK(ids[i] >= 0 && ids[i] < rows, "gather rows (CUDA): ids[", i, "] = ", ids[i],
+                 " is outside [0, ", rows, ")");
+  if (k == 0 || cols == 0) return;
+  ops::cuda::dispatch_float(src.dtype(), "gather rows", [&](auto tag) {
+    using T = decltype(tag);
+    for (int64_t first = 0; first < k; first += kGatherChunk) {
+      const int64_t n = std::min<int64_t>(kGatherChunk, k - first);
+      GatherIds g{};
+      for (int64_t i = 0; i < n; ++i) g.ids[i] = ids[first + i];
+      gather_rows_kernel<T><<<static_cast<unsigned>(n), 128, 0, omnirt::cuda::current_stream()>>>(
+          static_cast<const T*>(src.raw()), cols, g, out.data<float>() + first * cols);
+      OMNIRT_CUDA_CHECK_LAUNCH("gather_rows_kernel");
+    }
+  });
+}
+
+AsyncDownload::AsyncDownload() {
+  cudaEvent_t e = nullptr;
+  OMNIRT_CUDA_CHECK(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
+  event_ = e;
+}
+
+AsyncDownload::~AsyncDownload() {
+  // No throwing from a destructor: finish a copy still in flight, then release quietly.
+  if (event_ != nullptr) {
+    if (pending_) (void)cudaEventSynchronize(static_cast<cudaEvent_t>(event_));
+    (void)cudaEventDestroy(static_cast<cudaEvent_t>(event_));
+  }
+  if (pinned_ != nullptr) (void)cudaFreeHost(pinned_);
+}
+
+void AsyncDownload::start(const Tensor& src) {
+  if (pending_) {  // a copy never collected (an error between start and wait): let it finish
+    OMNIRT_CUDA_CHECK(cudaEventSynchronize(static_cast<cudaEvent_t>(event_)));
+    src_ = Tensor();
+    pending_ = false;
+  }
+  OMNIRT_CHECK(src.device() == Device::CUDA && src.is_contiguous(),
+               "async download: expected a contiguous CUDA tensor, got ", src.describe());
+  const size_t bytes = src.nbytes();
+  if (bytes > capacity_) {
+    if (pinned_ != nullptr) OMNIRT_CUDA_CHECK(cudaFreeHost(pinned_));
+    pinned_ = nullptr;
+    capacity_ = 0;
+    OMNIRT_CUDA_CHECK(cudaMallocHost(&pinned_, bytes));
+    capacity_ = bytes;
+  }
+  cudaStream_t stream = omnirt::cuda::current_stream();
+  if (bytes > 0)
+    OMNIRT_CUDA_CHECK(
+        cudaMemcpyAsync(pinned_, src.raw(), bytes, cudaMemcpyDeviceToHost, stream));
+  OMNIRT_CUDA_CHECK(cudaEventRecord(static_cast<cudaEvent_t>(event_), stream));
+  src_ = src;
+  pending_ = true;
+}
+
+Tensor AsyncDownload::wait() {
+  OMNIRT_CHECK(pending_, "async download: wait() without start()");
+  OMNIRT_CUDA_CHECK(cudaEventSynchronize(static_cast<cudaEvent_t>(event_)));
+  Tensor out = Tensor::empty(src_.shape(), src_.dtype());
+  if (out.nbytes() > 0) std::memcpy(out.raw(), pinned_, out.nbytes());
+  src_ = Tensor();
+  pending_ = false;
+  return out;
 }
 
 }  // namespace omnirt::vision::cuda

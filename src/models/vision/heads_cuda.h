@@ -40,4 +40,33 @@ void temporal_encodings(const Tensor& norm_ref, int per_entry, int n_control, co
 void branch_outputs(const Tensor& cls, const Tensor& reg, const Tensor& ref_inv, int ref_cols,
                     const std::array<float, 6>& pc, Tensor& cls_out, Tensor& reg_out);
 
+// out[i, :] = float(src[ids[i], :]): rows of a [rows, cols] CUDA tensor (F32/F16/BF16,
+// contiguous) gathered by host indices (each checked against rows) into a contiguous F32 CUDA
+// tensor [ids.size(), cols]. The indices travel in the launch parameters (chunks of 512): no
+// upload, no synchronisation.
+void gather_rows_f32(const Tensor& src, const std::vector<int>& ids, Tensor& out);
+
+// A device -> host copy that the host collects later: start() queues the copy of a contiguous
+// CUDA tensor into a pinned staging buffer (reused, grown when needed) on the current stream and
+// returns at once; wait() blocks until it has arrived and returns it as a fresh host tensor of
+// the same shape and dtype (the caller owns it; the staging buffer is reused by the next start).
+// A start() while a copy is still uncollected waits for that copy and drops it.
+class AsyncDownload {
+ public:
+  AsyncDownload();
+  ~AsyncDownload();
+  AsyncDownload(const AsyncDownload&) = delete;
+  AsyncDownload& operator=(const AsyncDownload&) = delete;
+  void start(const Tensor& src);
+  Tensor wait();
+  bool pending() const { return pending_; }
+
+ private:
+  void* pinned_ = nullptr;
+  size_t capacity_ = 0;
+  void* event_ = nullptr;  // cudaEvent_t
+  Tensor src_;             // kept alive until the copy is collected
+  bool pending_ = false;
+};
+
 }  // namespace omnirt::vision::cuda

@@ -306,6 +306,53 @@ PetrHeads::PetrHeads(const VisionConfig& c, const WeightGetter& get, Device dev,
   const int64_t qb = ne + nq + c.num_propagated, ql = ne + n11;
   box_self_mask_ = self_attention_mask(qb, qb + c.memory_len - c.num_propagated, ne, dev);
   lane_self_mask_ = self_attention_mask(ql, ql + c.lane_memory_len, ne, dev);
+#ifdef OMNIRT_WITH_CUDA
+  if (dev == Device::CUDA) host_copies_ = std::make_shared<HostCopies>();
+#endif
+}
+
+#ifdef OMNIRT_WITH_CUDA
+struct PetrHeads::HostCopies {
+  cuda::AsyncDownload box, lane;
+};
+#else
+struct PetrHeads::HostCopies {};
+#endif
+
+// The host tensor of an asynchronous copy, once it has arrived.
+static Tensor collect([[maybe_unused]] cuda::AsyncDownload* copy) {
+#ifdef OMNIRT_WITH_CUDA
+  return copy->wait();
+#else
+  OMNIRT_FAIL("vision heads: asynchronous copy without CUDA");
+#endif
+}
+
+Tensor PetrHeads::branch_outputs_to_host(const Tensor& cls, const Tensor& reg,
+                                         const std::vector<float>& ref_inv,
+                                         const Tensor& ref_inv_dev, int64_t queries, int ref_cols,
+                                         [[maybe_unused]] cuda::AsyncDownload* copy) const {
+  const int64_t n_cls = cls.numel(), n_reg = reg.numel(), cols = reg.dim(-1);
+#ifdef OMNIRT_WITH_CUDA
+  if (copy != nullptr) {
+    Tensor dev = Tensor::empty({n_cls + n_reg}, DType::F32, device_);
+    Tensor cls_f = dev.slice(0, 0, n_cls), reg_f = dev.slice(0, n_cls, n_cls + n_reg);
+    const Tensor ref_d = ref_inv_dev.defined()
+                             ? ref_inv_dev
+                             : Tensor::from_vector(ref_inv, {queries, ref_cols}).to(device_);
+    cuda::branch_outputs(cls, reg, ref_d, ref_cols, cfg_.pc_range, cls_f, reg_f);
+    copy->start(dev);
+    return Tensor();
+  }
+#endif
+  Tensor host = Tensor::empty({n_cls + n_reg}, DType::F32);
+  const Tensor c = cls.contiguous(), r = reg.contiguous();  // CPU heads: F32 host tensors
+  expect_dtype(c, DType::F32, "vision heads: class branch output");
+  expect_dtype(r, DType::F32, "vision heads: regression branch output");
+  std::memcpy(host.data<float>(), c.data<float>(), n_cls * 4);
+  host::regression_to_ego(r.data<float>(), n_reg / cols, static_cast<int>(cols), ref_inv.data(),
+                          queries, ref_cols, cfg_.pc_range, host.data<float>() + n_cls);
+  return host;
 }
 
 Tensor PetrHeads::upload(const Tensor& host) const {
@@ -614,11 +661,21 @@ HeadsOutput PetrHeads::forward(const Tensor& backbone, const FrameGeometry& geo,
       reference[q * 3 + i] = host::inverse_sigmoid(r);
     }
   // The branches are row-wise: run them once over every layer's queries stacked [L * nd, d]
-  // (one pass, one copy to the host) instead of once per layer. The copies to the host wait
-  // until the lane head is queued too, so the GPU never idles while the host post-processes.
+  // (one pass) instead of once per layer.
   const Tensor box_dq = stack_rows(dec_b, ne, qb);
   const Tensor box_cls_dev = branch_cls(box_cls_lin_, box_cls_ln_, box_dq);
   const Tensor box_reg_dev = branch_reg(box_reg_lin_, box_dq);
+  // Their host copy, F32 [cls | reg in ego coordinates]: on CUDA one kernel and one
+  // asynchronous copy, queued now and collected after the lane head is queued, so that the host
+  // decodes the boxes and updates the box memory while the GPU runs the lane head.
+  const int64_t n_bcls = L * nd * c.num_classes, n_breg = L * nd * c.code_size;
+  const int64_t n_lcls = L * n11, n_lreg = L * n11 * ptsz;
+  cuda::AsyncDownload *box_copy = nullptr, *lane_copy = nullptr;
+#ifdef OMNIRT_WITH_CUDA
+  if (host_copies_) box_copy = &host_copies_->box, lane_copy = &host_copies_->lane;
+#endif
+  Tensor box_host =
+      branch_outputs_to_host(box_cls_dev, box_reg_dev, reference, Tensor(), nd, 3, box_copy);
   StageTimer::mark("heads: box branches");
   Tensor box_tokens = box_out_proj_(dec_b.back().slice(0, 0, ne));
   // ego token from [command, can_bus] + can-bus memory + mean pose of each memory block
@@ -655,6 +712,8 @@ HeadsOutput PetrHeads::forward(const Tensor& backbone, const FrameGeometry& geo,
   const Tensor lane_dq = stack_rows(dec_l, ne, ql);
   const Tensor lane_cls_dev = branch_cls(lane_cls_lin_, lane_cls_ln_, lane_dq);
   const Tensor lane_reg_dev = branch_reg(lane_reg_lin_, lane_dq);
+  Tensor lane_host = branch_outputs_to_host(lane_cls_dev, lane_reg_dev, lane_reference_inv_,
+                                            lane_reference_inv_dev_, n11, ptsz, lane_copy);
   Tensor lane_tokens = lane_out_proj_(dec_l.back().slice(0, 0, ne));
 
   StageTimer::mark("heads: lane head");
@@ -668,76 +727,103 @@ HeadsOutput PetrHeads::forward(const Tensor& backbone, const FrameGeometry& geo,
   }
   out.vision_tokens = tokens_out.reshape({1, 2 * ne + 1, c.out_dims});
 
-  // ---- branch outputs to the host (the copy waits for all the GPU work above) -------------
-  // Everything the host needs from the device goes through one F32 buffer and one copy:
-  // [box cls | box reg (ego) | lane cls | lane reg (ego)]. (The memory embeddings never leave
-  // the device: see the post-update.)
-  // On CUDA the conversions (half -> float, sigmoid/box transform) run in one kernel per head.
-  const int64_t n_bcls = L * nd * c.num_classes, n_breg = L * nd * c.code_size;
-  const int64_t n_lcls = L * n11, n_lreg = L * n11 * ptsz;
-  const int64_t offs[5] = {0, n_bcls, n_bcls + n_breg, n_bcls + n_breg + n_lcls,
-                           n_bcls + n_breg + n_lcls + n_lreg};
-  const Tensor box_dec_last = dec_b.back().slice(0, ne, qb);
-  const Tensor lane_dec_last = dec_l.back().slice(0, ne, ql);
-  Tensor packed;  // host F32 [offs[4]]
-#ifdef OMNIRT_WITH_CUDA
-  if (device_ == Device::CUDA) {
-    Tensor dev = Tensor::empty({offs[4]}, DType::F32, device_);
-    auto part = [&](int i, const Shape& s) { return dev.slice(0, offs[i], offs[i + 1]).reshape(s); };
-    Tensor box_cls_f = part(0, box_cls_dev.shape()), box_reg_f = part(1, box_reg_dev.shape());
-    Tensor lane_cls_f = part(2, lane_cls_dev.shape()), lane_reg_f = part(3, lane_reg_dev.shape());
-    const Tensor box_ref_dev = Tensor::from_vector(reference, {nd, 3}).to(device_);
-    cuda::branch_outputs(box_cls_dev, box_reg_dev, box_ref_dev, 3, pc, box_cls_f, box_reg_f);
-    cuda::branch_outputs(lane_cls_dev, lane_reg_dev, lane_reference_inv_dev_, ptsz, pc,
-                         lane_cls_f, lane_reg_f);
-    packed = dev.to(Device::CPU);
-  }
-#endif
-  if (!packed.defined()) {  // CPU heads: the branch outputs are host F32 already
-    packed = Tensor::empty({offs[4]}, DType::F32);
-    float* base = packed.data<float>();
-    const Tensor bc = box_cls_dev.contiguous(), br = box_reg_dev.contiguous();
-    const Tensor lc = lane_cls_dev.contiguous(), lr = lane_reg_dev.contiguous();
-    std::memcpy(base + offs[0], bc.data<float>(), n_bcls * 4);
-    host::regression_to_ego(br.data<float>(), L * nd, c.code_size, reference.data(), nd, 3, pc,
-                            base + offs[1]);
-    std::memcpy(base + offs[2], lc.data<float>(), n_lcls * 4);
-    host::regression_to_ego(lr.data<float>(), L * n11, ptsz, lane_reference_inv_.data(), n11,
-                            ptsz, pc, base + offs[3]);
-  }
-  // The outputs are views of the one host buffer (no further copies).
-  out.all_cls_scores = packed.slice(0, offs[0], offs[1]).reshape({L, 1, nd, c.num_classes});
-  out.all_bbox_preds = packed.slice(0, offs[1], offs[2]).reshape({L, 1, nd, c.code_size});
-  out.all_lane_cls_one2one = packed.slice(0, offs[2], offs[3]).reshape({L, 1, n11, 1});
-  out.all_lane_preds_one2one = packed.slice(0, offs[3], offs[4]).reshape({L, 1, n11, ptsz});
-  const float* const packed_base = packed.data<float>();
-  const float* const box_cls_last = packed_base + offs[0] + (L - 1) * nd * c.num_classes;
-  const float* const box_reg_last = packed_base + offs[1] + (L - 1) * nd * c.code_size;
-  const float* const lane_cls_last = packed_base + offs[2] + (L - 1) * n11;
-  const float* const lane_reg_last = packed_base + offs[3] + (L - 1) * n11 * ptsz;
+  // ---- boxes: outputs to the host, decoding, memory update (host) ---------------------------
+  // (On CUDA the lane head is still running while the host does this.)
+  if (box_copy) box_host = collect(box_copy);
+  out.all_cls_scores = box_host.slice(0, 0, n_bcls).reshape({L, 1, nd, c.num_classes});
+  out.all_bbox_preds = box_host.slice(0, n_bcls, n_bcls + n_breg).reshape({L, 1, nd, c.code_size});
+  const float* const box_cls_last = box_host.data<float>() + (L - 1) * nd * c.num_classes;
+  const float* const box_reg_last = box_host.data<float>() + n_bcls + (L - 1) * nd * c.code_size;
   StageTimer::mark("heads: branch outputs to host");
 
-  // ---- decoding (host) --------------------------------------------------------------------
   std::vector<float> box_sig(nd * c.num_classes);  // sigmoid of the last layer's logits
   for (size_t i = 0; i < box_sig.size(); ++i) box_sig[i] = host::sigmoid(box_cls_last[i]);
-  {
-    for (int idx : host::topk_indices(box_sig, c.max_boxes)) {
-      const int q = idx / c.num_classes, label = idx % c.num_classes;
-      const float* b = box_reg_last + int64_t(q) * c.code_size;
-      std::array<float, 9> box{b[0], b[1], b[2], std::exp(b[3]), std::exp(b[4]), std::exp(b[5]),
-                               std::atan2(b[6], b[7]), b[8], b[9]};
-      bool inside = true;
-      for (int i = 0; i < 3; ++i)
-        inside &= box[i] >= c.position_range[i] && box[i] <= c.position_range[i + 3];
-      if (!inside) continue;
-      box[2] -= box[5] * 0.5f;  // bottom centre
-      out.boxes.boxes.push_back(box);
-      out.boxes.scores.push_back(box_sig[idx]);
-      out.boxes.labels.push_back(label);
-      out.boxes.query.push_back(q);
+  for (int idx : host::topk_indices(box_sig, c.max_boxes)) {
+    const int q = idx / c.num_classes, label = idx % c.num_classes;
+    const float* b = box_reg_last + int64_t(q) * c.code_size;
+    std::array<float, 9> box{b[0], b[1], b[2], std::exp(b[3]), std::exp(b[4]), std::exp(b[5]),
+                             std::atan2(b[6], b[7]), b[8], b[9]};
+    bool inside = true;
+    for (int i = 0; i < 3; ++i)
+      inside &= box[i] >= c.position_range[i] && box[i] <= c.position_range[i + 3];
+    if (!inside) continue;
+    box[2] -= box[5] * 0.5f;  // bottom centre
+    out.boxes.boxes.push_back(box);
+    out.boxes.scores.push_back(box_sig[idx]);
+    out.boxes.labels.push_back(label);
+    out.boxes.query.push_back(q);
+  }
+  StageTimer::mark("heads: box/lane decoding (host)");
+
+  // Memory post-update. The new embeddings are [the top-k queries' last-layer outputs (F32) ;
+  // the aligned memory], F32 [1, k + M, d], built on the engine's device from the host's top-k.
+  auto new_memory_embedding = [&](const Tensor& dec_last, const std::vector<int>& topk,
+                                  const Tensor& aligned) {
+    const int64_t k = static_cast<int64_t>(topk.size()), m = aligned.dim(0);
+    Tensor mem = Tensor::empty({k + m, d}, DType::F32, device_);
+    Tensor recent = mem.slice(0, 0, k);
+#ifdef OMNIRT_WITH_CUDA
+    if (device_ == Device::CUDA) cuda::gather_rows_f32(dec_last, topk, recent);  // no sync
+#endif
+    if (device_ == Device::CPU) {
+      Tensor ids = Tensor::empty({k}, DType::I32);
+      std::copy(topk.begin(), topk.end(), ids.data<int32_t>());
+      ops::embedding(dec_last, ids, recent);  // F32 heads on the CPU
     }
-    out.lanes.points = Tensor::empty({n11, c.n_control, 3}, DType::F32);
-    out.lanes.scores = Tensor::empty({n11}, DType::F32);
+    mem.slice(0, k, k + m).copy_from(aligned);
+    return mem.reshape({1, k + m, d});
+  };
+  const host::Mat4 eye = host::identity4();
+  VisionState ns;
+  {
+    std::vector<float> score(nd);
+    for (int64_t q = 0; q < nd; ++q) {
+      float m = -INFINITY;
+      for (int k = 0; k < c.num_classes; ++k) m = std::max(m, box_sig[q * c.num_classes + k]);
+      score[q] = m;
+    }
+    out.topk_indexes_bbox = host::topk_indices(score, c.topk);
+    const int64_t mb = c.topk + ml;
+    ns.memory_embedding_bbox =
+        new_memory_embedding(dec_b.back().slice(0, ne, qb), out.topk_indexes_bbox, emb_b);
+    ns.memory_reference_point_bbox = Tensor::empty({1, mb, 3}, DType::F32);
+    ns.memory_timestamp_bbox = Tensor::empty({1, mb, 1}, DType::F64);
+    ns.memory_egopose_bbox = Tensor::empty({1, mb, 4, 4}, DType::F32);
+    ns.memory_canbus_bbox = Tensor::empty({1, c.can_bus_len + 1, 14}, DType::F32);
+    ns.sample_time_bbox = Tensor::empty({1}, DType::F64);
+    ns.sample_time_bbox.data<double>()[0] = 0.0 - geo.timestamp;
+    float* n_ref = ns.memory_reference_point_bbox.data<float>();
+    double* n_ts = ns.memory_timestamp_bbox.data<double>();
+    float* n_pose = ns.memory_egopose_bbox.data<float>();
+    for (int64_t e = 0; e < mb; ++e) {
+      const bool rec = e < c.topk;
+      const int q = rec ? out.topk_indexes_bbox[e] : -1;
+      const float* r = rec ? box_reg_last + int64_t(q) * c.code_size : &ref_b[(e - c.topk) * 3];
+      host::transform_point(geo.ego_pose, r, n_ref + e * 3);
+      const double ts = rec ? 0.0 : ts_b[e - c.topk];
+      n_ts[e] = ts - geo.timestamp;
+      host::Mat4 pose = eye;
+      if (!rec) std::memcpy(pose.data(), &pose_b[(e - c.topk) * 16], 64);
+      host::Mat4 g = host::matmul4(geo.ego_pose, pose);
+      std::memcpy(n_pose + e * 16, g.data(), 64);
+    }
+    std::memcpy(ns.memory_canbus_bbox.data<float>(), rec_can.data(), 14 * 4);
+    std::memcpy(ns.memory_canbus_bbox.data<float>() + 14, canbus_b.data(), canbus_b.size() * 4);
+  }
+  StageTimer::mark("heads: memory update (host)");
+
+  // ---- lanes: outputs to the host, decoding, memory update (host) -------------------------
+  if (lane_copy) lane_host = collect(lane_copy);
+  out.all_lane_cls_one2one = lane_host.slice(0, 0, n_lcls).reshape({L, 1, n11, 1});
+  out.all_lane_preds_one2one =
+      lane_host.slice(0, n_lcls, n_lcls + n_lreg).reshape({L, 1, n11, ptsz});
+  const float* const lane_cls_last = lane_host.data<float>() + (L - 1) * n11;
+  const float* const lane_reg_last = lane_host.data<float>() + n_lcls + (L - 1) * n11 * ptsz;
+  StageTimer::mark("heads: branch outputs to host");
+
+  out.lanes.points = Tensor::empty({n11, c.n_control, 3}, DType::F32);
+  out.lanes.scores = Tensor::empty({n11}, DType::F32);
+  {
     float* lane_points = out.lanes.points.data<float>();
     float* lane_scores = out.lanes.scores.data<float>();
     for (int64_t q = 0; q < n11; ++q) {
@@ -749,94 +835,38 @@ HeadsOutput PetrHeads::forward(const Tensor& backbone, const FrameGeometry& geo,
       }
     }
   }
-
   StageTimer::mark("heads: box/lane decoding (host)");
 
-  // ---- memory post-update (host; the embeddings on the device) -----------------------------
-  // [the top-k queries' last-layer outputs (F32) ; the aligned memory], F32 [1, k + M, d] on the
-  // engine's device. The gather reads the device rows by the host's top-k indices.
-  auto new_memory_embedding = [&](const Tensor& dec_last, const std::vector<int>& topk,
-                                  const Tensor& aligned) {
-    const int64_t k = static_cast<int64_t>(topk.size()), m = aligned.dim(0);
-    Tensor mem = Tensor::empty({k + m, d}, DType::F32, device_);
-    Tensor ids = Tensor::empty({k}, DType::I32);
-    std::copy(topk.begin(), topk.end(), ids.data<int32_t>());
-    Tensor rows = empty({k, d});
-    ops::embedding(dec_last, device_ == Device::CPU ? ids : ids.to(device_), rows);
-    Tensor recent = mem.slice(0, 0, k);
-    ops::cast(rows, recent);
-    mem.slice(0, k, k + m).copy_from(aligned);
-    return mem.reshape({1, k + m, d});
-  };
-  {
-    std::vector<float> score(nd);
-    for (int64_t q = 0; q < nd; ++q) {
-      float m = -INFINITY;
-      for (int k = 0; k < c.num_classes; ++k) m = std::max(m, box_sig[q * c.num_classes + k]);
-      score[q] = m;
-    }
-    out.topk_indexes_bbox = host::topk_indices(score, c.topk);
-    const int64_t mb = c.topk + ml;
-    VisionState ns;
-    ns.memory_embedding_bbox = new_memory_embedding(box_dec_last, out.topk_indexes_bbox, emb_b);
-    ns.memory_reference_point_bbox = Tensor::empty({1, mb, 3}, DType::F32);
-    ns.memory_timestamp_bbox = Tensor::empty({1, mb, 1}, DType::F64);
-    ns.memory_egopose_bbox = Tensor::empty({1, mb, 4, 4}, DType::F32);
-    ns.memory_canbus_bbox = Tensor::empty({1, c.can_bus_len + 1, 14}, DType::F32);
-    ns.sample_time_bbox = Tensor::empty({1}, DType::F64);
-    ns.sample_time_bbox.data<double>()[0] = 0.0 - geo.timestamp;
-    const host::Mat4 eye = host::identity4();
-    {
-      float* n_ref = ns.memory_reference_point_bbox.data<float>();
-      double* n_ts = ns.memory_timestamp_bbox.data<double>();
-      float* n_pose = ns.memory_egopose_bbox.data<float>();
-      for (int64_t e = 0; e < mb; ++e) {
-        const bool rec = e < c.topk;
-        const int q = rec ? out.topk_indexes_bbox[e] : -1;
-        const float* r = rec ? box_reg_last + int64_t(q) * c.code_size : &ref_b[(e - c.topk) * 3];
-        host::transform_point(geo.ego_pose, r, n_ref + e * 3);
-        const double ts = rec ? 0.0 : ts_b[e - c.topk];
-        n_ts[e] = ts - geo.timestamp;
-        host::Mat4 pose = eye;
-        if (!rec) std::memcpy(pose.data(), &pose_b[(e - c.topk) * 16], 64);
-        host::Mat4 g = host::matmul4(geo.ego_pose, pose);
-        std::memcpy(n_pose + e * 16, g.data(), 64);
-      }
-    }
-    std::memcpy(ns.memory_canbus_bbox.data<float>(), rec_can.data(), 14 * 4);
-    std::memcpy(ns.memory_canbus_bbox.data<float>() + 14, canbus_b.data(), canbus_b.size() * 4);
-
-    // lane memory: top lane_topk of the one2one lanes
+  {  // lane memory: top lane_topk of the one2one lanes
     std::vector<float> lscore(n11);
     for (int64_t q = 0; q < n11; ++q) lscore[q] = host::sigmoid(lane_cls_last[q]);
     out.topk_indexes_map = host::topk_indices(lscore, c.lane_topk);
     const int64_t mm = c.lane_topk + lml;
-    ns.memory_embedding_map = new_memory_embedding(lane_dec_last, out.topk_indexes_map, emb_l);
+    ns.memory_embedding_map =
+        new_memory_embedding(dec_l.back().slice(0, ne, ql), out.topk_indexes_map, emb_l);
     ns.memory_reference_point_map = Tensor::empty({1, mm, c.n_control, 3}, DType::F32);
     ns.memory_timestamp_map = Tensor::empty({1, mm, 1}, DType::F64);
     ns.memory_egopose_map = Tensor::empty({1, mm, 4, 4}, DType::F32);
     ns.sample_time_map = Tensor::empty({1}, DType::F64);
     ns.sample_time_map.data<double>()[0] = 0.0 - geo.timestamp;
-    {
-      float* n_ref = ns.memory_reference_point_map.data<float>();
-      double* n_ts = ns.memory_timestamp_map.data<double>();
-      float* n_pose = ns.memory_egopose_map.data<float>();
-      for (int64_t e = 0; e < mm; ++e) {
-        const bool rec = e < c.lane_topk;
-        const int q = rec ? out.topk_indexes_map[e] : -1;
-        const float* r = rec ? lane_reg_last + int64_t(q) * ptsz : &ref_l[(e - c.lane_topk) * ptsz];
-        for (int k = 0; k < c.n_control; ++k)
-          host::transform_point(geo.ego_pose, r + k * 3, n_ref + e * ptsz + k * 3);
-        const double ts = rec ? 0.0 : ts_l[e - c.lane_topk];
-        n_ts[e] = ts - geo.timestamp;
-        host::Mat4 pose = eye;
-        if (!rec) std::memcpy(pose.data(), &pose_l[(e - c.lane_topk) * 16], 64);
-        host::Mat4 g = host::matmul4(geo.ego_pose, pose);
-        std::memcpy(n_pose + e * 16, g.data(), 64);
-      }
+    float* n_ref = ns.memory_reference_point_map.data<float>();
+    double* n_ts = ns.memory_timestamp_map.data<double>();
+    float* n_pose = ns.memory_egopose_map.data<float>();
+    for (int64_t e = 0; e < mm; ++e) {
+      const bool rec = e < c.lane_topk;
+      const int q = rec ? out.topk_indexes_map[e] : -1;
+      const float* r = rec ? lane_reg_last + int64_t(q) * ptsz : &ref_l[(e - c.lane_topk) * ptsz];
+      for (int k = 0; k < c.n_control; ++k)
+        host::transform_point(geo.ego_pose, r + k * 3, n_ref + e * ptsz + k * 3);
+      const double ts = rec ? 0.0 : ts_l[e - c.lane_topk];
+      n_ts[e] = ts - geo.timestamp;
+      host::Mat4 pose = eye;
+      if (!rec) std::memcpy(pose.data(), &pose_l[(e - c.lane_topk) * 16], 64);
+      host::Mat4 g = host::matmul4(geo.ego_pose, pose);
+      std::memcpy(n_pose + e * 16, g.data(), 64);
     }
-    st = std::move(ns);
   }
+  st = std::move(ns);
   StageTimer::mark("heads: memory update (host)");
   return out;
 }

@@ -14,6 +14,7 @@
 #pragma once
 
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -23,6 +24,10 @@
 #include "models/vision/vision_config.h"
 
 namespace omnirt::vision {
+
+namespace cuda {
+class AsyncDownload;
+}
 
 // Per-frame inputs of the heads (batch 1). Matrices are row-major float32.
 struct FrameGeometry {
@@ -144,9 +149,19 @@ class PetrHeads {
   Tensor branch_cls(const std::vector<Linear>& lin, const std::vector<Norm>& ln,
                     const Tensor& x) const;
   Tensor branch_reg(const std::vector<Linear>& lin, const Tensor& x) const;
+  // Branch outputs cls [R, C] and reg [R, cols] (heads' dtype, R = layers * queries) as host
+  // F32 [cls | host::regression_to_ego(reg)]. With `copy` (CUDA): one kernel and an
+  // asynchronous copy into `copy`, collected later with copy->wait(); returns an undefined
+  // tensor. Without: computed on the host and returned. ref_inv_dev: ref_inv on the device, or
+  // undefined (uploaded here).
+  Tensor branch_outputs_to_host(const Tensor& cls, const Tensor& reg,
+                                const std::vector<float>& ref_inv, const Tensor& ref_inv_dev,
+                                int64_t queries, int ref_cols, cuda::AsyncDownload* copy) const;
   Tensor upload(const Tensor& host) const;  // host F32 -> device, heads dtype
   Tensor empty(const Shape& shape) const;   // device, heads dtype
 
+  struct HostCopies;  // CUDA: the pinned staging of the branch outputs (box, lane)
+  std::shared_ptr<HostCopies> host_copies_;
   VisionConfig cfg_;
   Device device_;
   DType dtype_;
