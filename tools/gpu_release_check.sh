@@ -16,6 +16,8 @@ export PYTHONPATH="$ROOT/python" PYTHONUNBUFFERED=1
 FULL=/tmp/omnirt_full_ckpt
 FIX=/tmp/omnirt_full_fixtures
 left() { echo $((BUDGET_S - SECONDS)); }
+# SKIP="e2e torch parity_cmd" leaves those steps out (a shorter mid-session run).
+skip() { [[ " ${SKIP:-} " == *" $1 "* ]]; }
 step() { echo; echo "=== $1 (t=${SECONDS}s)"; }
 
 python3 python/omnidrive_export.py --random full --seed 0 --out "$FULL" > "$OUT/export_full.log" 2>&1 &
@@ -63,12 +65,12 @@ for cfg in "fp16 fp16" "bf16 bf16" "fp16 fp32" "fp32 fp32 --tf32" "fp32 fp32"; d
 done
 
 step "bench e2e (sample scene, full random model)"
-[ "$(left)" -gt 200 ] && "$BUILD/omnirt" bench e2e --model "$FULL" --device cuda --runs 2 --warmup 1 \
+! skip e2e && [ "$(left)" -gt 200 ] && "$BUILD/omnirt" bench e2e --model "$FULL" --device cuda --runs 2 --warmup 1 \
   --json "$OUT/bench_e2e.json" 2>&1 | grep -E "^\||vision|TTFT|TPOT|overall" | grep -v -- "---" | head -20
 
 step "PyTorch baseline (same run)"
 TB=""; for c in shared/bench/torch_baseline.py .cache/torch_baseline.py; do [ -f "$c" ] && TB=$c && break; done
-[ -n "$TB" ] && [ "$(left)" -gt 150 ] && SKIP_COMPILE=1 PROMPT=577 GEN=86 timeout $(( $(left) - 120 )) \
+! skip torch && [ -n "$TB" ] && [ "$(left)" -gt 150 ] && SKIP_COMPILE=1 PROMPT=577 GEN=86 timeout $(( $(left) - 120 )) \
   python3 "$TB" > "$OUT/torch_baseline.jsonl" 2>&1; echo "torch rc=$?"; cut -c1-160 "$OUT/torch_baseline.jsonl" | tail -12
 
 step "full-size parity"
@@ -83,7 +85,7 @@ if [ "$(left)" -gt 100 ]; then
   echo "llm parity rc=$?"; grep -E "rel|OK \]|FAILED \]|Failure" "$OUT/full_parity_llm.log" | head -20
 fi
 step "omnirt parity (drift over precisions, sample scene, full random model)"
-if [ "$(left)" -gt 90 ]; then
+if ! skip parity_cmd && [ "$(left)" -gt 90 ]; then
   LLMS=fp32,fp16; "$BUILD/omnirt" parity --help 2>&1 | grep -q int4 && LLMS=fp32,fp16,int4
   timeout $(( $(left) - 20 )) "$BUILD/omnirt" parity examples/sample_scene --model "$FULL" --device cuda \
     --vision fp32,tf32,fp16,bf16 --llm "$LLMS" --frames 2 --max-new 24 --out /tmp/omnirt_parity \
