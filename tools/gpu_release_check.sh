@@ -44,21 +44,10 @@ if "$BUILD/omnirt" bench llm --help 2>&1 | grep -q -- "--weights"; then
       --dtype fp16 --weights $wq --runs 20 --json "$OUT/bench_llm_$wq.json" 2>&1 | grep -E "p50|tokens/s|rror"
   done
 fi
-"$BUILD/bench/bench_ops" --benchmark_filter='gemv|attn_decode|attn_f16|int4|nvfp4|fp8|quant' --benchmark_min_time=0.1 \
-  > "$OUT/bench_ops_llm.log" 2>&1; grep -E "^[a-z_0-9]+/" "$OUT/bench_ops_llm.log" | awk '{print $1, $2, $3, $NF}' | head -100
-# Issue #4: TPOT with the decode kernel variants (the default is v1 + split until measured).
-for v in "v4 split" "v2 split" "v1 cluster16" "v4 cluster8" "v4 cluster16"; do
-  [ "$(left)" -gt 300 ] || break
-  set -- $v
-  echo "gemv $1 attn $2: $(OMNIRT_DECODE_GEMV=$1 OMNIRT_DECODE_ATTN=$2 "$BUILD/omnirt" bench llm \
-    --random-tinyllama --prompt-len 577 --new-tokens 86 --dtype fp16 --runs 5 \
-    --json "$OUT/bench_llm_fp16_$1_$2.json" 2>&1 | grep -E "TPOT|rror" | head -3)"
-done
-
 step "bench vision"
 "$BUILD/omnirt" bench vision --model "$FULL" --device cuda --dtype fp16 --heads-dtype fp16 --runs 10 --stages \
   2>&1 | tee "$OUT/bench_vision_stages.log" | grep -vE "^\s*$" | head -40
-for cfg in "fp16 fp16" "bf16 bf16" "fp16 fp32" "fp32 fp32 --tf32" "fp32 fp32"; do
+for cfg in "fp16 fp16" "bf16 bf16" "fp16 fp32" "fp16 fp32 --tf32" "fp32 fp32 --tf32" "fp32 fp32"; do
   set -- $cfg
   echo "backbone $1 heads $2 ${3:-}: $("$BUILD/omnirt" bench vision --model "$FULL" --device cuda --dtype "$1" \
     --heads-dtype "$2" ${3:-} --runs 20 --json "$OUT/bench_vision_${1}_${2}${3:+_tf32}.json" 2>/dev/null | grep 'vision frame')"
@@ -90,6 +79,12 @@ if ! skip parity_cmd && [ "$(left)" -gt 90 ]; then
   timeout $(( $(left) - 20 )) "$BUILD/omnirt" parity examples/sample_scene --model "$FULL" --device cuda \
     --vision fp32,tf32,fp16,bf16 --llm "$LLMS" --frames 2 --max-new 24 --out /tmp/omnirt_parity \
     > "$OUT/parity.log" 2>&1; echo "parity rc=$?"; grep -E "^\||rror" "$OUT/parity.log" | head -40
+fi
+step "decode micro-benchmarks (last: they take long)"
+if [ "$(left)" -gt 40 ]; then
+  timeout $(( $(left) - 10 )) "$BUILD/bench/bench_ops" --benchmark_filter='^decode/|^quant_gemv/.*/pdl' \
+    --benchmark_min_time=0.05 > "$OUT/bench_ops_llm.log" 2>&1
+  grep -E "^[a-z_0-9]+/" "$OUT/bench_ops_llm.log" | awk '{print $1, $2, $3}' | head -60
 fi
 cp /tmp/omnirt_parity/parity.json "$OUT/parity.jsonl" 2>/dev/null
 echo "done t=${SECONDS}s"
