@@ -2,7 +2,7 @@
 // quantised formats (quant::dequantize_int4 / dequantize_nvfp4, then a float64 dot product) on
 // fresh random data: INT4 per channel, INT4 g128, INT4 with a group size that is not a multiple
 // of 32 (scalar path), NVFP4; every input/output mode in F16 and BF16; shapes with N odd, N not a
-// multiple of the 16 rows per block, K past one 256-chunk batch, K not a multiple of 32 (scalar
+// multiple of the 16 rows per block, K past two 128-chunk batches, K not a multiple of 32 (scalar
 // path), misaligned codes (scalar path), misaligned input (scalar staging); the AWQ input scale;
 // the RoPE + KV-cache epilogue; with and without PDL.
 #include <gtest/gtest.h>
@@ -192,7 +192,7 @@ const Case kCases[] = {
     {37, 96, 32},       // g32
     {130, 2048, 128},   // g128, N not a multiple of 16 rows per block
     {2051, 2048, 0},    // N odd, TinyLlama K
-    {19, 8224, 128},    // K = 257 chunks: one full 8 x 32-chunk batch + 1 (and > 32 KB smem)
+    {19, 8320, 128},    // K = 260 chunks: two full 4 x 32-chunk batches + 4 (and > 32 KB smem)
     {70, 5632, 128},    // the down projection's K
     {21, 160, 80},      // G % 32 != 0: scalar path
     {9, 100, 0},        // K % 32 != 0: scalar path
