@@ -39,9 +39,10 @@ for pdl in "" "--no-pdl"; do
 done
 # Quantized weights, when this build has them (issue #8).
 if "$BUILD/omnirt" bench llm --help 2>&1 | grep -q -- "--weights"; then
-  for wq in int4 int4-g128 nvfp4; do
+  for wq in int4 int4-g128 nvfp4 "int4 --quant-lm-head" "nvfp4 --quant-lm-head"; do
+    set -- $wq; tag=$1${2:+_qlm}
     echo "weights $wq:"; "$BUILD/omnirt" bench llm --random-tinyllama --prompt-len 577 --new-tokens 86 \
-      --dtype fp16 --weights $wq --runs 20 --json "$OUT/bench_llm_$wq.json" 2>&1 | grep -E "p50|tokens/s|rror"
+      --dtype fp16 --weights $wq --runs 20 --json "$OUT/bench_llm_$tag.json" 2>&1 | grep -E "p50|tokens/s|rror"
   done
 fi
 step "bench vision"
