@@ -280,8 +280,8 @@ void bench_gemv(benchmark::State& state, GemvShape s, DType dtype, bool pdl) {
 }
 
 // The decode GEMVs at TinyLlama's shapes in the modes the engine launches them (qkv: RMSNorm in,
-// RoPE + KV-cache out), one benchmark per kernel variant, timed inside a CUDA graph. The weights
-// rotate through >= 256 MB of copies (from HBM, as in the decode step).
+// RoPE + KV-cache out), timed inside a CUDA graph, with and without PDL. The weights rotate
+// through >= 256 MB of copies (from HBM, as in the decode step).
 struct DecodeGemvShape {
   const char* name;
   int64_t n, k;
@@ -295,8 +295,7 @@ const DecodeGemvShape kDecodeGemvShapes[] = {
     {"down_swiglu_add", 2048, 5632, GemvIn::kSwiglu, GemvOut::kAddF32},
     {"lm_head_norm", 32000, 2048, GemvIn::kRmsNorm, GemvOut::kStoreF32}};
 
-void bench_decode_gemv(benchmark::State& state, DecodeGemvShape s,
-                       omnirt::llm::decode::GemvVariant variant, bool pdl) {
+void bench_decode_gemv(benchmark::State& state, DecodeGemvShape s, bool pdl) {
   std::mt19937_64 rng(5);
   const DType dtype = DType::F16;
   const size_t wbytes = static_cast<size_t>(s.n * s.k) * 2;
@@ -331,7 +330,6 @@ void bench_decode_gemv(benchmark::State& state, DecodeGemvShape s,
   a.norm_w = norm.data<float>();
   a.out_mode = s.out;
   a.y = y.raw();
-  a.variant = variant;
   if (s.out == GemvOut::kRopeQkv) {
     a.rope.cos = cos_t.data<float>();
     a.rope.sin = sin_t.data<float>();
@@ -350,9 +348,10 @@ void bench_decode_gemv(benchmark::State& state, DecodeGemvShape s,
   });
 }
 
-// Decode attention variants at TinyLlama's shape over 663 keys of a 1024-position cache, timed
-// inside a CUDA graph; the calls rotate through 64 caches (64 MB > L2), so the keys and values
-// come from HBM as in the decode step (each layer's cache was last touched a token ago).
+// Decode attention (the cluster and the split kernel) at TinyLlama's shape over 663 keys of a
+// 1024-position cache, timed inside a CUDA graph; the calls rotate through 64 caches (64 MB > L2),
+// so the keys and values come from HBM as in the decode step (each layer's cache was last touched a
+// token ago).
 void bench_decode_attn(benchmark::State& state, omnirt::llm::decode::AttnVariant variant) {
   std::mt19937_64 rng(6);
   const DType dtype = DType::F16;
@@ -550,28 +549,19 @@ void bench_quant_gemv(benchmark::State& state, GemvShape s, omnirt::llm::decode:
 }
 
 void register_all() {
-  // Decode kernels, one per variant (issue #4): decode/<kernel>/<shape>/<variant>/graph.
+  // Decode kernels inside a CUDA graph (issue #4): decode/<kernel>/<shape>/...
   using omnirt::llm::decode::AttnVariant;
-  using omnirt::llm::decode::GemvVariant;
   for (const DecodeGemvShape& s : kDecodeGemvShapes)
-    for (const auto& [vname, v] :
-         {std::pair{"v1", GemvVariant::kV1}, std::pair{"v2", GemvVariant::kV2},
-          std::pair{"v3", GemvVariant::kV3}, std::pair{"v4", GemvVariant::kV4}}) {
-      const std::string name = std::string("decode/gemv_f16/") + s.name + "/" + vname + "/graph";
-      benchmark::RegisterBenchmark(name.c_str(), bench_decode_gemv, s, v, true)
+    for (bool pdl : {true, false}) {
+      // PDL: kernel i + 1 streams its weights during kernel i's tail.
+      const std::string name =
+          std::string("decode/gemv_f16/") + s.name + (pdl ? "/graph" : "/graph_nopdl");
+      benchmark::RegisterBenchmark(name.c_str(), bench_decode_gemv, s, pdl)
           ->UseManualTime()
           ->Unit(benchmark::kMicrosecond);
     }
-  // What PDL buys inside a graph (kernel i+1 streams its weights during kernel i's tail).
-  for (const DecodeGemvShape& s : kDecodeGemvShapes) {
-    const std::string name = std::string("decode/gemv_f16/") + s.name + "/v1/graph_nopdl";
-    benchmark::RegisterBenchmark(name.c_str(), bench_decode_gemv, s, GemvVariant::kV1, false)
-        ->UseManualTime()
-        ->Unit(benchmark::kMicrosecond);
-  }
   for (const auto& [vname, v] :
-       {std::pair{"split", AttnVariant::kSplit}, std::pair{"cluster8", AttnVariant::kCluster8},
-        std::pair{"cluster16", AttnVariant::kCluster16}}) {
+       {std::pair{"split", AttnVariant::kSplit}, std::pair{"cluster", AttnVariant::kCluster}}) {
     const std::string name = std::string("decode/attn_f16/tinyllama_663keys/") + vname + "/graph";
     benchmark::RegisterBenchmark(name.c_str(), bench_decode_attn, v)
         ->UseManualTime()

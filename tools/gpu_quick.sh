@@ -6,9 +6,8 @@
 #     llm     LLM tests (CUDA)
 #     vbench  full-size random checkpoint, omnirt bench vision with a stage breakdown
 #     lbench  omnirt bench llm (TinyLlama shape, fp16)
-#     decode  decode kernel variants (issue #4): their tests, the per-kernel graph benchmarks
-#             (bench_ops decode/...), and omnirt bench llm's TPOT with each variant (env vars
-#             OMNIRT_DECODE_GEMV / OMNIRT_DECODE_ATTN)
+#     decode  decode kernels (issue #4): their tests, the per-kernel graph benchmarks
+#             (bench_ops decode/...), omnirt bench llm's TPOT
 #     vparity full-size fixtures (PyTorch reference, float32) + the C++ vision parity tests on them
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -50,14 +49,8 @@ if has decode; then
   "$BUILD/bench/bench_ops" --benchmark_filter='^decode/' --benchmark_min_time=0.2 \
     > "$OUT/decode_bench.txt" 2>&1; echo "bench rc=$?"
   grep -E "^decode/" "$OUT/decode_bench.txt" | sed -E 's/ +/ /g' | cut -c1-160
-  for v in "v1 split" "v2 split" "v3 split" "v4 split" "v1 cluster8" "v1 cluster16" \
-           "v4 cluster8" "v4 cluster16"; do
-    set -- $v
-    echo "--- bench llm: OMNIRT_DECODE_GEMV=$1 OMNIRT_DECODE_ATTN=$2"
-    OMNIRT_DECODE_GEMV=$1 OMNIRT_DECODE_ATTN=$2 "$BUILD/omnirt" bench llm --random-tinyllama \
-      --prompt-len 577 --new-tokens 86 --dtype fp16 --runs 10 \
-      --json "$OUT/bench_llm_fp16_$1_$2.json" 2>&1 | grep -E "TPOT|floor|rror"
-  done
+  "$BUILD/omnirt" bench llm --random-tinyllama --prompt-len 577 --new-tokens 86 --dtype fp16 \
+    --runs 10 --json "$OUT/bench_llm_fp16.json" 2>&1 | grep -E "TPOT|floor|rror"
 fi
 if has vbench || has vparity; then
   wait "$EXPORT_PID"; echo "export rc=$?"; tail -2 "$OUT/export_full.log"

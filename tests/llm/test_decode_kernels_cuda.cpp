@@ -3,8 +3,9 @@
 // multiple of the rows per block, K a multiple of 8 but not of 256, K past one 256-chunk batch,
 // K with no 16-byte rows -> scalar path, a misaligned W -> scalar path), the RoPE + KV-cache
 // epilogue, and split-K decode attention over GQA groups, head dims, split counts and lengths,
-// launched with and without programmatic dependent launch, twice in a row (counter reset); the
-// F16 kernel variants under measurement (GemvVariant, AttnVariant) on the same checks.
+// launched with and without programmatic dependent launch, twice in a row (counter reset), with
+// both attention kernels (the cluster kernel the engine uses up to 1024 positions, the split
+// kernel beyond).
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -60,13 +61,11 @@ struct GemvCase {
 
 // Runs one GEMV mode and checks it against float64.
 void check_gemv(DType dt, GemvIn in_mode, GemvOut out_mode, GemvCase s, bool pdl,
-                std::mt19937_64& rng, bool misalign = false, bool misalign_in = false,
-                GemvVariant variant = GemvVariant::kAuto) {
-  SCOPED_TRACE(std::string(dtype_name(dt)) + " N=" + std::to_string(s.n) +
-               " K=" + std::to_string(s.k) + " in=" + std::to_string(static_cast<int>(in_mode)) +
+                std::mt19937_64& rng, bool misalign = false, bool misalign_in = false) {
+  SCOPED_TRACE(std::string(dtype_name(dt)) + " N=" + std::to_string(s.n) + " K=" +
+               std::to_string(s.k) + " in=" + std::to_string(static_cast<int>(in_mode)) +
                " out=" + std::to_string(static_cast<int>(out_mode)) + (pdl ? " pdl" : "") +
-               (misalign ? " misaligned W" : "") + (misalign_in ? " misaligned input" : "") +
-               " variant=" + std::to_string(static_cast<int>(variant)));
+               (misalign ? " misaligned W" : "") + (misalign_in ? " misaligned input" : ""));
   const int64_t N = s.n, K = s.k;
   const float a = std::sqrt(3.0f / static_cast<float>(K));
   std::vector<float> w_seen;
@@ -123,7 +122,6 @@ void check_gemv(DType dt, GemvIn in_mode, GemvOut out_mode, GemvCase s, bool pdl
   g.eps = 1e-5f;
   g.out_mode = out_mode;
   g.y = y.raw();
-  g.variant = variant;
   const bool expect_vec = !misalign && (K * static_cast<int64_t>(esz)) % 16 == 0;
   EXPECT_EQ(gemv_vectorized(g), expect_vec);
   gemv(g, cuda::current_stream(), pdl);
@@ -159,30 +157,6 @@ TEST(DecodeGemvCuda, EveryModeEveryDtypeMatchesFloat64) {
       for (const GemvCase& s : kShapes) check_gemv(dt, m.first, m.second, s, /*pdl=*/true, rng);
 }
 
-// The F16 kernel variants under measurement (GemvVariant), each on every mode. The shapes add K
-// of exactly 2 and 4 batches of 4 chunks per lane (2048, 4096) to kShapes' partial batches, so
-// that the double-buffered loop ends on either buffer with and without a partial last batch, and
-// a K past what v4 can hold in shared memory (its fallback). kShapes' N = 8195 and 37 leave v4's
-// last block partly empty (rows clamped to N - 1 are copied, never stored).
-TEST(DecodeGemvCuda, EveryF16VariantMatchesFloat64) {
-  OMNIRT_REQUIRE_CUDA();
-  std::mt19937_64 rng(omnirt::testing::test_seed());
-  const std::pair<GemvIn, GemvOut> modes[] = {
-      {GemvIn::kPlain, GemvOut::kStore},      {GemvIn::kPlain, GemvOut::kStoreF32},
-      {GemvIn::kPlain, GemvOut::kAddF32},     {GemvIn::kRmsNorm, GemvOut::kStore},
-      {GemvIn::kRmsNorm, GemvOut::kStoreF32}, {GemvIn::kSwiglu, GemvOut::kAddF32}};
-  std::vector<GemvCase> shapes(std::begin(kShapes), std::end(kShapes));
-  shapes.push_back({67, 2048});
-  shapes.push_back({45, 4096});
-  shapes.push_back({21, 10248});  // v4: K too large for the rows in shared memory -> v1
-  for (GemvVariant v : {GemvVariant::kV1, GemvVariant::kV2, GemvVariant::kV3, GemvVariant::kV4})
-    for (const auto& m : modes)
-      for (const GemvCase& s : shapes)
-        check_gemv(DType::F16, m.first, m.second, s, /*pdl=*/true, rng, false, false, v);
-  // kAuto resolves to a concrete variant (the default or OMNIRT_DECODE_GEMV).
-  EXPECT_NE(resolve_gemv_variant(GemvVariant::kAuto), GemvVariant::kAuto);
-}
-
 TEST(DecodeGemvCuda, WithoutPdlAndMisalignedWeightsOrInput) {
   OMNIRT_REQUIRE_CUDA();
   std::mt19937_64 rng(omnirt::testing::test_seed());
@@ -200,12 +174,10 @@ TEST(DecodeGemvCuda, WithoutPdlAndMisalignedWeightsOrInput) {
 }
 
 // RMSNorm -> QKV -> RoPE on q and k -> k, v into the caches at *pos; q rotated into y.
-void check_rope_qkv(DType dt, int hq, int hkv, int D, int64_t K, int pos, std::mt19937_64& rng,
-                    GemvVariant variant = GemvVariant::kAuto) {
-  SCOPED_TRACE(std::string(dtype_name(dt)) + " hq=" + std::to_string(hq) +
-               " hkv=" + std::to_string(hkv) + " D=" + std::to_string(D) +
-               " K=" + std::to_string(K) + " pos=" + std::to_string(pos) +
-               " variant=" + std::to_string(static_cast<int>(variant)));
+void check_rope_qkv(DType dt, int hq, int hkv, int D, int64_t K, int pos, std::mt19937_64& rng) {
+  SCOPED_TRACE(std::string(dtype_name(dt)) + " hq=" + std::to_string(hq) + " hkv=" +
+               std::to_string(hkv) + " D=" + std::to_string(D) + " K=" + std::to_string(K) +
+               " pos=" + std::to_string(pos));
   const int64_t N = static_cast<int64_t>(hq + 2 * hkv) * D, max_ctx = 50, half = D / 2;
   const float a = std::sqrt(3.0f / static_cast<float>(K));
   std::vector<float> w_seen, in_seen, norm_seen, kc_seen, vc_seen;
@@ -276,7 +248,6 @@ void check_rope_qkv(DType dt, int hq, int hkv, int D, int64_t K, int pos, std::m
   g.rope.hkv = hkv;
   g.rope.head_dim = D;
   g.rope.max_ctx = max_ctx;
-  g.variant = variant;
   gemv(g, cuda::current_stream(), true);
   std::vector<float> got_q = download(y);
   got_q.resize(hq * D);
@@ -307,10 +278,6 @@ TEST(DecodeGemvCuda, RopeQkvEpilogueWritesQAndCaches) {
     check_rope_qkv(dt, 6, 2, 32, 160, 37, rng);   // the tiny test model's attention
     check_rope_qkv(dt, 8, 2, 64, 264, 0, rng);    // position 0 (identity rotation)
     check_rope_qkv(dt, 3, 1, 128, 131, 49, rng);  // scalar path, last position
-  }
-  for (GemvVariant v : {GemvVariant::kV1, GemvVariant::kV2, GemvVariant::kV3, GemvVariant::kV4}) {
-    check_rope_qkv(DType::F16, 8, 2, 64, 264, 11, rng, v);
-    check_rope_qkv(DType::F16, 4, 2, 64, 2048, 49, rng, v);  // TinyLlama's K: 2 batches of 4
   }
 }
 
@@ -354,9 +321,9 @@ struct AttnCase {
 void check_attention(DType dt, AttnCase c, const std::vector<int>& positions, bool pdl,
                      std::mt19937_64& rng, AttnVariant variant = AttnVariant::kSplit) {
   const int splits = c.splits > 0 ? c.splits : attn_decode_default_splits(c.hkv, c.max_ctx);
-  SCOPED_TRACE(std::string(dtype_name(dt)) + " hq=" + std::to_string(c.hq) +
-               " hkv=" + std::to_string(c.hkv) + " D=" + std::to_string(c.D) +
-               " max_ctx=" + std::to_string(c.max_ctx) + " splits=" + std::to_string(splits) +
+  SCOPED_TRACE(std::string(dtype_name(dt)) + " hq=" + std::to_string(c.hq) + " hkv=" +
+               std::to_string(c.hkv) + " D=" + std::to_string(c.D) + " max_ctx=" +
+               std::to_string(c.max_ctx) + " splits=" + std::to_string(splits) +
                (pdl ? " pdl" : "") + " variant=" + std::to_string(static_cast<int>(variant)));
   const int D = c.D;
   std::vector<float> kc_seen, vc_seen;
@@ -440,12 +407,15 @@ TEST(DecodeAttentionCuda, MatchesFloat64AcrossGroupsHeadDimsSplitsAndLengths) {
       check_attention(dt, c, {0, 1, 37 % (last + 1), last, 17 % (last + 1)}, /*pdl=*/true, rng);
     }
   check_attention(DType::F16, {32, 4, 64, 1024, 0}, {662, 577}, /*pdl=*/false, rng);
+  // kAuto past kAttnClusterMaxCtx: the split kernel, as the engine runs it for long contexts.
+  check_attention(DType::F16, {32, 4, 64, 1100, 0}, {1099, 1024, 3}, /*pdl=*/true, rng,
+                  AttnVariant::kAuto);
 }
 
-// The F16 cluster variants: 8 or 16 blocks per kv head, combined over distributed shared memory.
-// Positions include the full 1024-key cache (every block of a cluster-8 at its 128-key limit)
-// and short contexts (most blocks empty).
-TEST(DecodeAttentionCuda, ClusterVariantsMatchFloat64) {
+// The cluster kernel (16 blocks per kv head, partials combined over distributed shared memory) on
+// the same cases, every dtype; positions include the full 1024-key cache (every block at its
+// 64-key limit) and short contexts (most blocks empty). kAuto picks it for max_ctx <= 1024.
+TEST(DecodeAttentionCuda, ClusterKernelMatchesFloat64) {
   OMNIRT_REQUIRE_CUDA();
   std::mt19937_64 rng(omnirt::testing::test_seed());
   const AttnCase cases[] = {{6, 2, 32, 96, 0},
@@ -453,17 +423,16 @@ TEST(DecodeAttentionCuda, ClusterVariantsMatchFloat64) {
                             {4, 4, 128, 64, 1},
                             {16, 2, 64, 200, 5},
                             {3, 1, 128, 130, 3}};
-  for (AttnVariant v : {AttnVariant::kCluster8, AttnVariant::kCluster16})
+  for (DType dt : {DType::F32, DType::F16, DType::BF16})
     for (const AttnCase& c : cases) {
       const int last = static_cast<int>(c.max_ctx) - 1;
-      check_attention(DType::F16, c, {0, 1, 37 % (last + 1), last, 17 % (last + 1)},
-                      /*pdl=*/true, rng, v);
+      check_attention(dt, c, {0, 1, 37 % (last + 1), last, 17 % (last + 1)}, /*pdl=*/true, rng,
+                      AttnVariant::kCluster);
     }
-  check_attention(DType::F16, {32, 4, 64, 1024, 0}, {662, 577, 7}, /*pdl=*/false, rng,
-                  AttnVariant::kCluster8);
-  check_attention(DType::F16, {32, 4, 64, 1024, 0}, {662, 1023}, /*pdl=*/false, rng,
-                  AttnVariant::kCluster16);
-  EXPECT_NE(resolve_attn_variant(AttnVariant::kAuto), AttnVariant::kAuto);
+  check_attention(DType::F16, {32, 4, 64, 1024, 0}, {662, 1023, 7}, /*pdl=*/false, rng,
+                  AttnVariant::kCluster);
+  check_attention(DType::F16, {32, 4, 64, 1024, 0}, {662, 577}, /*pdl=*/true, rng,
+                  AttnVariant::kAuto);
 }
 
 TEST(DecodeAttentionCuda, BadArgumentsAreClearErrors) {
@@ -490,7 +459,7 @@ TEST(DecodeAttentionCuda, BadArgumentsAreClearErrors) {
   a.hq = 36;  // group of 18 > kAttnMaxGroup
   EXPECT_THROW(attention_decode(a, cuda::current_stream(), false), Error);
 
-  // The cluster variants: F16 only and max_ctx <= kAttnClusterMaxCtx, else a clear error.
+  // The cluster kernel forced past kAttnClusterMaxCtx: a clear error.
   Tensor buf = Tensor::zeros({64 * 2048}, DType::F32, Device::CUDA);
   Tensor cnt = Tensor::zeros({2}, DType::I32, Device::CUDA);
   AttnDecodeArgs c;
@@ -506,21 +475,12 @@ TEST(DecodeAttentionCuda, BadArgumentsAreClearErrors) {
   c.scale = 0.125f;
   c.splits = 32;
   c.max_ctx = 2048;
-  c.variant = AttnVariant::kCluster8;
+  c.variant = AttnVariant::kCluster;
   try {
     attention_decode(c, cuda::current_stream(), false);
     ADD_FAILURE() << "expected an error";
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("max_ctx <= 1024"), std::string::npos) << e.what();
-  }
-  c.max_ctx = 512;
-  c.dtype = DType::F32;
-  c.variant = AttnVariant::kCluster16;
-  try {
-    attention_decode(c, cuda::current_stream(), false);
-    ADD_FAILURE() << "expected an error";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("F16 only"), std::string::npos) << e.what();
   }
 }
 

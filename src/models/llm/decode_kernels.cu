@@ -8,16 +8,18 @@
 // first batch of weight loads is issued before griddepcontrol.wait (PDL), then the input vector
 // is staged once per block in shared memory as float32, with the op before the GEMV fused in.
 // The staging layout splits each 16-byte chunk's x values into float4 planes so that the lanes'
-// shared-memory reads are consecutive 16-byte words (no bank conflicts). Variants v2 / v3
-// double-buffer the register batches; v4 has the copy engine (TMA) bring the block's rows into
-// shared memory (see GemvVariant in the header).
+// shared-memory reads are consecutive 16-byte words (no bank conflicts). (Measured on the H200,
+// issue #4: double-buffered register batches and TMA bulk copies into shared memory were both
+// slower than this at every TinyLlama shape.)
 //
 // Attention: each block scores its keys for all the query heads of its kv head (GQA: each key
 // and value is read once per block) and keeps the partial (max, sum, unnormalised output) per
-// head. Variant split: grid (kv head, key split); the partials go to a global workspace and the
-// last block of a kv head to finish (atomic counter) combines the splits and resets the counter,
-// so the kernel is graph-replayable. Variants cluster8/16: a thread-block cluster per kv head
-// combines its partials over distributed shared memory.
+// head. Contexts up to kAttnClusterMaxCtx (the engine's 1024): a thread-block cluster of 16
+// blocks per kv head combines its partials over distributed shared memory (7.5 us at 663 keys on
+// the H200 against 13.4 us for the split kernel; a cluster of 8: 10.1 us). Longer contexts:
+// grid (kv head, key split); the partials go to a global workspace and the last block of a kv
+// head to finish (atomic counter) combines the splits and resets the counter, so the kernel is
+// graph-replayable.
 #include "models/llm/decode_kernels.h"
 
 #include <cooperative_groups.h>
@@ -25,9 +27,6 @@
 #include <cuda_fp16.h>
 
 #include <algorithm>
-#include <cstdlib>
-#include <cstring>
-#include <type_traits>
 #include <utility>
 
 #include "core/cuda_check.h"
@@ -98,6 +97,7 @@ __device__ __forceinline__ void unpack(const uint4& v, float* f) {
 // GEMV
 
 constexpr int kGemvRowsPerWarp = 2;
+constexpr int kGemvBatch = 8;  // 16-byte chunks per row per lane loaded together
 
 struct GemvDev {
   const void* w;
@@ -200,9 +200,16 @@ __device__ __forceinline__ void stage_vec(const GemvDev& a, float4* xs4, int chu
   }
 }
 
-// The two rows of W that warp gw computes.
-template <GemvOut OUT>
-__device__ __forceinline__ void gemv_rows(const GemvDev& a, int gw, int& r0, int& r1) {
+template <typename T, GemvIn IN, GemvOut OUT, bool VEC>
+__global__ void __launch_bounds__(256) gemv_kernel(const GemvDev a) {
+  extern __shared__ float4 xs4[];  // K floats
+  float* xs = reinterpret_cast<float*>(xs4);
+  __shared__ float red[32];
+  constexpr int E = kVec<T>;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int gw = blockIdx.x * static_cast<int>(blockDim.x >> 5) + warp;  // this warp's row pair
+  const int N = a.n, K = a.k;
+  int r0, r1;
   if constexpr (OUT == GemvOut::kRopeQkv) {
     // The pair (i, i + D/2) of one head, which RoPE rotates together.
     const int half = a.d >> 1;
@@ -212,74 +219,6 @@ __device__ __forceinline__ void gemv_rows(const GemvDev& a, int gw, int& r0, int
     r0 = gw * kGemvRowsPerWarp;
     r1 = r0 + 1;
   }
-}
-
-// mbarrier and bulk-copy (TMA) primitives, sm_90 PTX.
-__device__ __forceinline__ uint32_t smem_u32(const void* p) {
-  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
-}
-__device__ __forceinline__ void mbar_init(uint64_t* bar, uint32_t count) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(smem_u32(bar)), "r"(count)
-               : "memory");
-  // The initialised barrier must be visible to the copy engine (the async proxy).
-  asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
-  asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
-#endif
-}
-__device__ __forceinline__ void mbar_arrive_expect_tx(uint64_t* bar, uint32_t bytes) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(smem_u32(bar)),
-               "r"(bytes)
-               : "memory");
-#endif
-}
-// Global -> shared copy of `bytes` (a multiple of 16; both addresses 16-byte aligned).
-__device__ __forceinline__ void bulk_copy(void* dst, const void* src, uint32_t bytes,
-                                          uint64_t* bar) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  asm volatile(
-      "cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" ::
-          "r"(smem_u32(dst)),
-      "l"(src), "r"(bytes), "r"(smem_u32(bar))
-      : "memory");
-#endif
-}
-__device__ __forceinline__ void mbar_wait(uint64_t* bar, uint32_t parity) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  uint32_t done = 0;
-  do {
-    asm volatile(
-        "{\n .reg .pred p;\n mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n"
-        " selp.u32 %0, 1, 0, p;\n}"
-        : "=r"(done)
-        : "r"(smem_u32(bar)), "r"(parity)
-        : "memory");
-  } while (!done);
-#endif
-}
-
-// B: 16-byte chunks per row per lane in one load batch. PF (prefetch): two batches in registers,
-// the next one loading while the current one is multiplied (the memory pipe never drains between
-// batches; matters when a row takes more than one batch, e.g. K = 5632); without PF the next batch
-// is issued only after the current one has been used.
-// TMA: the block's weight rows are copied into shared memory by bulk asynchronous copies (the
-// Hopper copy engine, cp.async.bulk) that one thread issues before the PDL wait, completing on an
-// mbarrier; the warps then multiply from shared memory. Every byte of the block is requested at
-// once without registers or per-thread load tracking (B and PF are unused).
-template <typename T, GemvIn IN, GemvOut OUT, bool VEC, int B, bool PF, bool TMA = false>
-__global__ void __launch_bounds__(256) gemv_kernel(const GemvDev a) {
-  static_assert(!TMA || VEC, "the TMA path needs 16-byte rows");
-  extern __shared__ float4 xs4[];  // K floats; TMA: then the block's rows of W
-  float* xs = reinterpret_cast<float*>(xs4);
-  __shared__ float red[32];
-  __shared__ alignas(8) uint64_t wbar;  // TMA: completes when the block's rows have landed
-  constexpr int E = kVec<T>;
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  const int gw = blockIdx.x * static_cast<int>(blockDim.x >> 5) + warp;  // this warp's row pair
-  const int N = a.n, K = a.k;
-  int r0, r1;
-  gemv_rows<OUT>(a, gw, r0, r1);
   const bool has0 = r0 < N, has1 = r1 < N;
   // Rows past N read row N - 1 (valid memory) and are never stored.
   const T* W = static_cast<const T*>(a.w);
@@ -288,44 +227,19 @@ __global__ void __launch_bounds__(256) gemv_kernel(const GemvDev a) {
   const int chunks = VEC ? K / E : 0;
   const uint4* v0 = reinterpret_cast<const uint4*>(w0);
   const uint4* v1 = reinterpret_cast<const uint4*>(w1);
-  // Batch buffers: [0] the current batch; [1] the next one (PF only).
-  constexpr int NBUF = PF ? 2 : 1;
-  uint4 b0[NBUF][B], b1[NBUF][B];
-  auto load_batch = [&](int buf, int base) {
+  uint4 b0[kGemvBatch], b1[kGemvBatch];
+  auto load_batch = [&](int base) {
 #pragma unroll
-    for (int u = 0; u < B; ++u) {
+    for (int u = 0; u < kGemvBatch; ++u) {
       const int c = base + u * 32 + lane;
       if (c < chunks) {
-        b0[buf][u] = __ldg(v0 + c);
-        b1[buf][u] = __ldg(v1 + c);
+        b0[u] = __ldg(v0 + c);
+        b1[u] = __ldg(v1 + c);
       }
     }
   };
   // The weights do not depend on any earlier kernel: start streaming them before the wait.
-  const uint4* wsm0 = nullptr;  // TMA: this warp's two rows in shared memory
-  const uint4* wsm1 = nullptr;
-  if constexpr (TMA) {
-    const uint32_t row_bytes = static_cast<uint32_t>(K) * sizeof(T);
-    char* wsm = reinterpret_cast<char*>(xs4) + static_cast<size_t>(K) * sizeof(float);
-    wsm0 = reinterpret_cast<const uint4*>(wsm + (2 * warp) * static_cast<size_t>(row_bytes));
-    wsm1 = reinterpret_cast<const uint4*>(wsm + (2 * warp + 1) * static_cast<size_t>(row_bytes));
-    if (threadIdx.x == 0) {
-      const int warps = static_cast<int>(blockDim.x >> 5);
-      mbar_init(&wbar, 1);
-      mbar_arrive_expect_tx(&wbar, 2u * warps * row_bytes);
-      for (int w = 0; w < warps; ++w) {  // the same rows as warp w computes below
-        int q0, q1;
-        gemv_rows<OUT>(a, blockIdx.x * warps + w, q0, q1);
-        bulk_copy(wsm + (2 * w) * static_cast<size_t>(row_bytes),
-                  W + static_cast<int64_t>(min(q0, N - 1)) * K, row_bytes, &wbar);
-        bulk_copy(wsm + (2 * w + 1) * static_cast<size_t>(row_bytes),
-                  W + static_cast<int64_t>(min(q1, N - 1)) * K, row_bytes, &wbar);
-      }
-    }
-  } else if constexpr (VEC) {
-    load_batch(0, 0);
-    if constexpr (PF) load_batch(NBUF - 1, B * 32);
-  }
+  if constexpr (VEC) load_batch(0);
   float4 nw[kNormPre][kPlanes<T>];
   if constexpr (VEC && IN == GemvIn::kRmsNorm) {
     if (a.stage_vec) {
@@ -388,32 +302,11 @@ __global__ void __launch_bounds__(256) gemv_kernel(const GemvDev a) {
   if (!has0) return;  // no block-wide barrier below
 
   float acc0 = 0.f, acc1 = 0.f;
-  if constexpr (TMA) {
-    mbar_wait(&wbar, 0);  // this block's rows are in shared memory
+  if constexpr (VEC) {
     const float4* xp = xs4;
-#pragma unroll 4
-    for (int c = lane; c < chunks; c += 32) {
-      float xf[E], wf[E];
+    for (int base = 0;; base += kGemvBatch * 32) {
 #pragma unroll
-      for (int p = 0; p < E / 4; ++p) {
-        const float4 t = xp[p * chunks + c];
-        xf[4 * p] = t.x;
-        xf[4 * p + 1] = t.y;
-        xf[4 * p + 2] = t.z;
-        xf[4 * p + 3] = t.w;
-      }
-      unpack<T>(wsm0[c], wf);
-#pragma unroll
-      for (int e = 0; e < E; ++e) acc0 = fmaf(wf[e], xf[e], acc0);
-      unpack<T>(wsm1[c], wf);
-#pragma unroll
-      for (int e = 0; e < E; ++e) acc1 = fmaf(wf[e], xf[e], acc1);
-    }
-  } else if constexpr (VEC) {
-    const float4* xp = xs4;
-    auto multiply = [&](int buf, int base) {
-#pragma unroll
-      for (int u = 0; u < B; ++u) {
+      for (int u = 0; u < kGemvBatch; ++u) {
         const int c = base + u * 32 + lane;
         if (c < chunks) {
           float xf[E], wf[E];
@@ -425,33 +318,16 @@ __global__ void __launch_bounds__(256) gemv_kernel(const GemvDev a) {
             xf[4 * p + 2] = t.z;
             xf[4 * p + 3] = t.w;
           }
-          unpack<T>(b0[buf][u], wf);
+          unpack<T>(b0[u], wf);
 #pragma unroll
           for (int e = 0; e < E; ++e) acc0 = fmaf(wf[e], xf[e], acc0);
-          unpack<T>(b1[buf][u], wf);
+          unpack<T>(b1[u], wf);
 #pragma unroll
           for (int e = 0; e < E; ++e) acc1 = fmaf(wf[e], xf[e], acc1);
         }
       }
-    };
-    constexpr int kStep = B * 32;  // chunks per batch
-    if constexpr (PF) {
-      // Batches alternate between the two buffers; the one after next is issued as soon as a
-      // buffer has been used. Buffer indices stay compile-time constants (registers).
-      for (int base = 0;; base += 2 * kStep) {
-        multiply(0, base);
-        if (base + kStep >= chunks) break;  // warp-uniform
-        if (base + 2 * kStep < chunks) load_batch(0, base + 2 * kStep);
-        multiply(1, base + kStep);
-        if (base + 2 * kStep >= chunks) break;
-        if (base + 3 * kStep < chunks) load_batch(1, base + 3 * kStep);
-      }
-    } else {
-      for (int base = 0;; base += kStep) {
-        multiply(0, base);
-        if (base + kStep >= chunks) break;  // warp-uniform
-        load_batch(0, base + kStep);
-      }
+      if (base + kGemvBatch * 32 >= chunks) break;  // warp-uniform
+      load_batch(base + kGemvBatch * 32);
     }
   } else {
     for (int k = lane; k < K; k += 32) {
@@ -502,6 +378,7 @@ __global__ void __launch_bounds__(256) gemv_kernel(const GemvDev a) {
 constexpr int kAttnWarps = 4;
 constexpr int kAttnThreads = kAttnWarps * 32;
 constexpr int kAttnMaxSplits = 256;  // up to 16384 positions
+constexpr int kAttnCluster = 16;     // blocks per kv head in the cluster kernel (non-portable size)
 
 struct AttnDev {
   const void* q;
@@ -643,7 +520,7 @@ __device__ __forceinline__ void attn_block_partial(const AttnDev& a, int kvh, in
   __syncthreads();
 }
 
-// Variant "split": grid (kv head, split); partials through the global workspace.
+// Split kernel: grid (kv head, split); partials through the global workspace.
 template <typename T, int D>
 __global__ void __launch_bounds__(kAttnThreads) attn_decode_kernel(const AttnDev a) {
   constexpr int G8 = kAttnMaxGroup;
@@ -714,7 +591,7 @@ __global__ void __launch_bounds__(kAttnThreads) attn_decode_kernel(const AttnDev
   if (threadIdx.x == 0) a.counters[kvh] = 0;  // every split has arrived: ready for the next launch
 }
 
-// Variant "cluster": one cluster of CL blocks per kv head (grid (CL, hkv)); block rank r takes
+// Cluster kernel: one cluster of CL blocks per kv head (grid (CL, hkv)); block rank r takes
 // the r-th 1/CL of the keys, then, after a cluster barrier, combines a 1/CL slice of the group's
 // G * D outputs from the CL partials in the blocks' shared memory (distributed shared memory:
 // no global workspace, no fences, no atomics, and the combine is spread over every block).
@@ -806,39 +683,17 @@ void launch(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem, cudaSt
                 cudaGetErrorString(err), ")");
 }
 
-constexpr size_t kGemvTmaMaxSmem = 200 * 1024;  // of the 227 KB per block (sm_90)
-
 bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
 
 template <typename T, GemvIn IN, GemvOut OUT>
 void launch_gemv(const GemvArgs& a, const GemvDev& d, int blocks, int threads, size_t smem,
                  cudaStream_t stream, bool pdl) {
-  const dim3 g(blocks), b(threads);
-  if (!gemv_vectorized(a))
-    return launch(gemv_kernel<T, IN, OUT, false, 8, false>, g, b, smem, stream, pdl, "gemv", 0, d);
-  // The variants under measurement exist for F16 only (the other dtypes take v1).
-  if constexpr (std::is_same_v<T, __half>) {
-    switch (resolve_gemv_variant(a.variant)) {
-      case GemvVariant::kV2:
-        return launch(gemv_kernel<T, IN, OUT, true, 4, true>, g, b, smem, stream, pdl, "gemv", 0,
-                      d);
-      case GemvVariant::kV3:
-        return launch(gemv_kernel<T, IN, OUT, true, 8, true>, g, b, smem, stream, pdl, "gemv", 0,
-                      d);
-      case GemvVariant::kV4: {
-        // 4 warps (8 rows) per block; shared memory: x (K floats) and the 8 rows.
-        const int64_t warps_needed = OUT == GemvOut::kRopeQkv ? a.n / 2 : (a.n + 1) / 2;
-        const size_t smem4 = static_cast<size_t>(a.k) * (sizeof(float) + 8 * sizeof(T));
-        if (smem4 > kGemvTmaMaxSmem) break;  // K too large for this variant: v1
-        return launch(gemv_kernel<T, IN, OUT, true, 8, false, true>,
-                      dim3(static_cast<unsigned>((warps_needed + 3) / 4)), dim3(128), smem4, stream,
-                      pdl, "gemv", 0, d);
-      }
-      default:
-        break;
-    }
-  }
-  return launch(gemv_kernel<T, IN, OUT, true, 8, false>, g, b, smem, stream, pdl, "gemv", 0, d);
+  if (gemv_vectorized(a))
+    launch(gemv_kernel<T, IN, OUT, true>, dim3(blocks), dim3(threads), smem, stream, pdl, "gemv", 0,
+           d);
+  else
+    launch(gemv_kernel<T, IN, OUT, false>, dim3(blocks), dim3(threads), smem, stream, pdl, "gemv",
+           0, d);
 }
 
 template <typename T>
@@ -875,14 +730,9 @@ void launch_attn(const AttnDecodeArgs& a, const AttnDev& d, AttnVariant v, cudaS
   const int G = a.hq / a.hkv;
   const size_t smem = attn_red_bytes<T, D>(G);
   const dim3 block(kAttnThreads);
-  if constexpr (std::is_same_v<T, __half>) {  // the cluster variants exist for F16 only
-    if (v == AttnVariant::kCluster8)
-      return launch(attn_decode_cluster_kernel<T, D, 8>, dim3(8, a.hkv), block, smem, stream, pdl,
-                    "attention_decode", 8, d);
-    if (v == AttnVariant::kCluster16)
-      return launch(attn_decode_cluster_kernel<T, D, 16>, dim3(16, a.hkv), block, smem, stream, pdl,
-                    "attention_decode", 16, d);
-  }
+  if (v == AttnVariant::kCluster)
+    return launch(attn_decode_cluster_kernel<T, D, kAttnCluster>, dim3(kAttnCluster, a.hkv), block,
+                  smem, stream, pdl, "attention_decode", kAttnCluster, d);
   launch(attn_decode_kernel<T, D>, dim3(a.hkv, a.splits), block, smem, stream, pdl,
          "attention_decode", 0, d);
 }
@@ -900,34 +750,7 @@ void dispatch_attn(const AttnDecodeArgs& a, const AttnDev& d, AttnVariant v, cud
   }
 }
 
-// The variant named by the environment variable `env` (read once per process), else `fallback`.
-int env_choice(const char* env, const char* const* names, int count, int fallback) {
-  const char* v = std::getenv(env);
-  if (!v || !*v) return fallback;
-  for (int i = 0; i < count; ++i)
-    if (std::strcmp(v, names[i]) == 0) return i;
-  OMNIRT_FAIL("environment variable ", env, " = '", v, "' names no variant");
-}
-
 }  // namespace
-
-GemvVariant resolve_gemv_variant(GemvVariant v) {
-  if (v != GemvVariant::kAuto) return v;
-  static const GemvVariant from_env = [] {
-    const char* names[] = {"auto", "v1", "v2", "v3", "v4"};
-    return static_cast<GemvVariant>(env_choice("OMNIRT_DECODE_GEMV", names, 5, 0));
-  }();
-  return from_env != GemvVariant::kAuto ? from_env : GemvVariant::kV1;  // default until measured
-}
-
-AttnVariant resolve_attn_variant(AttnVariant v) {
-  if (v != AttnVariant::kAuto) return v;
-  static const AttnVariant from_env = [] {
-    const char* names[] = {"auto", "split", "cluster8", "cluster16"};
-    return static_cast<AttnVariant>(env_choice("OMNIRT_DECODE_ATTN", names, 4, 0));
-  }();
-  return from_env != AttnVariant::kAuto ? from_env : AttnVariant::kSplit;  // default until measured
-}
 
 bool gemv_vectorized(const GemvArgs& a) {
   return (a.k * static_cast<int64_t>(dtype_nbytes(a.dtype, 1))) % 16 == 0 && aligned16(a.w);
@@ -1021,18 +844,14 @@ void attention_decode(const AttnDecodeArgs& a, cudaStream_t stream, bool pdl) {
                   a.hq,     a.hkv,     a.splits,
                   static_cast<float>(a.scale * 1.4426950408889634), a.out, a.workspace,
                   a.counters};
-  AttnVariant v = resolve_attn_variant(a.variant);
-  if (v == AttnVariant::kCluster8 || v == AttnVariant::kCluster16) {
-    if (a.variant == AttnVariant::kAuto &&
-        (a.max_ctx > kAttnClusterMaxCtx || a.dtype != DType::F16))
-      v = AttnVariant::kSplit;  // the default falls back where the cluster kernels do not apply
-    OMNIRT_CHECK(a.dtype == DType::F16 || v == AttnVariant::kSplit,
-                 "decode::attention_decode: the cluster variants exist for F16 only, got ",
-                 dtype_name(a.dtype));
-    OMNIRT_CHECK(a.max_ctx <= kAttnClusterMaxCtx || v == AttnVariant::kSplit,
-                 "decode::attention_decode: the cluster variants need max_ctx <= ",
-                 kAttnClusterMaxCtx, ", got ", a.max_ctx);
-  }
+  // The cluster kernel wherever it applies (its blocks hold at most kAttnClusterMaxCtx / 16 keys).
+  const bool cluster_fits = a.max_ctx <= kAttnClusterMaxCtx;
+  OMNIRT_CHECK(a.variant != AttnVariant::kCluster || cluster_fits,
+               "decode::attention_decode: the cluster kernel needs max_ctx <= ", kAttnClusterMaxCtx,
+               ", got ", a.max_ctx);
+  const AttnVariant v = a.variant == AttnVariant::kAuto
+                            ? (cluster_fits ? AttnVariant::kCluster : AttnVariant::kSplit)
+                            : a.variant;
   switch (a.dtype) {
     case DType::F32:
       return dispatch_attn<float>(a, d, v, stream, pdl);

@@ -55,18 +55,6 @@ struct RopeQkv {
   int64_t max_ctx = 0;
 };
 
-// Kernel variants kept side by side until one GPU run picks the fastest (issue #4); then the
-// losers go. kAuto: the default, which the environment variable OMNIRT_DECODE_GEMV (v1 .. v4)
-// overrides so that the whole engine can be timed with each. The variants exist for F16; other
-// dtypes always take v1.
-//   v1  per row per lane 8 16-byte loads in one batch; the next batch after this one is used
-//   v2  batches of 4, double-buffered (the next batch loads while this one is multiplied)
-//   v3  batches of 8, double-buffered (twice v1's loads in flight, more registers)
-//   v4  TMA: the block's rows copied into shared memory by bulk async copies issued before the
-//       PDL wait (4 warps, 8 rows per block; K <= ~10000 for F16, else v1)
-enum class GemvVariant { kAuto, kV1, kV2, kV3, kV4 };
-GemvVariant resolve_gemv_variant(GemvVariant v);
-
 struct GemvArgs {
   DType dtype = DType::F16;  // of W, of T inputs and T outputs
   const void* w = nullptr;   // [N, K] row-major
@@ -78,23 +66,17 @@ struct GemvArgs {
   GemvOut out_mode = GemvOut::kStore;
   void* y = nullptr;
   RopeQkv rope;  // kRopeQkv only
-  GemvVariant variant = GemvVariant::kAuto;
 };
 
 // True when the 16-byte path applies (else the scalar fallback runs).
 bool gemv_vectorized(const GemvArgs& a);
 void gemv(const GemvArgs& a, cudaStream_t stream, bool pdl);
 
-// Attention variants (see GemvVariant; environment variable OMNIRT_DECODE_ATTN = split,
-// cluster8, cluster16):
-//   split      grid (kv head, splits); partials in the global workspace; the last block of a kv
-//              head (atomic counter) combines them
-//   cluster8   one thread-block cluster of 8 (16) blocks per kv head, each block 1/8 (1/16) of
-//   cluster16  the keys; the partials stay in shared memory and every block combines a slice of
-//              the output over distributed shared memory (no workspace, counters, fences);
-//              needs max_ctx <= kAttnClusterMaxCtx (kAuto falls back to split beyond)
-enum class AttnVariant { kAuto, kSplit, kCluster8, kCluster16 };
-AttnVariant resolve_attn_variant(AttnVariant v);
+// Which attention kernel runs. kAuto: the cluster kernel (16 blocks per kv head, the partials
+// combined over distributed shared memory) when max_ctx <= kAttnClusterMaxCtx, else the split
+// kernel (`splits` blocks per kv head, partials combined through the workspace by the last
+// block). kSplit / kCluster force one (tests; kCluster with a longer max_ctx is an error).
+enum class AttnVariant { kAuto, kSplit, kCluster };
 constexpr int64_t kAttnClusterMaxCtx = 1024;
 
 struct AttnDecodeArgs {
@@ -110,7 +92,7 @@ struct AttnDecodeArgs {
   int splits = 1;                 // key splits per kv head (blocks = hkv * splits)
   float* workspace = nullptr;     // F32 [attn_decode_workspace_floats(...)]
   int* counters = nullptr;        // I32 [hkv], zero before the first launch; left zero after
-  AttnVariant variant = AttnVariant::kAuto;  // the cluster variants do not use splits,
+  AttnVariant variant = AttnVariant::kAuto;  // the cluster kernel does not use splits,
                                              // workspace and counters (still checked)
 };
 
