@@ -31,7 +31,7 @@ sys.path.insert(0, HERE)
 import omnidrive_export  # noqa: E402
 from omnidrive_ref import checkpoint as C  # noqa: E402
 from omnidrive_ref import llm as L  # noqa: E402
-from omnidrive_ref.float64 import heads_float64  # noqa: E402
+from omnidrive_ref.float64 import heads_float64, heads_input_gain  # noqa: E402
 from omnidrive_ref.prompt import planning_prompt, planning_prompt_ids  # noqa: E402
 from omnidrive_ref.synthetic import make_frame  # noqa: E402
 from omnidrive_ref.trajectory import format_answer  # noqa: E402
@@ -86,6 +86,11 @@ def run_frames(vision, llm, tok, device, max_new_tokens: int, taps: bool):
         # incoming state): the parity tests measure the reference's own float32 error with it.
         for k, v in heads_float64(vision, out["backbone_feats"], dev_inputs, state).items():
             tensors[f"ref64.{k}"] = v.detach().cpu().contiguous()
+        # The heads' gain on a 1e-4 perturbation of their input features: end to end, our
+        # backbone's error times this is what the heads' outputs can be expected to inherit.
+        for k, v in heads_input_gain(vision, out["backbone_feats"], dev_inputs, state, out,
+                                     seed=1000 + i).items():
+            tensors[f"gain.{k}"] = torch.tensor([v], dtype=torch.float64)
         for f in STATE_FIELDS:
             tensors[f"state_out.{f}"] = getattr(new_state, f).detach().cpu().contiguous()
         state = new_state

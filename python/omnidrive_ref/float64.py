@@ -44,6 +44,21 @@ def _f64(t: Any) -> Any:
     return t.double() if torch.is_tensor(t) and t.is_floating_point() else t
 
 
+def _heads(model: OmniDriveVision, tokens: torch.Tensor, p: Dict[str, Any],
+           st: Dict[str, Any], is_first: bool) -> Dict[str, torch.Tensor]:
+    pos_embed = model.position_encoder(model.position_embedding_input(p["img2lidars"]))
+    box = model.pts_bbox_head(tokens, pos_embed, p, st, is_first)
+    lane = model.map_head(tokens, pos_embed, p, st, is_first)
+    out = {**box, **lane, "pos_embed": pos_embed}
+    out["vision_tokens"] = torch.cat([box["box_tokens"], box["ego_token"], lane["lane_tokens"]], 1)
+    return {k: out[k] for k in HEAD_OUTPUTS}
+
+
+def _tokens(model: OmniDriveVision, backbone_feats: torch.Tensor) -> torch.Tensor:
+    cfg = model.cfg
+    return backbone_feats.permute(0, 1, 3, 4, 2).reshape(1, cfg.num_tokens, cfg.embed_dim)
+
+
 @torch.no_grad()
 def heads_float64(model: OmniDriveVision, backbone_feats: torch.Tensor, inputs: Dict[str, Any],
                   state: VisionState) -> Dict[str, torch.Tensor]:
@@ -52,21 +67,38 @@ def heads_float64(model: OmniDriveVision, backbone_feats: torch.Tensor, inputs: 
     backbone_feats: the float32 reference's [1, N, C, h, w] (the heads' input); inputs and state as
     for forward_frame (the state *before* the frame). Returns HEAD_OUTPUTS, float64.
     """
-    cfg = model.cfg
     is_first = bool(inputs.get("is_first_frame", False))
     p = {k: _f64(v) for k, v in model._prepare_inputs(inputs).items()}
     st = {k: _f64(v) for k, v in state.as_dict().items()}
     m64 = copy.deepcopy(model).double()
     with _float64_mode():
-        tokens = backbone_feats.double().permute(0, 1, 3, 4, 2).reshape(1, cfg.num_tokens,
-                                                                       cfg.embed_dim)
-        pos_embed = m64.position_encoder(m64.position_embedding_input(p["img2lidars"]))
-        box = m64.pts_bbox_head(tokens, pos_embed, p, st, is_first)
-        lane = m64.map_head(tokens, pos_embed, p, st, is_first)
-    out = {**box, **lane, "pos_embed": pos_embed}
-    out["vision_tokens"] = torch.cat([box["box_tokens"], box["ego_token"], lane["lane_tokens"]], 1)
-    res = {k: out[k] for k in HEAD_OUTPUTS}
+        res = _heads(m64, _tokens(m64, backbone_feats.double()), p, st, is_first)
     for k, v in res.items():
         if v.dtype != torch.float64:
             raise RuntimeError(f"heads_float64: {k} came out {v.dtype}, not float64")
     return res
+
+
+@torch.no_grad()
+def heads_input_gain(model: OmniDriveVision, backbone_feats: torch.Tensor,
+                     inputs: Dict[str, Any], state: VisionState, reference: Dict[str, Any],
+                     rel: float = 1e-4, seed: int = 0) -> Dict[str, float]:
+    """How much the float32 heads amplify a relative perturbation of their input features.
+
+    Adds seeded Gaussian noise of relative size `rel` to backbone_feats, reruns the float32 heads
+    and returns rel_change(output) / rel per HEAD_OUTPUTS name (`reference`: the unperturbed
+    outputs). An implementation whose backbone is off by e relative can expect its head outputs
+    off by about gain * e end to end.
+    """
+    is_first = bool(inputs.get("is_first_frame", False))
+    g = torch.Generator(device="cpu").manual_seed(int(seed))
+    noise = torch.randn(backbone_feats.shape, generator=g, dtype=torch.float32)
+    noise = noise.to(backbone_feats.device)
+    feats = backbone_feats + noise * (rel * backbone_feats.norm() / noise.norm())
+    out = _heads(model, _tokens(model, feats), model._prepare_inputs(inputs), state.as_dict(),
+                 is_first)
+    gains = {}
+    for k, v in out.items():
+        ref = reference[k].double()
+        gains[k] = float((v.double() - ref).norm() / ref.norm().clamp_min(1e-30)) / rel
+    return gains
