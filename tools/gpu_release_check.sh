@@ -83,9 +83,9 @@ if ! skip parity_cmd && [ "$(left)" -gt 90 ]; then
 fi
 step "decode micro-benchmarks (last: they take long)"
 if [ "$(left)" -gt 40 ]; then
-  timeout $(( $(left) - 10 )) "$BUILD/bench/bench_ops" --benchmark_filter='^decode/|^quant_gemv/.*/pdl' \
+  timeout $(( $(left) - 10 )) "$BUILD/bench/bench_ops" --benchmark_filter='^decode/|^quant_gemv/.*/pdl|^vit/' \
     --benchmark_min_time=0.05 > "$OUT/bench_ops_llm.log" 2>&1
-  grep -E "^[a-z_0-9]+/" "$OUT/bench_ops_llm.log" | awk '{print $1, $2, $3}' | head -60
+  grep -E "^[a-z_0-9]+/" "$OUT/bench_ops_llm.log" | awk '{print $1, $2, $3}' | head -90
 fi
 cp /tmp/omnirt_parity/parity.json "$OUT/parity.jsonl" 2>/dev/null
 echo "done t=${SECONDS}s"
