@@ -182,17 +182,17 @@ int unexplained_box_differences(const std::set<std::pair<int, int>>& ours,
 
 // Memory rows carry where they came from (a query of this or an earlier frame); ties can put the
 // same entries in another order. Rows are matched by their reference point (3 or 33 values, in
-// the global frame: distinct per origin), then every per-row tensor is compared on matched rows.
-// At most 1% of the rows may stay unmatched (tie swaps at the top-k boundary).
-void expect_memory_matches(const std::map<std::string, Tensor>& ours, const SafetensorsFile& f,
-                           const std::string& kind, double tol) {
+// the global frame: distinct per origin). Returns, for each reference row, our matching row (-1:
+// none within 1e-3 relative).
+std::vector<int64_t> match_memory_rows(const std::map<std::string, Tensor>& ours,
+                                       const SafetensorsFile& f, const std::string& kind) {
   const std::string key = "memory_reference_point_" + kind;
   const Tensor ref_pts = f.get("state_out." + key);
   const int64_t rows = ref_pts.dim(1), width = ref_pts.numel() / rows;
   const std::vector<float> rp = ref_pts.to_float_vector(), op = ours.at(key).to_float_vector();
-  ASSERT_EQ(rp.size(), op.size()) << key;
+  OMNIRT_CHECK(rp.size() == op.size(), key, ": ", op.size(), " values, the reference has ",
+               rp.size());
   std::vector<int64_t> match(rows, -1);
-  int unmatched = 0;
   for (int64_t r = 0; r < rows; ++r) {
     double best = INFINITY, norm = 0;
     for (int64_t j = 0; j < width; ++j) norm += double(rp[r * width + j]) * rp[r * width + j];
@@ -204,8 +204,19 @@ void expect_memory_matches(const std::map<std::string, Tensor>& ours, const Safe
       }
       if (d < best) best = d, match[r] = o;
     }
-    if (std::sqrt(best) > 1e-3 * (1.0 + std::sqrt(norm))) match[r] = -1, ++unmatched;
+    if (std::sqrt(best) > 1e-3 * (1.0 + std::sqrt(norm))) match[r] = -1;
   }
+  return match;
+}
+
+// Then every per-row tensor is compared on matched rows. At most 1% of the rows may stay
+// unmatched (tie swaps at the top-k boundary). Returns the row match (see match_memory_rows).
+std::vector<int64_t> expect_memory_matches(const std::map<std::string, Tensor>& ours,
+                                           const SafetensorsFile& f, const std::string& kind,
+                                           double tol) {
+  const std::vector<int64_t> match = match_memory_rows(ours, f, kind);
+  const int64_t rows = static_cast<int64_t>(match.size());
+  const int unmatched = static_cast<int>(std::count(match.begin(), match.end(), int64_t(-1)));
   std::printf("  %-28s %d of %lld rows unmatched\n", ("memory rows (" + kind + ")").c_str(),
               unmatched, static_cast<long long>(rows));
   EXPECT_LE(unmatched, rows / 100) << kind << " memory: rows without a counterpart";
@@ -225,11 +236,81 @@ void expect_memory_matches(const std::map<std::string, Tensor>& ours, const Safe
     std::printf("  %-28s rel. error %.3g (matched rows)\n", name.c_str(), e);
     EXPECT_LE(e, tol) << name;
   }
+  return match;
+}
+
+// The next frame's propagated queries are the first `propagated` rows of the memory the previous
+// frame left (spec §3.6). When near-tie scores ordered that memory's top-k differently from the
+// reference's, our propagated query j is not the reference's propagated query j: its output rows
+// sit elsewhere. PropagatedAlignment maps each reference propagated slot to ours through the
+// previous frame's memory-row match (match_memory_rows: reference row -> our row).
+struct PropagatedAlignment {
+  std::vector<int64_t> ours_for_ref;  // [propagated]: our slot for each reference slot
+  std::vector<int64_t> ref_for_ours;  // the inverse; -1 where no reference slot maps to ours
+  int permuted = 0;                   // reference slots taken from another of our slots
+  int unmatched = 0;                  // reference slots without a counterpart among ours (kept)
+};
+
+PropagatedAlignment align_propagated(const std::vector<int64_t>& memory_match,
+                                     int64_t propagated) {
+  OMNIRT_CHECK(static_cast<int64_t>(memory_match.size()) >= propagated,
+               "align_propagated: memory match has ", memory_match.size(), " rows, fewer than ",
+               propagated, " propagated queries");
+  PropagatedAlignment a;
+  a.ours_for_ref.assign(propagated, -1);
+  a.ref_for_ours.assign(propagated, -1);
+  for (int64_t j = 0; j < propagated; ++j) {
+    const int64_t o = memory_match[j];
+    // A reference slot whose row we hold outside our first `propagated` rows (or not at all), or
+    // one already claimed, has no counterpart among our propagated queries.
+    if (o < 0 || o >= propagated || a.ref_for_ours[o] >= 0) {
+      ++a.unmatched;
+      continue;
+    }
+    a.ours_for_ref[j] = o;
+    a.ref_for_ours[o] = j;
+    if (o != j) ++a.permuted;
+  }
+  // Unmatched slots compare by position (where that position is not taken by a match); a real
+  // difference then shows up as an error instead of being hidden.
+  for (int64_t j = 0; j < propagated; ++j)
+    if (a.ours_for_ref[j] < 0 && a.ref_for_ours[j] < 0) a.ours_for_ref[j] = j, a.ref_for_ours[j] = j;
+  for (int64_t j = 0; j < propagated; ++j)  // the rest: any free slot of ours, in order
+    if (a.ours_for_ref[j] < 0)
+      for (int64_t o = 0; o < propagated; ++o)
+        if (a.ref_for_ours[o] < 0) {
+          a.ours_for_ref[j] = o, a.ref_for_ours[o] = j;
+          break;
+        }
+  return a;
+}
+
+// values [layers, queries, width] (our output); the rows first_propagated + j of each layer put
+// where the reference has them: result row first_propagated + j = ours first_propagated +
+// ours_for_ref[j]. Other rows unchanged.
+std::vector<float> reorder_propagated_rows(const std::vector<float>& values, int64_t layers,
+                                           int64_t queries, int64_t first_propagated,
+                                           const PropagatedAlignment& a) {
+  const int64_t p = static_cast<int64_t>(a.ours_for_ref.size());
+  OMNIRT_CHECK(layers > 0 && queries >= first_propagated + p &&
+                   values.size() % size_t(layers * queries) == 0,
+               "reorder_propagated_rows: ", values.size(), " values for ", layers, " x ", queries,
+               " rows");
+  const int64_t width = static_cast<int64_t>(values.size()) / (layers * queries);
+  std::vector<float> out = values;
+  for (int64_t l = 0; l < layers; ++l)
+    for (int64_t j = 0; j < p; ++j) {
+      const float* src = values.data() + ((l * queries) + first_propagated + a.ours_for_ref[j]) * width;
+      std::copy(src, src + width, out.data() + ((l * queries) + first_propagated + j) * width);
+    }
+  return out;
 }
 
 void check_frames(Device device, double tol) {
   auto engine = VisionEngine::load(ckpt_dir(), {device, DType::F32, false});
   const VisionConfig& c = engine->config();
+  // Our box-memory row for each of the reference's, after the previous frame (match_memory_rows).
+  std::vector<int64_t> previous_bbox_match;
   for (int frame = 0; frame < 2; ++frame) {
     SCOPED_TRACE("frame " + std::to_string(frame));
     std::printf("%s frame %d:\n", device_name(device).c_str(), frame);
@@ -270,8 +351,30 @@ void check_frames(Device device, double tol) {
       std::printf("\n");
     }
     const double heads_tol = heads_asserted ? tol : 1e30;  // else: finite (rel_error: inf if not)
-    EXPECT_LE(rel(r.heads.all_cls_scores, f.get("out.all_cls_scores"), "all_cls_scores"), heads_tol);
-    EXPECT_LE(rel(r.heads.all_bbox_preds, f.get("out.all_bbox_preds"), "all_bbox_preds"), heads_tol);
+    // From frame 1 on, the propagated queries (rows num_query.. of the box outputs) are the
+    // previous frame's memory top-k, which near-tie scores may have ordered differently from the
+    // reference: compare them through the memory-row lineage, not by position.
+    const int64_t nd = c.num_query + c.num_propagated;
+    PropagatedAlignment lineage = align_propagated(std::vector<int64_t>(), 0);
+    const bool aligned = !previous_bbox_match.empty() && !geometry(f, c.num_cams).is_first_frame;
+    if (aligned) {
+      lineage = align_propagated(previous_bbox_match, c.num_propagated);
+      std::printf("  propagated queries: %d of %d rows permuted (previous frame's memory top-k "
+                  "order), %d without a counterpart (compared by position)\n",
+                  lineage.permuted, c.num_propagated, lineage.unmatched);
+      EXPECT_LE(lineage.unmatched, c.num_propagated / 100) << "propagated queries without a counterpart";
+    }
+    auto box_rows = [&](const Tensor& t) {
+      std::vector<float> v = t.to_float_vector();
+      return aligned ? reorder_propagated_rows(v, c.dec_layers, nd, c.num_query, lineage) : v;
+    };
+    auto rel_v = [](const std::vector<float>& ours, const Tensor& ref, const char* what) {
+      const double e = omnirt::testing::rel_error(ours, ref.to_float_vector());
+      std::printf("  %-28s rel. error %.3g\n", what, e);
+      return e;
+    };
+    EXPECT_LE(rel_v(box_rows(r.heads.all_cls_scores), f.get("out.all_cls_scores"), "all_cls_scores"), heads_tol);
+    EXPECT_LE(rel_v(box_rows(r.heads.all_bbox_preds), f.get("out.all_bbox_preds"), "all_bbox_preds"), heads_tol);
     EXPECT_LE(rel(r.heads.all_lane_cls_one2one, f.get("out.all_lane_cls_one2one"), "all_lane_cls_one2one"), heads_tol);
     EXPECT_LE(rel(r.heads.all_lane_preds_one2one, f.get("out.all_lane_preds_one2one"), "all_lane_preds_one2one"), heads_tol);
     EXPECT_LE(rel(r.heads.vision_tokens, f.get("out.vision_tokens"), "vision_tokens"), heads_tol);
@@ -281,8 +384,11 @@ void check_frames(Device device, double tol) {
       std::vector<float> l_ref = f.get("out.boxes.labels").to_float_vector();
       std::set<std::pair<int, int>> ref_set, our_set;
       for (size_t i = 0; i < q_ref.size(); ++i) ref_set.insert({int(q_ref[i]), int(l_ref[i])});
-      for (size_t i = 0; i < r.heads.boxes.query.size(); ++i)
-        our_set.insert({r.heads.boxes.query[i], r.heads.boxes.labels[i]});
+      for (size_t i = 0; i < r.heads.boxes.query.size(); ++i) {
+        int q = r.heads.boxes.query[i];  // ours -> the reference's query index (lineage)
+        if (aligned && q >= c.num_query) q = c.num_query + int(lineage.ref_for_ours[q - c.num_query]);
+        our_set.insert({q, r.heads.boxes.labels[i]});
+      }
       const int swapped = unexplained_box_differences(our_set, ref_set, f, c);
       EXPECT_EQ(swapped, 0) << "top-k boxes differ beyond score ties";
       EXPECT_LE(rel(r.heads.lanes.points, f.get("out.lanes.points"), "lanes.points"), tol) << "lane points";
@@ -294,6 +400,7 @@ void check_frames(Device device, double tol) {
       EXPECT_LE(rel(state.at(name), f.get(std::string("state_out.") + name), name),
                 std::max(tol, 1e-5))
           << name;
+    previous_bbox_match = match_memory_rows(state, f, "bbox");
   }
 }
 
@@ -372,6 +479,58 @@ void check_heads_on_reference_inputs(Device device, double tol) {
 }
 
 }  // namespace
+
+// The lineage mapping of the end-to-end frame >= 1 comparison, on a synthetic case: it must undo
+// a permutation of the propagated rows and nothing else, and must not hide a row that differs.
+TEST(VisionParityLineage, UndoesAPermutationOfPropagatedRows) {
+  const int64_t layers = 2, nq = 3, p = 4, width = 2, queries = nq + p;
+  // Reference row values: layer * 100 + query * 10 + column.
+  std::vector<float> ref(layers * queries * width);
+  for (int64_t l = 0; l < layers; ++l)
+    for (int64_t q = 0; q < queries; ++q)
+      for (int64_t k = 0; k < width; ++k) ref[(l * queries + q) * width + k] = float(l * 100 + q * 10 + k);
+  // Our previous memory put the reference's rows 0,1,2,3 at 1,0,2,3 (a swapped near-tie pair);
+  // memory rows beyond p (the older memory) match in place.
+  const std::vector<int64_t> memory_match = {1, 0, 2, 3, 4, 5};
+  const PropagatedAlignment a = align_propagated(memory_match, p);
+  EXPECT_EQ(a.permuted, 2);
+  EXPECT_EQ(a.unmatched, 0);
+  EXPECT_EQ(a.ours_for_ref, (std::vector<int64_t>{1, 0, 2, 3}));
+  EXPECT_EQ(a.ref_for_ours, (std::vector<int64_t>{1, 0, 2, 3}));
+  // Our outputs: the reference's with propagated slots 0 and 1 swapped.
+  std::vector<float> ours = ref;
+  for (int64_t l = 0; l < layers; ++l)
+    for (int64_t k = 0; k < width; ++k)
+      std::swap(ours[(l * queries + nq + 0) * width + k], ours[(l * queries + nq + 1) * width + k]);
+  ASSERT_NE(ours, ref);
+  EXPECT_EQ(reorder_propagated_rows(ours, layers, queries, nq, a), ref);
+  // A real difference in a propagated row survives the reordering.
+  ours[(1 * queries + nq + 2) * width + 1] += 1.f;
+  EXPECT_NE(reorder_propagated_rows(ours, layers, queries, nq, a), ref);
+  // Identity lineage: nothing moves.
+  const PropagatedAlignment id = align_propagated({0, 1, 2, 3}, p);
+  EXPECT_EQ(id.permuted, 0);
+  EXPECT_EQ(reorder_propagated_rows(ref, layers, queries, nq, id), ref);
+}
+
+TEST(VisionParityLineage, RowsWithoutCounterpartAreCountedAndComparedByPosition) {
+  // Reference slot 1 came from our older memory (row 5, outside the propagated rows) and
+  // reference slot 3 has no match at all: both unmatched; slot 3 keeps its position, slot 1
+  // takes our only free slot (1), so each of ours is used once.
+  const PropagatedAlignment a = align_propagated({0, 5, 2, -1}, 4);
+  EXPECT_EQ(a.unmatched, 2);
+  EXPECT_EQ(a.permuted, 0);
+  EXPECT_EQ(a.ours_for_ref, (std::vector<int64_t>{0, 1, 2, 3}));
+  // Two reference slots claiming the same row of ours: the second is unmatched, not duplicated.
+  const PropagatedAlignment dup = align_propagated({2, 2, 0, 1}, 4);
+  EXPECT_EQ(dup.unmatched, 1);
+  std::vector<int64_t> sorted = dup.ours_for_ref;
+  std::sort(sorted.begin(), sorted.end());
+  EXPECT_EQ(sorted, (std::vector<int64_t>{0, 1, 2, 3}));  // still a permutation
+  EXPECT_THROW(align_propagated({0, 1}, 3), omnirt::Error);
+  EXPECT_THROW(reorder_propagated_rows(std::vector<float>(5), 1, 2, 1, align_propagated({0}, 1)),
+               omnirt::Error);
+}
 
 TEST(VisionParity, CpuHeadsOnReferenceInputs) { check_heads_on_reference_inputs(Device::CPU, 1e-4); }
 
