@@ -28,8 +28,9 @@ llm::QuantFormat parse_weight_format(const std::string& name, int64_t* group_siz
 namespace {
 struct Item {
   std::string name;
-  Tensor* dense;
-  llm::QuantLinear* q;
+  Tensor* dense = nullptr;
+  llm::QuantLinear* q = nullptr;
+  const Tensor* src = nullptr;  // the tensor quantised (dense, or its full-precision source)
   Tensor host;                  // in
   Tensor codes, scales, deq;    // out (host)
   float global_scale = 1.f;
@@ -37,31 +38,55 @@ struct Item {
 };
 }  // namespace
 
-void quantize_llama_weights(llm::LlamaWeights& w, const std::string& format,
-                            bool quantize_lm_head) {
+void quantize_llama_weights(llm::LlamaWeights& w, const std::string& format, bool quantize_lm_head,
+                            const llm::LlamaWeights* source) {
   int64_t group = 0;
   const llm::QuantFormat fmt = parse_weight_format(format, &group);
   if (fmt == llm::QuantFormat::kNone) return;
   OMNIRT_CHECK(w.quant_name.empty(), "quantize_llama_weights: the weights are already quantised (",
                w.quant_name, ")");
+  if (source) {
+    OMNIRT_CHECK(source->layers.size() == w.layers.size(), "quantize_llama_weights: the source ",
+                 "weights have ", source->layers.size(), " layers, the engine weights ",
+                 w.layers.size());
+    OMNIRT_CHECK(source->quant_name.empty(),
+                 "quantize_llama_weights: the source weights are already quantised (",
+                 source->quant_name, ")");
+  }
   std::vector<Item> items;
+  // Quantises `src` when there is a source (full precision), else the dense tensor itself.
+  auto add = [&](std::string name, Tensor* dense, llm::QuantLinear* q, const Tensor& src) {
+    Item it;
+    it.name = std::move(name);
+    it.dense = dense;
+    it.q = q;
+    it.src = source ? &src : dense;
+    items.push_back(std::move(it));
+  };
   for (size_t l = 0; l < w.layers.size(); ++l) {
     auto& lw = w.layers[l];
+    const llm::LlamaLayerWeights& sl = source ? source->layers[l] : lw;
     const std::string p = "layer " + std::to_string(l) + " ";
-    items.push_back({p + "wqkv", &lw.wqkv, &lw.q_wqkv, {}, {}, {}, {}});
-    items.push_back({p + "wo", &lw.wo, &lw.q_wo, {}, {}, {}, {}});
-    items.push_back({p + "w_gate_up", &lw.w_gate_up, &lw.q_gate_up, {}, {}, {}, {}});
-    items.push_back({p + "w_down", &lw.w_down, &lw.q_down, {}, {}, {}, {}});
+    add(p + "wqkv", &lw.wqkv, &lw.q_wqkv, sl.wqkv);
+    add(p + "wo", &lw.wo, &lw.q_wo, sl.wo);
+    add(p + "w_gate_up", &lw.w_gate_up, &lw.q_gate_up, sl.w_gate_up);
+    add(p + "w_down", &lw.w_down, &lw.q_down, sl.w_down);
   }
   if (quantize_lm_head) {
     if (w.lm_head.raw() == w.embed.raw())
       LOG_WARN("lm_head is tied to the embeddings: kept dense");
     else
-      items.push_back({"lm_head", &w.lm_head, &w.q_lm_head, {}, {}, {}, {}});
+      add("lm_head", &w.lm_head, &w.q_lm_head, source ? source->lm_head : w.lm_head);
   }
-  // 1. Bring every weight to the host (on the calling thread: device copies stay single-threaded).
-  for (Item& it : items)
-    it.host = it.dense->device() == Device::CPU ? it.dense->contiguous() : it.dense->to(Device::CPU);
+  // 1. Bring every weight to the host as F32 (on the calling thread: device copies stay
+  //    single-threaded).
+  for (Item& it : items) {
+    OMNIRT_CHECK(it.src->shape() == it.dense->shape(), "quantize_llama_weights: ", it.name,
+                 ": source shape ", shape_str(it.src->shape()), " differs from the engine's ",
+                 shape_str(it.dense->shape()));
+    it.host = it.src->device() == Device::CPU ? it.src->contiguous() : it.src->to(Device::CPU);
+    if (it.host.dtype() != DType::F32) it.host = it.host.to_dtype(DType::F32);
+  }
   // 2. Quantise + dequantise on all cores (host-only work).
   std::atomic<size_t> next{0};
   std::exception_ptr error;
@@ -108,6 +133,23 @@ void quantize_llama_weights(llm::LlamaWeights& w, const std::string& format,
     *it.dense = w.device == Device::CPU ? it.deq : it.deq.to(w.device);
   }
   w.quant_name = format + (quantize_lm_head && w.q_lm_head.defined() ? "+lm_head" : "");
+}
+
+llm::LlamaWeights load_quantised_llama_weights(const llm::LlamaConfig& cfg,
+                                               const llm::TensorLookup& lookup, Device device,
+                                               DType dtype, const std::string& format,
+                                               bool quantize_lm_head, const std::string& what) {
+  llm::LlamaWeights w = llm::load_llama_weights(cfg, lookup, device, dtype, what);
+  if (parse_weight_format(format) == llm::QuantFormat::kNone) return w;
+  if (device == Device::CPU && dtype == DType::F32) {
+    quantize_llama_weights(w, format, quantize_lm_head);
+  } else {
+    // A float32 host copy to quantise from (freed on return).
+    const llm::LlamaWeights f32 =
+        llm::load_llama_weights(cfg, lookup, Device::CPU, DType::F32, what);
+    quantize_llama_weights(w, format, quantize_lm_head, &f32);
+  }
+  return w;
 }
 
 namespace {

@@ -18,8 +18,23 @@ llm::QuantFormat parse_weight_format(const std::string& name, int64_t* group_siz
 // prefill and decode use the same weights (the quantisation error is then the model's, not a
 // prefill/decode mismatch). Quantises on the host (quant/int4.h, quant/nvfp4.h), one thread per
 // core. Throws naming the tensor when a shape does not fit the format (e.g. K % G != 0).
+// `source` (optional): the same model at full precision (any device / float dtype, same shapes);
+// when given, its tensors are quantised instead of w's, so an F16 engine gets the very codes and
+// scales an F32 engine of the same checkpoint gets (quantising an F16-rounded copy flips ~0.05%
+// of the INT4 codes by a whole step: issue #8).
 void quantize_llama_weights(llm::LlamaWeights& w, const std::string& format,
-                            bool quantize_lm_head = false);
+                            bool quantize_lm_head = false,
+                            const llm::LlamaWeights* source = nullptr);
+
+// A checkpoint's weights (`lookup`) in `dtype` on `device`, quantised to `format` from the
+// checkpoint's float32 values (not from their `dtype` copy): the same codes and scales whatever
+// the engine dtype, so the CUDA F16 engine's quantised decode and the CPU F32 reference compute
+// with the same dequantised weights (up to the F16 rounding of the dense copy used in prefill).
+// Used by LlmEngine::from_folder for LlmEngineOptions::weight_format.
+llm::LlamaWeights load_quantised_llama_weights(const llm::LlamaConfig& cfg,
+                                               const llm::TensorLookup& lookup, Device device,
+                                               DType dtype, const std::string& format,
+                                               bool quantize_lm_head, const std::string& what);
 
 // Weights of an `omnirt build` INT4 engine folder's llm.safetensors (docs/engine_format.md):
 // quantised linears come as `<module>.qweight` + `<module>.scales`, everything else dense.

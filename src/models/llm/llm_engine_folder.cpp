@@ -2,9 +2,9 @@
 // from llm_engine.cpp so the engine itself does not depend on the file format.
 #include <filesystem>
 
+#include "core/device.h"
 #include "core/error.h"
 #include "io/safetensors.h"
-#include "core/device.h"
 #include "models/llm/llm_engine.h"
 #include "quant/engine.h"
 #include "quant/llm_quant.h"
@@ -44,11 +44,20 @@ std::unique_ptr<LlmEngine> LlmEngine::from_folder(const std::string& dir,
   const std::filesystem::path llm_file = std::filesystem::path(dir) / "llm.safetensors";
   const WeightStore store =
       WeightStore::open(std::filesystem::exists(llm_file) ? llm_file.string() : dir);
-  LlamaWeights w = load_llama_weights(
-      cfg,
-      [&store](const std::string& name) { return store.contains(name) ? store.get(name) : Tensor(); },
-      options.device, options.dtype, dir);
-  return std::make_unique<LlmEngine>(cfg, std::move(w), options);
+  const TensorLookup lookup = [&store](const std::string& name) {
+    return store.contains(name) ? store.get(name) : Tensor();
+  };
+  if (options.weight_format.empty() || options.weight_format == "fp")
+    return std::make_unique<LlmEngine>(
+        cfg, load_llama_weights(cfg, lookup, options.device, options.dtype, dir), options);
+  // Quantised from the checkpoint's float32 values whatever the engine dtype (issue #8: an F16
+  // engine quantising its F16 copy got different INT4 codes than its F32 CPU reference).
+  LlamaWeights w =
+      quant::load_quantised_llama_weights(cfg, lookup, options.device, options.dtype,
+                                          options.weight_format, options.quantize_lm_head, dir);
+  LlmEngineOptions o = options;
+  o.weight_format.clear();
+  return std::make_unique<LlmEngine>(cfg, std::move(w), o);
 }
 
 }  // namespace omnirt::llm
