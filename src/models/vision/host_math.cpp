@@ -30,6 +30,23 @@ void transform_point(const Mat4& m, const float* p, float* out) {
     out[i] = m[i * 4 + 0] * p[0] + m[i * 4 + 1] * p[1] + m[i * 4 + 2] * p[2] + m[i * 4 + 3];
 }
 
+Mat4 matmul4_accurate(const Mat4& a, const Mat4& b) {
+  Mat4 c{};
+  for (int i = 0; i < 4; ++i)
+    for (int j = 0; j < 4; ++j) {
+      double s = 0.0;
+      for (int k = 0; k < 4; ++k) s += double(a[i * 4 + k]) * double(b[k * 4 + j]);
+      c[i * 4 + j] = static_cast<float>(s);
+    }
+  return c;
+}
+
+void transform_point_accurate(const Mat4& m, const float* p, float* out) {
+  for (int i = 0; i < 3; ++i)
+    out[i] = static_cast<float>(double(m[i * 4 + 0]) * p[0] + double(m[i * 4 + 1]) * p[1] +
+                                double(m[i * 4 + 2]) * p[2] + double(m[i * 4 + 3]));
+}
+
 Mat4 inverse4(const Mat4& m, const char* what) {
   double a[4][8];
   for (int i = 0; i < 4; ++i)

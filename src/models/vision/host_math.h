@@ -19,6 +19,12 @@ Mat4 identity4();
 Mat4 matmul4(const Mat4& a, const Mat4& b);  // float32, like torch's 4x4 @ 4x4
 // (m @ [p; 1])[:3] in float32.
 void transform_point(const Mat4& m, const float* p, float* out);
+// The same products accumulated in float64 and rounded once: for the memory alignment, where the
+// result (a relative pose, a point near the ego car) is the small difference of terms of the size
+// of the global frame (~1e3 m). float32 accumulation loses ~1e-4 m there, which the temporal
+// encodings (NeRF frequencies up to 32) turn into 3e-3 changes (issue #5, frame >= 1).
+Mat4 matmul4_accurate(const Mat4& a, const Mat4& b);
+void transform_point_accurate(const Mat4& m, const float* p, float* out);
 // float32 4x4 inverse (Gauss-Jordan with partial pivoting); throws if singular. `what` names it.
 Mat4 inverse4(const Mat4& m, const char* what);
 

@@ -578,10 +578,10 @@ HeadsOutput PetrHeads::forward(const Tensor& backbone, const FrameGeometry& geo,
       ts_b[e] = (st_ts[e] + geo.timestamp) * xb;
       host::Mat4 mp;
       std::memcpy(mp.data(), st_pose + e * 16, 64);
-      host::Mat4 aligned = host::matmul4(geo.ego_pose_inv, mp);
+      host::Mat4 aligned = host::matmul4_accurate(geo.ego_pose_inv, mp);
       for (int i = 0; i < 16; ++i) pose_b[e * 16 + i] = aligned[i] * xb;
       float r[3];
-      host::transform_point(geo.ego_pose_inv, st_ref + e * 3, r);
+      host::transform_point_accurate(geo.ego_pose_inv, st_ref + e * 3, r);
       for (int i = 0; i < 3; ++i) ref_b[e * 3 + i] = r[i] * xb;
     }
     const float* st_can = st.memory_canbus_bbox.data<float>();
@@ -604,11 +604,11 @@ HeadsOutput PetrHeads::forward(const Tensor& backbone, const FrameGeometry& geo,
       ts_l[e] = (st_ts[e] + geo.timestamp) * xl;
       host::Mat4 mp;
       std::memcpy(mp.data(), st_pose + e * 16, 64);
-      host::Mat4 aligned = host::matmul4(geo.ego_pose_inv, mp);
+      host::Mat4 aligned = host::matmul4_accurate(geo.ego_pose_inv, mp);
       for (int i = 0; i < 16; ++i) pose_l[e * 16 + i] = aligned[i] * xl;
       for (int k = 0; k < c.n_control; ++k) {
         float r[3];
-        host::transform_point(geo.ego_pose_inv, st_ref + e * ptsz + k * 3, r);
+        host::transform_point_accurate(geo.ego_pose_inv, st_ref + e * ptsz + k * 3, r);
         for (int i = 0; i < 3; ++i) ref_l[e * ptsz + k * 3 + i] = r[i] * xl;
       }
     }
