@@ -251,8 +251,7 @@ struct PropagatedAlignment {
   int unmatched = 0;                  // reference slots without a counterpart among ours (kept)
 };
 
-PropagatedAlignment align_propagated(const std::vector<int64_t>& memory_match,
-                                     int64_t propagated) {
+PropagatedAlignment align_propagated(const std::vector<int64_t>& memory_match, int64_t propagated) {
   OMNIRT_CHECK(static_cast<int64_t>(memory_match.size()) >= propagated,
                "align_propagated: memory match has ", memory_match.size(), " rows, fewer than ",
                propagated, " propagated queries");
@@ -274,7 +273,8 @@ PropagatedAlignment align_propagated(const std::vector<int64_t>& memory_match,
   // Unmatched slots compare by position (where that position is not taken by a match); a real
   // difference then shows up as an error instead of being hidden.
   for (int64_t j = 0; j < propagated; ++j)
-    if (a.ours_for_ref[j] < 0 && a.ref_for_ours[j] < 0) a.ours_for_ref[j] = j, a.ref_for_ours[j] = j;
+    if (a.ours_for_ref[j] < 0 && a.ref_for_ours[j] < 0)
+      a.ours_for_ref[j] = j, a.ref_for_ours[j] = j;
   for (int64_t j = 0; j < propagated; ++j)  // the rest: any free slot of ours, in order
     if (a.ours_for_ref[j] < 0)
       for (int64_t o = 0; o < propagated; ++o)
@@ -300,7 +300,8 @@ std::vector<float> reorder_propagated_rows(const std::vector<float>& values, int
   std::vector<float> out = values;
   for (int64_t l = 0; l < layers; ++l)
     for (int64_t j = 0; j < p; ++j) {
-      const float* src = values.data() + ((l * queries) + first_propagated + a.ours_for_ref[j]) * width;
+      const float* src =
+          values.data() + ((l * queries) + first_propagated + a.ours_for_ref[j]) * width;
       std::copy(src, src + width, out.data() + ((l * queries) + first_propagated + j) * width);
     }
   return out;
@@ -359,10 +360,12 @@ void check_frames(Device device, double tol) {
     const bool aligned = !previous_bbox_match.empty() && !geometry(f, c.num_cams).is_first_frame;
     if (aligned) {
       lineage = align_propagated(previous_bbox_match, c.num_propagated);
-      std::printf("  propagated queries: %d of %d rows permuted (previous frame's memory top-k "
-                  "order), %d without a counterpart (compared by position)\n",
-                  lineage.permuted, c.num_propagated, lineage.unmatched);
-      EXPECT_LE(lineage.unmatched, c.num_propagated / 100) << "propagated queries without a counterpart";
+      std::printf(
+          "  propagated queries: %d of %d rows permuted (previous frame's memory top-k "
+          "order), %d without a counterpart (compared by position)\n",
+          lineage.permuted, c.num_propagated, lineage.unmatched);
+      EXPECT_LE(lineage.unmatched, c.num_propagated / 100)
+          << "propagated queries without a counterpart";
     }
     auto box_rows = [&](const Tensor& t) {
       std::vector<float> v = t.to_float_vector();
@@ -373,8 +376,12 @@ void check_frames(Device device, double tol) {
       std::printf("  %-28s rel. error %.3g\n", what, e);
       return e;
     };
-    EXPECT_LE(rel_v(box_rows(r.heads.all_cls_scores), f.get("out.all_cls_scores"), "all_cls_scores"), heads_tol);
-    EXPECT_LE(rel_v(box_rows(r.heads.all_bbox_preds), f.get("out.all_bbox_preds"), "all_bbox_preds"), heads_tol);
+    EXPECT_LE(
+        rel_v(box_rows(r.heads.all_cls_scores), f.get("out.all_cls_scores"), "all_cls_scores"),
+        heads_tol);
+    EXPECT_LE(
+        rel_v(box_rows(r.heads.all_bbox_preds), f.get("out.all_bbox_preds"), "all_bbox_preds"),
+        heads_tol);
     EXPECT_LE(rel(r.heads.all_lane_cls_one2one, f.get("out.all_lane_cls_one2one"), "all_lane_cls_one2one"), heads_tol);
     EXPECT_LE(rel(r.heads.all_lane_preds_one2one, f.get("out.all_lane_preds_one2one"), "all_lane_preds_one2one"), heads_tol);
     EXPECT_LE(rel(r.heads.vision_tokens, f.get("out.vision_tokens"), "vision_tokens"), heads_tol);
@@ -386,7 +393,8 @@ void check_frames(Device device, double tol) {
       for (size_t i = 0; i < q_ref.size(); ++i) ref_set.insert({int(q_ref[i]), int(l_ref[i])});
       for (size_t i = 0; i < r.heads.boxes.query.size(); ++i) {
         int q = r.heads.boxes.query[i];  // ours -> the reference's query index (lineage)
-        if (aligned && q >= c.num_query) q = c.num_query + int(lineage.ref_for_ours[q - c.num_query]);
+        if (aligned && q >= c.num_query)
+          q = c.num_query + int(lineage.ref_for_ours[q - c.num_query]);
         our_set.insert({q, r.heads.boxes.labels[i]});
       }
       const int swapped = unexplained_box_differences(our_set, ref_set, f, c);
@@ -488,7 +496,8 @@ TEST(VisionParityLineage, UndoesAPermutationOfPropagatedRows) {
   std::vector<float> ref(layers * queries * width);
   for (int64_t l = 0; l < layers; ++l)
     for (int64_t q = 0; q < queries; ++q)
-      for (int64_t k = 0; k < width; ++k) ref[(l * queries + q) * width + k] = float(l * 100 + q * 10 + k);
+      for (int64_t k = 0; k < width; ++k)
+        ref[(l * queries + q) * width + k] = float(l * 100 + q * 10 + k);
   // Our previous memory put the reference's rows 0,1,2,3 at 1,0,2,3 (a swapped near-tie pair);
   // memory rows beyond p (the older memory) match in place.
   const std::vector<int64_t> memory_match = {1, 0, 2, 3, 4, 5};
