@@ -6,23 +6,13 @@
 #include <vector>
 
 #include "core/error.h"
+#include "quant/tensor_f32.h"
 
 namespace omnirt::quant {
-namespace {
 
-// Float32 CPU contiguous copy-or-view of `t` (converts F16/BF16/F64).
-Tensor as_f32_cpu(const Tensor& t, const std::string& what) {
-  OMNIRT_CHECK(t.defined(), what, ": tensor is undefined");
-  OMNIRT_CHECK(dtype_is_float(t.dtype()), what, ": expected a float tensor, got dtype ",
-               dtype_name(t.dtype()));
-  Tensor c = t.is_cuda() ? t.to(Device::CPU) : t;
-  if (!c.is_contiguous()) {
-    Tensor d = Tensor::empty(c.shape(), c.dtype());
-    d.copy_from(c);
-    c = d;
-  }
-  return c.dtype() == DType::F32 ? c : c.to_dtype(DType::F32);
-}
+using detail::as_f32_cpu;
+
+namespace {
 
 uint8_t encode_nibble(int q) { return static_cast<uint8_t>(q) & 0x0F; }
 

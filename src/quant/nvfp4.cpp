@@ -6,25 +6,16 @@
 #include <vector>
 
 #include "core/error.h"
+#include "quant/tensor_f32.h"
 
 namespace omnirt::quant {
+
+using detail::as_f32_cpu;
+
 namespace {
 
 // E2M1 magnitudes by code & 7.
 constexpr float kE2m1[8] = {0.f, 0.5f, 1.f, 1.5f, 2.f, 3.f, 4.f, 6.f};
-
-Tensor as_f32_cpu(const Tensor& t, const std::string& what) {
-  OMNIRT_CHECK(t.defined(), what, ": tensor is undefined");
-  OMNIRT_CHECK(dtype_is_float(t.dtype()), what, ": expected a float tensor, got dtype ",
-               dtype_name(t.dtype()));
-  Tensor c = t.is_cuda() ? t.to(Device::CPU) : t;
-  if (!c.is_contiguous()) {
-    Tensor d = Tensor::empty(c.shape(), c.dtype());
-    d.copy_from(c);
-    c = d;
-  }
-  return c.dtype() == DType::F32 ? c : c.to_dtype(DType::F32);
-}
 
 // Index of the nearest value in an ascending grid of representable magnitudes `grid[0..n)`
 // (ties to the even mantissa, i.e. to the even index: both formats' grids alternate mantissa
