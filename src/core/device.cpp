@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "core/stage_timer.h"
 
 #ifdef OMNIRT_WITH_CUDA
 #include "core/cuda_check.h"
@@ -94,15 +95,26 @@ int cuda_compute_capability() {
   return major * 10 + minor;
 }
 
+namespace {
+// Counted in current_stream(): every kernel launch site, cuBLASLt call and asynchronous
+// copy/memset asks for the stream once (StageTimer's "GPU work items").
+thread_local uint64_t t_work_items = 0;
+}  // namespace
+uint64_t gpu_work_items() { return t_work_items; }
+
 namespace cuda {
 namespace {
 thread_local cudaStream_t t_stream = nullptr;
 }
-cudaStream_t current_stream() { return t_stream; }
+cudaStream_t current_stream() {
+  ++t_work_items;
+  return t_stream;
+}
 StreamGuard::StreamGuard(cudaStream_t s) : prev_(t_stream) { t_stream = s; }
 StreamGuard::~StreamGuard() { t_stream = prev_; }
 }  // namespace cuda
 #else
+uint64_t gpu_work_items() { return 0; }
 bool cuda_available() { return false; }
 std::string cuda_device_description() { OMNIRT_FAIL("omnirt was built without CUDA"); }
 int cuda_compute_capability() { OMNIRT_FAIL("omnirt was built without CUDA"); }

@@ -32,6 +32,7 @@ struct Args {
 };
 
 double percentile(std::vector<double> v, double p) {
+  if (v.empty()) return 0;
   std::sort(v.begin(), v.end());
   const double pos = p * (v.size() - 1);
   const size_t lo = static_cast<size_t>(pos);
@@ -59,6 +60,47 @@ FrameGeometry synthetic_geometry(const VisionConfig& c, int frame) {
   return g;
 }
 
+// The --stages breakdown as a table, and as JSON into `out`: one object per stage, then one
+// named "frame" (GPU span, host queue time, host wall time).
+void print_stages(const StageTimer& t, nlohmann::json& out) {
+  const bool gpu = t.gpu_timed();
+  std::printf("\nstage breakdown (%zu frames; %s, nothing synchronised between stages)\n",
+              t.frame_wall_ms().size(), gpu ? "a CUDA event at each mark" : "host clock only");
+  std::printf("| stage | GPU p50 ms | GPU p90 ms | host p50 ms | GPU work items |\n");
+  std::printf("| --- | --- | --- | --- | --- |\n");
+  double gpu_sum = 0, host_sum = 0, items_sum = 0;
+  for (const StageTimer::Stage& s : t.stages()) {
+    const double g50 = gpu ? percentile(s.gpu_ms, 0.5) : 0, g90 = gpu ? percentile(s.gpu_ms, 0.9) : 0;
+    const double h50 = percentile(s.host_ms, 0.5), items = percentile(s.work_items, 0.5);
+    gpu_sum += g50;
+    host_sum += h50;
+    items_sum += items;
+    if (gpu)
+      std::printf("| %s | %.3f | %.3f | %.3f | %.0f |\n", s.name.c_str(), g50, g90, h50, items);
+    else
+      std::printf("| %s | - | - | %.3f | %.0f |\n", s.name.c_str(), h50, items);
+    nlohmann::json js = {{"stage", s.name}, {"host_p50_ms", h50}, {"work_items_p50", items}};
+    if (gpu) js["gpu_p50_ms"] = g50, js["gpu_p90_ms"] = g90;
+    out.push_back(js);
+  }
+  if (gpu)
+    std::printf("| sum of the p50s | %.3f | | %.3f | %.0f |\n", gpu_sum, host_sum, items_sum);
+  else
+    std::printf("| sum of the p50s | - | | %.3f | %.0f |\n", host_sum, items_sum);
+  const double wall = percentile(t.frame_wall_ms(), 0.5), queue = percentile(t.frame_host_queue_ms(), 0.5);
+  std::printf("\nframe (p50 ms): host wall time %.3f (synchronised at the end), host time to the last "
+              "mark %.3f", wall, queue);
+  nlohmann::json frame = {{"stage", "frame"}, {"host_wall_p50_ms", wall}, {"host_queue_p50_ms", queue},
+                          {"work_items_p50", items_sum}};
+  if (gpu) {
+    const double span = percentile(t.frame_gpu_ms(), 0.5);
+    std::printf(", GPU span %.3f", span);
+    frame["gpu_span_p50_ms"] = span;
+  }
+  std::printf("\n(a GPU span close to the host time means the GPU waits for the host: launch-bound)\n");
+  out.push_back(frame);
+}
+
 omnirt::cli::BenchCommand bench_vision_cmd(
     "vision", "Vision engine latency, one frame: backbone + heads + memory (p50/p90)",
     [](CLI::App& app) {
@@ -77,8 +119,9 @@ omnirt::cli::BenchCommand bench_vision_cmd(
       app.add_option("--warmup", a->warmup, "untimed runs first")->check(CLI::Range(0, 1000));
       app.add_option("--json", a->json, "write the results as JSON to this file");
       app.add_flag("--stages", a->stages,
-                   "after the timed runs, time each stage separately (device synchronised "
-                   "between stages) and print the breakdown");
+                   "after the timed runs, run --runs more frames with stage marks (CUDA events, "
+                   "no synchronisation between stages) and print each stage's GPU time, host "
+                   "time and GPU work items, and the frame's GPU span vs host time");
       return [a]() {
         VisionEngineOptions opt;
         opt.device = a->device == "cuda" ? Device::CUDA : Device::CPU;
@@ -110,11 +153,12 @@ omnirt::cli::BenchCommand bench_vision_cmd(
         bar.finish();
         StageTimer stage_timer;
         if (a->stages) {
-          // Separate runs, so that the synchronising marks do not disturb the timed ones.
+          // Separate runs, so that the marks (an event record each) do not touch the timed ones.
           stage_timer.activate();
           for (int i = 0; i < a->runs; ++i) {
             stage_timer.start();
             (void)engine->run(img, synthetic_geometry(c, a->warmup + a->runs + i));
+            stage_timer.finish();
           }
           stage_timer.deactivate();
         }
@@ -126,21 +170,13 @@ omnirt::cli::BenchCommand bench_vision_cmd(
         std::printf("| metric | p50 ms | p90 ms | runs |\n| --- | --- | --- | --- |\n");
         std::printf("| vision frame (host wall clock, synchronised) | %.3f | %.3f | %d |\n", p50, p90,
                     a->runs);
-        if (a->stages) {
-          std::printf("\nstage breakdown (device synchronised after each stage)\n");
-          std::printf("| stage | p50 ms | p90 ms |\n| --- | --- | --- |\n");
-          double total = 0;
-          for (const auto& [name, samples] : stage_timer.samples()) {
-            const double s50 = percentile(samples, 0.5);
-            total += s50;
-            std::printf("| %s | %.3f | %.3f |\n", name.c_str(), s50, percentile(samples, 0.9));
-          }
-          std::printf("| sum of stage p50s | %.3f | |\n", total);
-        }
+        nlohmann::json stages_json = nlohmann::json::array();
+        if (a->stages) print_stages(stage_timer, stages_json);
         if (!a->json.empty()) {
           nlohmann::json j = {{"what", "vision_frame"}, {"device", gpu},        {"dtype", a->dtype}, {"heads_dtype", a->heads_dtype},
                               {"tf32", a->tf32},        {"p50_ms", p50},        {"p90_ms", p90},
                               {"runs", a->runs},        {"commit", omnirt::git_commit()}, {"samples_ms", ms}};
+          if (a->stages) j["stages"] = stages_json;
           std::ofstream(a->json) << j.dump(2) << "\n";
         }
         return 0;
