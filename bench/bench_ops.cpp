@@ -15,8 +15,8 @@
 #include "core/device.h"
 #include "core/tensor.h"
 #include "models/llm/decode_kernels.h"
-#include "ops/activation.h"
 #include "models/llm/quant_gemv.h"
+#include "ops/activation.h"
 #include "ops/attention.h"
 #include "ops/fused.h"
 #include "ops/gemm.h"
@@ -164,13 +164,11 @@ struct EvaGemm {
   int64_t m, n, k;
   bool residual;
 };
-const EvaGemm kEvaGemms[] = {{"eva_qkv", 9600, 2304, 768, false},
-                             {"eva_qkv_padded", 13824, 2304, 768, false},
-                             {"eva_proj", 9600, 768, 768, false},
-                             {"eva_proj_residual", 9600, 768, 768, true},
-                             {"eva_w12", 9600, 4096, 768, false},
-                             {"eva_w3", 9600, 768, 2048, false},
-                             {"eva_w3_residual", 9600, 768, 2048, true}};
+const EvaGemm kEvaGemms[] = {
+    {"eva_qkv", 9600, 2304, 768, false},       {"eva_qkv_padded", 13824, 2304, 768, false},
+    {"eva_proj", 9600, 768, 768, false},       {"eva_proj_residual", 9600, 768, 768, true},
+    {"eva_w12", 9600, 4096, 768, false},       {"eva_w3", 9600, 768, 2048, false},
+    {"eva_w3_residual", 9600, 768, 2048, true}};
 
 void bench_eva_gemm(benchmark::State& state, EvaGemm s, GemmMode mode, bool autotune) {
   std::mt19937_64 rng(5);
@@ -259,8 +257,8 @@ void bench_gemv(benchmark::State& state, GemvShape s, DType dtype, bool pdl) {
     OMNIRT_CUDA_CHECK(cudaMemcpy(static_cast<char*>(w.raw()) + c * wbytes, w0.raw(), wbytes,
                                  cudaMemcpyDeviceToDevice));
   const bool f32_in = s.in == GemvIn::kRmsNorm;
-  Tensor in = random_gpu({s.in == GemvIn::kSwiglu ? 2 * s.k : s.k}, f32_in ? DType::F32 : dtype,
-                         rng);
+  Tensor in =
+      random_gpu({s.in == GemvIn::kSwiglu ? 2 * s.k : s.k}, f32_in ? DType::F32 : dtype, rng);
   Tensor norm = random_gpu({s.k}, DType::F32, rng, 0.9f, 1.1f);
   Tensor y = Tensor::zeros({s.n}, s.out == GemvOut::kStore ? dtype : DType::F32, Device::CUDA);
   omnirt::llm::decode::GemvArgs a;
@@ -295,7 +293,8 @@ const DecodeGemvShape kDecodeGemvShapes[] = {
     {"down_swiglu_add", 2048, 5632, GemvIn::kSwiglu, GemvOut::kAddF32},
     {"lm_head_norm", 32000, 2048, GemvIn::kRmsNorm, GemvOut::kStoreF32}};
 
-void bench_decode_gemv(benchmark::State& state, DecodeGemvShape s, bool pdl) {
+void bench_decode_gemv(benchmark::State& state, DecodeGemvShape s, bool pdl, int k_split = 0,
+                       int warps_per_block = 0) {
   std::mt19937_64 rng(5);
   const DType dtype = DType::F16;
   const size_t wbytes = static_cast<size_t>(s.n * s.k) * 2;
@@ -330,6 +329,8 @@ void bench_decode_gemv(benchmark::State& state, DecodeGemvShape s, bool pdl) {
   a.norm_w = norm.data<float>();
   a.out_mode = s.out;
   a.y = y.raw();
+  a.k_split = k_split;
+  a.warps_per_block = warps_per_block;
   if (s.out == GemvOut::kRopeQkv) {
     a.rope.cos = cos_t.data<float>();
     a.rope.sin = sin_t.data<float>();
@@ -430,9 +431,8 @@ void bench_attn_decode(benchmark::State& state, DType dtype, bool pdl) {
   a.workspace = ws.data<float>();
   a.counters = counters.data<int32_t>();
   const double bytes = 2.0 * hkv * (pos + 1) * D * omnirt::dtype_nbytes(dtype, 1);
-  time_gpu(state, 4.0 * hq * (pos + 1) * D, bytes, [&] {
-    omnirt::llm::decode::attention_decode(a, omnirt::cuda::current_stream(), pdl);
-  });
+  time_gpu(state, 4.0 * hq * (pos + 1) * D, bytes,
+           [&] { omnirt::llm::decode::attention_decode(a, omnirt::cuda::current_stream(), pdl); });
 }
 
 // EVA MLP middle at full size (9600 tokens, hidden 2048): the fused swiglu_layernorm against
@@ -505,7 +505,8 @@ void bench_quant_gemv(benchmark::State& state, GemvShape s, omnirt::llm::decode:
     for (auto& b : scales_h) b = static_cast<uint8_t>(0x28 + rng() % 24);  // E4M3 0.25 .. 3.75
   } else {
     std::uniform_real_distribution<float> d(0.001f, 0.01f);
-    for (size_t i = 0; i < scale_bytes / 4; ++i) reinterpret_cast<float*>(scales_h.data())[i] = d(rng);
+    for (size_t i = 0; i < scale_bytes / 4; ++i)
+      reinterpret_cast<float*>(scales_h.data())[i] = d(rng);
   }
   Tensor codes = Tensor::empty({static_cast<int64_t>(stride * copies)}, DType::U8, Device::CUDA);
   Tensor scales = Tensor::empty({static_cast<int64_t>(sstride * copies)}, DType::U8, Device::CUDA);
@@ -516,8 +517,8 @@ void bench_quant_gemv(benchmark::State& state, GemvShape s, omnirt::llm::decode:
                                  scale_bytes, cudaMemcpyHostToDevice));
   }
   const bool f32_in = s.in == GemvIn::kRmsNorm;
-  Tensor in = random_gpu({s.in == GemvIn::kSwiglu ? 2 * s.k : s.k},
-                         f32_in ? DType::F32 : DType::F16, rng);
+  Tensor in =
+      random_gpu({s.in == GemvIn::kSwiglu ? 2 * s.k : s.k}, f32_in ? DType::F32 : DType::F16, rng);
   Tensor norm = random_gpu({s.k}, DType::F32, rng, 0.9f, 1.1f);
   Tensor y = Tensor::zeros({s.n}, s.out == GemvOut::kStore ? DType::F16 : DType::F32, Device::CUDA);
   omnirt::llm::decode::QuantGemvArgs a;
@@ -541,11 +542,11 @@ void bench_quant_gemv(benchmark::State& state, GemvShape s, omnirt::llm::decode:
   int next = 0;
   time_graph(state, 2.0 * s.n * s.k, static_cast<double>(code_bytes + scale_bytes),
              std::max(copies, 20), [&] {
-    const int c = next++ % copies;
-    a.codes = codes.data<uint8_t>() + c * stride;
-    a.scales = static_cast<const char*>(scales.raw()) + c * sstride;
-    omnirt::llm::decode::quant_gemv(a, omnirt::cuda::current_stream(), pdl);
-  });
+               const int c = next++ % copies;
+               a.codes = codes.data<uint8_t>() + c * stride;
+               a.scales = static_cast<const char*>(scales.raw()) + c * sstride;
+               omnirt::llm::decode::quant_gemv(a, omnirt::cuda::current_stream(), pdl);
+             });
 }
 
 void register_all() {
@@ -556,7 +557,18 @@ void register_all() {
       // PDL: kernel i + 1 streams its weights during kernel i's tail.
       const std::string name =
           std::string("decode/gemv_f16/") + s.name + (pdl ? "/graph" : "/graph_nopdl");
-      benchmark::RegisterBenchmark(name.c_str(), bench_decode_gemv, s, pdl)
+      benchmark::RegisterBenchmark(name.c_str(), bench_decode_gemv, s, pdl, 0, 0)
+          ->UseManualTime()
+          ->Unit(benchmark::kMicrosecond);
+    }
+  // Launch-shape sweep (K split x warps per block), PDL on: which shape the engine should use.
+  for (const DecodeGemvShape& s : kDecodeGemvShapes)
+    for (const auto& [ks, warps] :
+         {std::pair{1, 2}, std::pair{1, 4}, std::pair{1, 8}, std::pair{2, 4}, std::pair{2, 8},
+          std::pair{3, 3}, std::pair{3, 6}, std::pair{4, 4}, std::pair{4, 8}}) {
+      const std::string name = std::string("decode/gemv_shape/") + s.name + "/ks" +
+                               std::to_string(ks) + "_w" + std::to_string(warps) + "/graph";
+      benchmark::RegisterBenchmark(name.c_str(), bench_decode_gemv, s, true, ks, warps)
           ->UseManualTime()
           ->Unit(benchmark::kMicrosecond);
     }
@@ -568,7 +580,8 @@ void register_all() {
         ->Unit(benchmark::kMicrosecond);
   }
   for (const GemvShape& s : kGemvShapes) {
-    for (const auto& [dname, dtype] : {std::pair{"fp16", DType::F16}, std::pair{"bf16", DType::BF16}}) {
+    for (const auto& [dname, dtype] :
+         {std::pair{"fp16", DType::F16}, std::pair{"bf16", DType::BF16}}) {
       for (bool pdl : {true, false}) {
         const std::string name = std::string("gemv/") + s.name + "/" + std::to_string(s.n) + "x" +
                                  std::to_string(s.k) + "/" + dname + (pdl ? "/pdl" : "/nopdl");
@@ -596,15 +609,17 @@ void register_all() {
     }
   }
   for (bool pdl : {true, false}) {
-    const std::string name = std::string("attn_decode/tinyllama_663keys/fp16") + (pdl ? "/pdl" : "/nopdl");
+    const std::string name =
+        std::string("attn_decode/tinyllama_663keys/fp16") + (pdl ? "/pdl" : "/nopdl");
     benchmark::RegisterBenchmark(name.c_str(), bench_attn_decode, DType::F16, pdl)
         ->UseManualTime()
         ->Unit(benchmark::kMicrosecond);
   }
-  for (const auto& [dname, dtype] : {std::pair{"fp16", DType::F16}, std::pair{"fp32", DType::F32}}) {
+  for (const auto& [dname, dtype] :
+       {std::pair{"fp16", DType::F16}, std::pair{"fp32", DType::F32}}) {
     for (bool fused : {true, false}) {
-      const std::string name = std::string("vit/swiglu_layernorm/9600x2048/") + dname +
-                               (fused ? "/fused" : "/unfused");
+      const std::string name =
+          std::string("vit/swiglu_layernorm/9600x2048/") + dname + (fused ? "/fused" : "/unfused");
       benchmark::RegisterBenchmark(name.c_str(), bench_swiglu_ln, dtype, fused)
           ->UseManualTime()
           ->Unit(benchmark::kMicrosecond);

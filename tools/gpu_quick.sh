@@ -8,6 +8,9 @@
 #     lbench  omnirt bench llm (TinyLlama shape, fp16)
 #     decode  decode kernels (issue #4): their tests, the per-kernel graph benchmarks
 #             (bench_ops decode/...), omnirt bench llm's TPOT
+#     ablate  omnirt bench llm's TPOT with each decode kernel left out in turn
+#             (OMNIRT_DECODE_ABLATE): what each costs inside the real kernel chain
+#     sweep   decode GEMV launch shapes (K split x warps per block) and the decode attention
 #     vparity full-size fixtures (PyTorch reference, float32) + the C++ vision parity tests on them
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -71,6 +74,20 @@ if has vbench; then
     "$BUILD/omnirt" bench vision --model "$FULL" --device cuda --dtype "$1" --heads-dtype "$2" ${3:-} \
       --runs 20 --stages --json "$OUT/bench_vision_${1}_${2}${3:+_tf32}.json" 2>/dev/null | tail -22
   done
+fi
+if has ablate; then
+  echo "=== decode ablation (TPOT with kernels left out; tokens garbage)"
+  for k in none embed qkv attn o gate_up down lm_head sampler pos "embed,sampler,pos"; do
+    v=$k; [ "$k" = none ] && v=""
+    printf "%-20s " "$k"
+    OMNIRT_DECODE_ABLATE=$v "$BUILD/omnirt" bench llm --random-tinyllama --prompt-len 577 --new-tokens 86 \
+      --dtype fp16 --runs 5 2>&1 | grep -E "TPOT" | head -2 | tr '\n' ' '; echo
+  done
+fi
+if has sweep; then
+  "$BUILD/bench/bench_ops" --benchmark_filter='^decode/gemv_shape/|^decode/attn|^decode/gemv_f16/.*/graph$' \
+    --benchmark_min_time=0.2 > "$OUT/decode_sweep.txt" 2>&1; echo "sweep rc=$?"
+  grep -E "^decode/" "$OUT/decode_sweep.txt" | sed -E 's/ +/ /g' | cut -c1-150
 fi
 if has lbench; then
   "$BUILD/omnirt" bench llm --random-tinyllama --prompt-len 577 --new-tokens 86 --dtype fp16 --runs 20 \

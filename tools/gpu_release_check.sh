@@ -71,7 +71,7 @@ if [ "$(left)" -gt 100 ]; then
   timeout 90 "$BUILD/tests/test_vision" --gtest_filter='VisionParity.CudaFp32HeadsOnReferenceInputs:VisionParity.CudaFp32MatchesReferenceTwoFrames:VisionParity.CudaFullHalf*' \
     > "$OUT/full_parity_vision.log" 2>&1; echo "vision heads parity rc=$?"
   grep -E "rel. error|per layer|own f32 vs f64|expected from|unmatched|tie swaps|ill-conditioned|OK \]|FAILED \]" "$OUT/full_parity_vision.log" | head -60
-  timeout 60 "$BUILD/tests/test_llm_engine" --gtest_filter='Frames/LlmFixture*' > "$OUT/full_parity_llm.log" 2>&1
+  timeout 150 "$BUILD/tests/test_llm_engine" --gtest_filter='Frames/LlmFixture*' > "$OUT/full_parity_llm.log" 2>&1
   echo "llm parity rc=$?"; grep -E "rel|OK \]|FAILED \]|Failure" "$OUT/full_parity_llm.log" | head -20
 fi
 step "omnirt parity (drift over precisions, sample scene, full random model)"

@@ -49,9 +49,7 @@ std::vector<float> download(const Tensor& t) {
 }
 
 // Rounding the result to the output type costs ~2^-11 (F16) / 2^-8 (BF16) per element.
-double out_tol(DType out) {
-  return out == DType::F32 ? 1e-5 : out == DType::F16 ? 2e-3 : 1.5e-2;
-}
+double out_tol(DType out) { return out == DType::F32 ? 1e-5 : out == DType::F16 ? 2e-3 : 1.5e-2; }
 
 double silu(double g) { return g / (1.0 + std::exp(-g)); }
 
@@ -61,11 +59,14 @@ struct GemvCase {
 
 // Runs one GEMV mode and checks it against float64.
 void check_gemv(DType dt, GemvIn in_mode, GemvOut out_mode, GemvCase s, bool pdl,
-                std::mt19937_64& rng, bool misalign = false, bool misalign_in = false) {
-  SCOPED_TRACE(std::string(dtype_name(dt)) + " N=" + std::to_string(s.n) + " K=" +
-               std::to_string(s.k) + " in=" + std::to_string(static_cast<int>(in_mode)) +
+                std::mt19937_64& rng, bool misalign = false, bool misalign_in = false,
+                GemvShape launch = {0, 0}) {
+  SCOPED_TRACE(std::string(dtype_name(dt)) + " N=" + std::to_string(s.n) +
+               " K=" + std::to_string(s.k) + " in=" + std::to_string(static_cast<int>(in_mode)) +
                " out=" + std::to_string(static_cast<int>(out_mode)) + (pdl ? " pdl" : "") +
-               (misalign ? " misaligned W" : "") + (misalign_in ? " misaligned input" : ""));
+               (misalign ? " misaligned W" : "") + (misalign_in ? " misaligned input" : "") +
+               " k_split=" + std::to_string(launch.k_split) +
+               " warps=" + std::to_string(launch.warps_per_block));
   const int64_t N = s.n, K = s.k;
   const float a = std::sqrt(3.0f / static_cast<float>(K));
   std::vector<float> w_seen;
@@ -122,6 +123,8 @@ void check_gemv(DType dt, GemvIn in_mode, GemvOut out_mode, GemvCase s, bool pdl
   g.eps = 1e-5f;
   g.out_mode = out_mode;
   g.y = y.raw();
+  g.k_split = launch.k_split;
+  g.warps_per_block = launch.warps_per_block;
   const bool expect_vec = !misalign && (K * static_cast<int64_t>(esz)) % 16 == 0;
   EXPECT_EQ(gemv_vectorized(g), expect_vec);
   gemv(g, cuda::current_stream(), pdl);
@@ -149,8 +152,8 @@ TEST(DecodeGemvCuda, EveryModeEveryDtypeMatchesFloat64) {
   OMNIRT_REQUIRE_CUDA();
   std::mt19937_64 rng(omnirt::testing::test_seed());
   const std::pair<GemvIn, GemvOut> modes[] = {
-      {GemvIn::kPlain, GemvOut::kStore},     {GemvIn::kPlain, GemvOut::kStoreF32},
-      {GemvIn::kPlain, GemvOut::kAddF32},    {GemvIn::kRmsNorm, GemvOut::kStore},
+      {GemvIn::kPlain, GemvOut::kStore},      {GemvIn::kPlain, GemvOut::kStoreF32},
+      {GemvIn::kPlain, GemvOut::kAddF32},     {GemvIn::kRmsNorm, GemvOut::kStore},
       {GemvIn::kRmsNorm, GemvOut::kStoreF32}, {GemvIn::kSwiglu, GemvOut::kAddF32}};
   for (DType dt : {DType::F32, DType::F16, DType::BF16})
     for (const auto& m : modes)
@@ -173,11 +176,68 @@ TEST(DecodeGemvCuda, WithoutPdlAndMisalignedWeightsOrInput) {
   }
 }
 
+// Launch shapes other than the automatic one: K split over 2..4 warps per row pair (parts of
+// unequal length and empty parts included: K = 200 is 25 chunks, split 4 ways 7/7/7/4), and
+// 1..8 warps per block, on every input and output mode, F16 and BF16.
+TEST(DecodeGemvCuda, KSplitAndBlockShapesMatchFloat64) {
+  OMNIRT_REQUIRE_CUDA();
+  std::mt19937_64 rng(omnirt::testing::test_seed());
+  const std::pair<GemvIn, GemvOut> modes[] = {{GemvIn::kPlain, GemvOut::kStore},
+                                              {GemvIn::kPlain, GemvOut::kAddF32},
+                                              {GemvIn::kRmsNorm, GemvOut::kStoreF32},
+                                              {GemvIn::kSwiglu, GemvOut::kAddF32}};
+  const GemvShape launches[] = {{2, 2}, {3, 3}, {3, 6}, {4, 4}, {4, 8}, {1, 1}, {1, 2}, {2, 8}};
+  const GemvCase shapes[] = {{37, 200}, {70, 5640}, {2051, 2056}, {5, 16}};
+  for (DType dt : {DType::F16, DType::BF16})
+    for (const auto& m : modes)
+      for (const GemvShape& l : launches)
+        for (const GemvCase& s : shapes)
+          check_gemv(dt, m.first, m.second, s, /*pdl=*/true, rng, false, false, l);
+  // The F32 weights and the scalar path only take k_split 1; other block sizes are fine.
+  check_gemv(DType::F32, GemvIn::kPlain, GemvOut::kStore, {37, 200}, true, rng, false, false,
+             {1, 2});
+  check_gemv(DType::F16, GemvIn::kPlain, GemvOut::kStore, {19, 131}, true, rng, false, false,
+             {1, 8});
+}
+
+TEST(DecodeGemvCuda, BadLaunchShapesAreClearErrors) {
+  OMNIRT_REQUIRE_CUDA();
+  std::mt19937_64 rng(omnirt::testing::test_seed());
+  Tensor w = upload(uniform(64 * 64, rng), DType::F16);
+  Tensor x = upload(uniform(64, rng), DType::F16);
+  Tensor y = upload(uniform(64, rng), DType::F16);
+  Tensor w32 = upload(uniform(64 * 64, rng), DType::F32);
+  auto expect_error = [&](DType dt, const void* wp, int ks, int warps, const char* what) {
+    GemvArgs g;
+    g.dtype = dt;
+    g.w = wp;
+    g.n = 64;
+    g.k = 64;
+    g.in = dt == DType::F32 ? static_cast<const void*>(w32.raw()) : x.raw();
+    g.y = dt == DType::F32 ? static_cast<void*>(w32.raw()) : y.raw();
+    g.k_split = ks;
+    g.warps_per_block = warps;
+    try {
+      gemv(g, cuda::current_stream(), true);
+      ADD_FAILURE() << "expected an error for k_split " << ks << ", warps " << warps;
+    } catch (const omnirt::Error& e) {
+      EXPECT_NE(std::string(e.what()).find(what), std::string::npos) << e.what();
+    }
+  };
+  expect_error(DType::F16, w.raw(), 5, 5, "k_split must be 1..4");
+  expect_error(DType::F16, w.raw(), 3, 4, "multiple of k_split");
+  expect_error(DType::F16, w.raw(), 1, 9, "warps_per_block");
+  expect_error(DType::F32, w32.raw(), 2, 2, "F16 and BF16");
+  // One element off alignment: the scalar path, which has no K split.
+  expect_error(DType::F16, static_cast<const char*>(w.raw()) + 2, 2, 2, "vector path");
+}
+
 // RMSNorm -> QKV -> RoPE on q and k -> k, v into the caches at *pos; q rotated into y.
-void check_rope_qkv(DType dt, int hq, int hkv, int D, int64_t K, int pos, std::mt19937_64& rng) {
+void check_rope_qkv(DType dt, int hq, int hkv, int D, int64_t K, int pos, std::mt19937_64& rng,
+                    GemvShape launch = {0, 0}) {
   SCOPED_TRACE(std::string(dtype_name(dt)) + " hq=" + std::to_string(hq) + " hkv=" +
                std::to_string(hkv) + " D=" + std::to_string(D) + " K=" + std::to_string(K) +
-               " pos=" + std::to_string(pos));
+               " pos=" + std::to_string(pos) + " k_split=" + std::to_string(launch.k_split));
   const int64_t N = static_cast<int64_t>(hq + 2 * hkv) * D, max_ctx = 50, half = D / 2;
   const float a = std::sqrt(3.0f / static_cast<float>(K));
   std::vector<float> w_seen, in_seen, norm_seen, kc_seen, vc_seen;
@@ -205,7 +265,8 @@ void check_rope_qkv(DType dt, int hq, int hkv, int D, int64_t K, int pos, std::m
   std::vector<double> r(N);
   for (int64_t row = 0; row < N; ++row) {
     double acc = 0;
-    for (int64_t i = 0; i < K; ++i) acc += w_seen[row * K + i] * (norm_seen[i] * (in_seen[i] * inv));
+    for (int64_t i = 0; i < K; ++i)
+      acc += w_seen[row * K + i] * (norm_seen[i] * (in_seen[i] * inv));
     r[row] = acc;
   }
   std::vector<float> want_q(hq * D), want_kc = kc_seen, want_vc = vc_seen;
@@ -248,6 +309,8 @@ void check_rope_qkv(DType dt, int hq, int hkv, int D, int64_t K, int pos, std::m
   g.rope.hkv = hkv;
   g.rope.head_dim = D;
   g.rope.max_ctx = max_ctx;
+  g.k_split = launch.k_split;
+  g.warps_per_block = launch.warps_per_block;
   gemv(g, cuda::current_stream(), true);
   std::vector<float> got_q = download(y);
   got_q.resize(hq * D);
@@ -278,6 +341,10 @@ TEST(DecodeGemvCuda, RopeQkvEpilogueWritesQAndCaches) {
     check_rope_qkv(dt, 6, 2, 32, 160, 37, rng);   // the tiny test model's attention
     check_rope_qkv(dt, 8, 2, 64, 264, 0, rng);    // position 0 (identity rotation)
     check_rope_qkv(dt, 3, 1, 128, 131, 49, rng);  // scalar path, last position
+  }
+  for (DType dt : {DType::F16, DType::BF16}) {
+    check_rope_qkv(dt, 6, 2, 32, 160, 37, rng, {2, 4});
+    check_rope_qkv(dt, 8, 2, 64, 264, 11, rng, {3, 6});
   }
 }
 
@@ -321,9 +388,9 @@ struct AttnCase {
 void check_attention(DType dt, AttnCase c, const std::vector<int>& positions, bool pdl,
                      std::mt19937_64& rng, AttnVariant variant = AttnVariant::kSplit) {
   const int splits = c.splits > 0 ? c.splits : attn_decode_default_splits(c.hkv, c.max_ctx);
-  SCOPED_TRACE(std::string(dtype_name(dt)) + " hq=" + std::to_string(c.hq) + " hkv=" +
-               std::to_string(c.hkv) + " D=" + std::to_string(c.D) + " max_ctx=" +
-               std::to_string(c.max_ctx) + " splits=" + std::to_string(splits) +
+  SCOPED_TRACE(std::string(dtype_name(dt)) + " hq=" + std::to_string(c.hq) +
+               " hkv=" + std::to_string(c.hkv) + " D=" + std::to_string(c.D) +
+               " max_ctx=" + std::to_string(c.max_ctx) + " splits=" + std::to_string(splits) +
                (pdl ? " pdl" : "") + " variant=" + std::to_string(static_cast<int>(variant)));
   const int D = c.D;
   std::vector<float> kc_seen, vc_seen;
@@ -395,11 +462,11 @@ TEST(DecodeAttentionCuda, MatchesFloat64AcrossGroupsHeadDimsSplitsAndLengths) {
   OMNIRT_REQUIRE_CUDA();
   std::mt19937_64 rng(omnirt::testing::test_seed());
   const AttnCase cases[] = {
-      {6, 2, 32, 96, 0},      // the tiny model: group 3, default splits (many empty)
-      {32, 4, 64, 1024, 0},   // TinyLlama: group 4, 32 splits
-      {4, 4, 128, 64, 1},     // group 1, one split holding every key
-      {16, 2, 64, 200, 5},    // group 8, 5 splits of up to 40 keys
-      {3, 1, 128, 130, 3},    // one kv head, 3 splits of up to 44 keys
+      {6, 2, 32, 96, 0},     // the tiny model: group 3, default splits (many empty)
+      {32, 4, 64, 1024, 0},  // TinyLlama: group 4, 32 splits
+      {4, 4, 128, 64, 1},    // group 1, one split holding every key
+      {16, 2, 64, 200, 5},   // group 8, 5 splits of up to 40 keys
+      {3, 1, 128, 130, 3},   // one kv head, 3 splits of up to 44 keys
   };
   for (DType dt : {DType::F32, DType::F16, DType::BF16})
     for (const AttnCase& c : cases) {

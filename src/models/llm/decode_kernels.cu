@@ -28,6 +28,7 @@
 #include <cuda_fp16.h>
 
 #include <algorithm>
+#include <type_traits>
 #include <utility>
 
 #include "core/cuda_check.h"
@@ -201,14 +202,19 @@ __device__ __forceinline__ void stage_vec(const GemvDev& a, float4* xs4, int chu
   }
 }
 
-template <typename T, GemvIn IN, GemvOut OUT, bool VEC>
+// KS warps (consecutive in the block) share one row pair, warp `kpart` of them taking chunks
+// [kpart * per, (kpart + 1) * per) of the row (KS = 1: the whole row).
+template <typename T, GemvIn IN, GemvOut OUT, bool VEC, int KS>
 __global__ void __launch_bounds__(256) gemv_kernel(const GemvDev a) {
   extern __shared__ float4 xs4[];  // K floats
   float* xs = reinterpret_cast<float*>(xs4);
   __shared__ float red[32];
   constexpr int E = kVec<T>;
+  static_assert(KS == 1 || VEC, "the K split needs the vector path");
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  const int gw = blockIdx.x * static_cast<int>(blockDim.x >> 5) + warp;  // this warp's row pair
+  const int kpart = warp % KS;
+  // This warp's row pair.
+  const int gw = blockIdx.x * static_cast<int>(blockDim.x >> 5) / KS + warp / KS;
   const int N = a.n, K = a.k;
   int r0, r1;
   if constexpr (OUT == GemvOut::kRopeQkv) {
@@ -226,6 +232,8 @@ __global__ void __launch_bounds__(256) gemv_kernel(const GemvDev a) {
   const T* w0 = W + static_cast<int64_t>(min(r0, N - 1)) * K;
   const T* w1 = W + static_cast<int64_t>(min(r1, N - 1)) * K;
   const int chunks = VEC ? K / E : 0;
+  const int per = (chunks + KS - 1) / KS;
+  const int kbeg = min(chunks, kpart * per), kend = min(chunks, kbeg + per);
   const uint4* v0 = reinterpret_cast<const uint4*>(w0);
   const uint4* v1 = reinterpret_cast<const uint4*>(w1);
   uint4 b0[kGemvBatch], b1[kGemvBatch];
@@ -233,14 +241,14 @@ __global__ void __launch_bounds__(256) gemv_kernel(const GemvDev a) {
 #pragma unroll
     for (int u = 0; u < kGemvBatch; ++u) {
       const int c = base + u * 32 + lane;
-      if (c < chunks) {
+      if (c < kend) {
         b0[u] = __ldg(v0 + c);
         b1[u] = __ldg(v1 + c);
       }
     }
   };
   // The weights do not depend on any earlier kernel: start streaming them before the wait.
-  if constexpr (VEC) load_batch(0);
+  if constexpr (VEC) load_batch(kbeg);
   // Let the next kernel launch as soon as every block of this one has started, so that its
   // weights stream while this kernel waits for its own and computes (issue #4: triggering after
   // the staging instead left PDL worth only ~0.7 us per GEMV). Safe: the next kernel reads
@@ -297,23 +305,26 @@ __global__ void __launch_bounds__(256) gemv_kernel(const GemvDev a) {
   } else if constexpr (IN == GemvIn::kSwiglu) {
     const T* x = static_cast<const T*>(a.in);
     for (int k = threadIdx.x; k < K; k += blockDim.x)
-      xs[stage_index<T, VEC>(k, chunks)] = silu(to_float(__ldcg(x + k))) * to_float(__ldcg(x + K + k));
+      xs[stage_index<T, VEC>(k, chunks)] =
+          silu(to_float(__ldcg(x + k))) * to_float(__ldcg(x + K + k));
   } else {
     const T* x = static_cast<const T*>(a.in);
     for (int k = threadIdx.x; k < K; k += blockDim.x)
       xs[stage_index<T, VEC>(k, chunks)] = to_float(__ldcg(x + k));
   }
   __syncthreads();
-  if (!has0) return;  // no block-wide barrier below
+  // KS = 1: no block-wide barrier below. KS > 1: warps without rows still reach the one that
+  // combines the K parts (has0 is the same for all KS warps of a pair).
+  if (KS == 1 && !has0) return;
 
   float acc0 = 0.f, acc1 = 0.f;
   if constexpr (VEC) {
     const float4* xp = xs4;
-    for (int base = 0;; base += kGemvBatch * 32) {
+    for (int base = kbeg; has0; base += kGemvBatch * 32) {
 #pragma unroll
       for (int u = 0; u < kGemvBatch; ++u) {
         const int c = base + u * 32 + lane;
-        if (c < chunks) {
+        if (c < kend) {
           float xf[E], wf[E];
 #pragma unroll
           for (int p = 0; p < E / 4; ++p) {
@@ -331,7 +342,7 @@ __global__ void __launch_bounds__(256) gemv_kernel(const GemvDev a) {
           for (int e = 0; e < E; ++e) acc1 = fmaf(wf[e], xf[e], acc1);
         }
       }
-      if (base + kGemvBatch * 32 >= chunks) break;  // warp-uniform
+      if (base + kGemvBatch * 32 >= kend) break;  // warp-uniform
       load_batch(base + kGemvBatch * 32);
     }
   } else {
@@ -342,6 +353,18 @@ __global__ void __launch_bounds__(256) gemv_kernel(const GemvDev a) {
   }
   acc0 = warp_sum(acc0);
   acc1 = warp_sum(acc1);
+  if constexpr (KS > 1) {
+    // The pair's first warp adds the other parts, in kpart order.
+    __shared__ float2 part[8];
+    if (lane == 0) part[warp] = make_float2(acc0, acc1);
+    __syncthreads();
+    if (kpart != 0 || !has0) return;
+#pragma unroll
+    for (int j = 1; j < KS; ++j) {
+      acc0 += part[warp + j].x;
+      acc1 += part[warp + j].y;
+    }
+  }
   if (lane != 0) return;
   if constexpr (OUT == GemvOut::kStore) {
     T* y = static_cast<T*>(a.y);
@@ -364,13 +387,12 @@ __global__ void __launch_bounds__(256) gemv_kernel(const GemvDev a) {
       y[r0] = from_float<T>(ra);
       y[r1] = from_float<T>(rb);
     } else if (head < a.hq + a.hkv) {
-      T* dst = static_cast<T*>(a.kc) +
-               (static_cast<int64_t>(head - a.hq) * a.max_ctx + p) * D;
+      T* dst = static_cast<T*>(a.kc) + (static_cast<int64_t>(head - a.hq) * a.max_ctx + p) * D;
       dst[i] = from_float<T>(ra);
       dst[i + half] = from_float<T>(rb);
     } else {
-      T* dst = static_cast<T*>(a.vc) +
-               (static_cast<int64_t>(head - a.hq - a.hkv) * a.max_ctx + p) * D;
+      T* dst =
+          static_cast<T*>(a.vc) + (static_cast<int64_t>(head - a.hq - a.hkv) * a.max_ctx + p) * D;
       dst[i] = from_float<T>(acc0);
       dst[i + half] = from_float<T>(acc1);
     }
@@ -408,13 +430,17 @@ constexpr int attn_slots() {
 // G query heads of its group. Leaves in shared memory: mrow / lrow, the max and the sum of the
 // exp2 scores per head (-inf / 0 when n = 0), and the unnormalised output [G][D] in qs (which
 // holds the scaled queries until the scores are done: the shared memory is reused).
+//
+// PDL: keys before `newest` (= *pos) were written by earlier steps, so they are loaded before
+// griddepcontrol.wait, while the kernel before (the qkv GEMV) still runs; only the newest key and
+// value (which that kernel writes) and q are loaded after it. The wait happens in here.
 template <typename T, int D, int KMAX>
 __device__ __forceinline__ void attn_block_partial(const AttnDev& a, int kvh, int j0, int n,
-                                                   float (*qs)[D], float (*sc)[KMAX], float* mrow,
-                                                   float* lrow, float* red) {
+                                                   int newest, float (*qs)[D], float (*sc)[KMAX],
+                                                   float* mrow, float* lrow, float* red) {
   constexpr int E = kVec<T>;
-  constexpr int LPK = D / E;         // lanes per key
-  constexpr int KPW = 32 / LPK;      // keys per warp
+  constexpr int LPK = D / E;     // lanes per key
+  constexpr int KPW = 32 / LPK;  // keys per warp
   constexpr int SLOTS = attn_slots<T, D>();
   constexpr int G8 = kAttnMaxGroup;
   static_assert(D % E == 0 && LPK >= 2 && LPK <= 32 && 32 % LPK == 0, "unsupported head_dim");
@@ -431,7 +457,7 @@ __device__ __forceinline__ void attn_block_partial(const AttnDev& a, int kvh, in
 #pragma unroll
   for (int it = 0; it < kTiles; ++it) {
     const int t = it * SLOTS + slot;
-    if (t < n) {
+    if (t < n && j0 + t != newest) {
       const int64_t off = static_cast<int64_t>(j0 + t) * D + sub * E;
       kreg[it] = __ldcg(reinterpret_cast<const uint4*>(kb + off));
       vreg[it] = __ldcg(reinterpret_cast<const uint4*>(vb + off));
@@ -440,9 +466,21 @@ __device__ __forceinline__ void attn_block_partial(const AttnDev& a, int kvh, in
       vreg[it] = make_uint4(0, 0, 0, 0);
     }
   }
+  pdl_wait();  // q and the newest key/value come from the kernel before
+  pdl_launch_dependents();
+#pragma unroll
+  for (int it = 0; it < kTiles; ++it) {
+    const int t = it * SLOTS + slot;
+    if (t < n && j0 + t == newest) {
+      const int64_t off = static_cast<int64_t>(j0 + t) * D + sub * E;
+      kreg[it] = __ldcg(reinterpret_cast<const uint4*>(kb + off));
+      vreg[it] = __ldcg(reinterpret_cast<const uint4*>(vb + off));
+    }
+  }
 
   const T* q = static_cast<const T*>(a.q) + static_cast<int64_t>(kvh) * G * D;
-  for (int i = threadIdx.x; i < G * D; i += blockDim.x) qs[i / D][i % D] = to_float(__ldcg(q + i)) * a.scale_log2;
+  for (int i = threadIdx.x; i < G * D; i += blockDim.x)
+    qs[i / D][i % D] = to_float(__ldcg(q + i)) * a.scale_log2;
   __syncthreads();
 
   // Scores (log2 domain): the tile loop is block-uniform, so the shuffles stay converged.
@@ -538,13 +576,14 @@ __global__ void __launch_bounds__(kAttnThreads) attn_decode_kernel(const AttnDev
 
   const int kvh = blockIdx.x, split = blockIdx.y, G = a.hq / a.hkv;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  pdl_wait();  // q and the new key/value come from the kernel before
-  pdl_launch_dependents();
-
-  const int nkeys = min(__ldcg(a.pos) + 1, static_cast<int>(a.max_ctx));
+  // *pos is read before the PDL wait: the contract (decode_kernels.h) is that it was written
+  // before the previous kernel launched.
+  const int newest = __ldcg(a.pos);
+  const int nkeys = min(newest + 1, static_cast<int>(a.max_ctx));
   const int chunk = (nkeys + a.splits - 1) / a.splits;  // <= kAttnMaxKeysPerSplit (host check)
   const int j0 = min(nkeys, split * chunk), j1 = min(nkeys, j0 + chunk);
-  attn_block_partial<T, D, kAttnMaxKeysPerSplit>(a, kvh, j0, j1 - j0, qs, sc, mrow, lrow, red);
+  attn_block_partial<T, D, kAttnMaxKeysPerSplit>(a, kvh, j0, j1 - j0, newest, qs, sc, mrow, lrow,
+                                                 red);
 
   // This split's partial result: ws[head][split] = (o[0..D), m, l).
   const int stride = D + 2;
@@ -612,13 +651,11 @@ __global__ void __launch_bounds__(kAttnThreads) attn_decode_cluster_kernel(const
   cg::cluster_group cluster = cg::this_cluster();
   const int rank = static_cast<int>(cluster.block_rank());
   const int kvh = blockIdx.y, G = a.hq / a.hkv;
-  pdl_wait();  // q and the new key/value come from the kernel before
-  pdl_launch_dependents();
-
-  const int nkeys = min(__ldcg(a.pos) + 1, static_cast<int>(a.max_ctx));
+  const int newest = __ldcg(a.pos);  // before the PDL wait: see the split kernel
+  const int nkeys = min(newest + 1, static_cast<int>(a.max_ctx));
   const int chunk = (nkeys + CL - 1) / CL;  // <= KMAX: max_ctx <= kAttnClusterMaxCtx (host check)
   const int j0 = min(nkeys, rank * chunk), j1 = min(nkeys, j0 + chunk);
-  attn_block_partial<T, D, KMAX>(a, kvh, j0, j1 - j0, qs, sc, mrow, lrow, red);
+  attn_block_partial<T, D, KMAX>(a, kvh, j0, j1 - j0, newest, qs, sc, mrow, lrow, red);
   cluster.sync();  // every block's partial is complete and visible to the cluster
 
   const int per = (G * D + CL - 1) / CL;
@@ -691,37 +728,53 @@ void launch(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem, cudaSt
 bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
 
 template <typename T, GemvIn IN, GemvOut OUT>
-void launch_gemv(const GemvArgs& a, const GemvDev& d, int blocks, int threads, size_t smem,
-                 cudaStream_t stream, bool pdl) {
-  if (gemv_vectorized(a))
-    launch(gemv_kernel<T, IN, OUT, true>, dim3(blocks), dim3(threads), smem, stream, pdl, "gemv", 0,
-           d);
-  else
-    launch(gemv_kernel<T, IN, OUT, false>, dim3(blocks), dim3(threads), smem, stream, pdl, "gemv",
-           0, d);
+void launch_gemv(const GemvArgs& a, const GemvDev& d, int blocks, int threads, int k_split,
+                 size_t smem, cudaStream_t stream, bool pdl) {
+  if (!gemv_vectorized(a))
+    return launch(gemv_kernel<T, IN, OUT, false, 1>, dim3(blocks), dim3(threads), smem, stream, pdl,
+                  "gemv", 0, d);
+  if constexpr (std::is_same_v<T, float>) {  // the split is built for half weights only
+    return launch(gemv_kernel<T, IN, OUT, true, 1>, dim3(blocks), dim3(threads), smem, stream, pdl,
+                  "gemv", 0, d);
+  } else {
+    switch (k_split) {
+      case 1:
+        return launch(gemv_kernel<T, IN, OUT, true, 1>, dim3(blocks), dim3(threads), smem, stream,
+                      pdl, "gemv", 0, d);
+      case 2:
+        return launch(gemv_kernel<T, IN, OUT, true, 2>, dim3(blocks), dim3(threads), smem, stream,
+                      pdl, "gemv", 0, d);
+      case 3:
+        return launch(gemv_kernel<T, IN, OUT, true, 3>, dim3(blocks), dim3(threads), smem, stream,
+                      pdl, "gemv", 0, d);
+      default:
+        return launch(gemv_kernel<T, IN, OUT, true, 4>, dim3(blocks), dim3(threads), smem, stream,
+                      pdl, "gemv", 0, d);
+    }
+  }
 }
 
 template <typename T>
-void dispatch_gemv(const GemvArgs& a, const GemvDev& d, int blocks, int threads, size_t smem,
-                   cudaStream_t stream, bool pdl) {
+void dispatch_gemv(const GemvArgs& a, const GemvDev& d, int blocks, int threads, int ks,
+                   size_t smem, cudaStream_t stream, bool pdl) {
   using I = GemvIn;
   using O = GemvOut;
   if (a.in_mode == I::kPlain && a.out_mode == O::kStore)
-    return launch_gemv<T, I::kPlain, O::kStore>(a, d, blocks, threads, smem, stream, pdl);
+    return launch_gemv<T, I::kPlain, O::kStore>(a, d, blocks, threads, ks, smem, stream, pdl);
   if (a.in_mode == I::kPlain && a.out_mode == O::kStoreF32)
-    return launch_gemv<T, I::kPlain, O::kStoreF32>(a, d, blocks, threads, smem, stream, pdl);
+    return launch_gemv<T, I::kPlain, O::kStoreF32>(a, d, blocks, threads, ks, smem, stream, pdl);
   if (a.in_mode == I::kPlain && a.out_mode == O::kAddF32)
-    return launch_gemv<T, I::kPlain, O::kAddF32>(a, d, blocks, threads, smem, stream, pdl);
+    return launch_gemv<T, I::kPlain, O::kAddF32>(a, d, blocks, threads, ks, smem, stream, pdl);
   if (a.in_mode == I::kRmsNorm && a.out_mode == O::kStore)
-    return launch_gemv<T, I::kRmsNorm, O::kStore>(a, d, blocks, threads, smem, stream, pdl);
+    return launch_gemv<T, I::kRmsNorm, O::kStore>(a, d, blocks, threads, ks, smem, stream, pdl);
   if (a.in_mode == I::kRmsNorm && a.out_mode == O::kStoreF32)
-    return launch_gemv<T, I::kRmsNorm, O::kStoreF32>(a, d, blocks, threads, smem, stream, pdl);
+    return launch_gemv<T, I::kRmsNorm, O::kStoreF32>(a, d, blocks, threads, ks, smem, stream, pdl);
   if (a.in_mode == I::kRmsNorm && a.out_mode == O::kRopeQkv)
-    return launch_gemv<T, I::kRmsNorm, O::kRopeQkv>(a, d, blocks, threads, smem, stream, pdl);
+    return launch_gemv<T, I::kRmsNorm, O::kRopeQkv>(a, d, blocks, threads, ks, smem, stream, pdl);
   if (a.in_mode == I::kSwiglu && a.out_mode == O::kAddF32)
-    return launch_gemv<T, I::kSwiglu, O::kAddF32>(a, d, blocks, threads, smem, stream, pdl);
-  OMNIRT_FAIL("decode::gemv: unsupported input/output mode combination (", static_cast<int>(a.in_mode),
-              ", ", static_cast<int>(a.out_mode), ")");
+    return launch_gemv<T, I::kSwiglu, O::kAddF32>(a, d, blocks, threads, ks, smem, stream, pdl);
+  OMNIRT_FAIL("decode::gemv: unsupported input/output mode combination (",
+              static_cast<int>(a.in_mode), ", ", static_cast<int>(a.out_mode), ")");
 }
 
 template <typename T, int D>
@@ -776,16 +829,31 @@ void gemv(const GemvArgs& a, cudaStream_t stream, bool pdl) {
   int64_t warps_needed = (a.n + kGemvRowsPerWarp - 1) / kGemvRowsPerWarp;
   // 16-byte staging loads need an aligned input (and norm weights); else scalar staging.
   const int stage_vec = aligned16(a.in) && (a.in_mode != GemvIn::kRmsNorm || aligned16(a.norm_w));
-  GemvDev d{a.w,     static_cast<int>(a.n), static_cast<int>(a.k), a.in, a.norm_w, a.eps, a.y,
-            nullptr, nullptr, nullptr, nullptr, nullptr, 0, 0, 0, 0, stage_vec};
+  GemvDev d{a.w,
+            static_cast<int>(a.n),
+            static_cast<int>(a.k),
+            a.in,
+            a.norm_w,
+            a.eps,
+            a.y,
+            nullptr,
+            nullptr,
+            nullptr,
+            nullptr,
+            nullptr,
+            0,
+            0,
+            0,
+            0,
+            stage_vec};
   if (a.out_mode == GemvOut::kRopeQkv) {
     const RopeQkv& r = a.rope;
     OMNIRT_CHECK(r.head_dim > 0 && r.head_dim % 2 == 0 && r.hq > 0 && r.hkv > 0,
                  "decode::gemv RoPE: bad heads (hq ", r.hq, ", hkv ", r.hkv, ", head_dim ",
                  r.head_dim, ")");
     OMNIRT_CHECK(a.n == static_cast<int64_t>(r.hq + 2 * r.hkv) * r.head_dim,
-                 "decode::gemv RoPE: N = ", a.n, " but (hq + 2 hkv) * head_dim = ",
-                 (r.hq + 2 * r.hkv) * r.head_dim);
+                 "decode::gemv RoPE: N = ", a.n,
+                 " but (hq + 2 hkv) * head_dim = ", (r.hq + 2 * r.hkv) * r.head_dim);
     OMNIRT_CHECK(r.cos && r.sin && r.pos && r.k_cache && r.v_cache && r.max_ctx > 0,
                  "decode::gemv RoPE: null table, position or cache pointer");
     warps_needed = a.n / 2;
@@ -799,20 +867,39 @@ void gemv(const GemvArgs& a, cudaStream_t stream, bool pdl) {
     d.d = r.head_dim;
     d.max_ctx = r.max_ctx;
   }
-  // 8 warps per block for the big matrices (fewer blocks redo the input staging), else 4 so
-  // that N = 2048 still gives 256 blocks.
-  const int warps = a.n >= 8192 ? 8 : 4;
-  const int64_t blocks = (warps_needed + warps - 1) / warps;
+  const GemvShape auto_shape = gemv_auto_shape(a);
+  const int ks = a.k_split > 0 ? a.k_split : auto_shape.k_split;
+  const int warps = a.warps_per_block > 0 ? a.warps_per_block : auto_shape.warps_per_block;
+  OMNIRT_CHECK(ks >= 1 && ks <= 4, "decode::gemv: k_split must be 1..4, got ", ks);
+  OMNIRT_CHECK(ks == 1 || gemv_vectorized(a),
+               "decode::gemv: k_split > 1 needs the 16-byte vector path (K * element size a "
+               "multiple of 16, W 16-byte aligned)");
+  OMNIRT_CHECK(warps >= 1 && warps <= 8 && warps % ks == 0, "decode::gemv: warps_per_block ", warps,
+               " must be 1..8 and a multiple of k_split ", ks);
+  OMNIRT_CHECK(ks == 1 || a.dtype != DType::F32,
+               "decode::gemv: k_split > 1 is built for F16 and "
+               "BF16 weights only");
+  const int pairs = warps / ks;  // row pairs per block
+  const int64_t blocks = (warps_needed + pairs - 1) / pairs;
   OMNIRT_CHECK(blocks < (int64_t{1} << 31), "decode::gemv: N = ", a.n, " is too large");
   switch (a.dtype) {
     case DType::F32:
-      return dispatch_gemv<float>(a, d, static_cast<int>(blocks), warps * 32, smem, stream, pdl);
+      return dispatch_gemv<float>(a, d, static_cast<int>(blocks), warps * 32, ks, smem, stream,
+                                  pdl);
     case DType::F16:
-      return dispatch_gemv<__half>(a, d, static_cast<int>(blocks), warps * 32, smem, stream, pdl);
+      return dispatch_gemv<__half>(a, d, static_cast<int>(blocks), warps * 32, ks, smem, stream,
+                                   pdl);
     default:
-      return dispatch_gemv<__nv_bfloat16>(a, d, static_cast<int>(blocks), warps * 32, smem, stream,
-                                          pdl);
+      return dispatch_gemv<__nv_bfloat16>(a, d, static_cast<int>(blocks), warps * 32, ks, smem,
+                                          stream, pdl);
   }
+}
+
+GemvShape gemv_auto_shape(const GemvArgs& a) {
+  // 8 warps per block for the big matrices (fewer blocks redo the input staging), else 4 so
+  // that N = 2048 still gives 256 blocks. No K split (measured on the H200: see
+  // docs/benchmarks.md).
+  return GemvShape{1, a.n >= 8192 ? 8 : 4};
 }
 
 int attn_decode_default_splits(int hkv, int64_t max_ctx) {
@@ -845,10 +932,10 @@ void attention_decode(const AttnDecodeArgs& a, cudaStream_t stream, bool pdl) {
                "decode::attention_decode: null pointer argument");
   OMNIRT_CHECK(aligned16(a.q) && aligned16(a.k_cache) && aligned16(a.v_cache),
                "decode::attention_decode: q and the caches must be 16-byte aligned");
-  const AttnDev d{a.q,      a.k_cache, a.v_cache, a.pos, a.max_ctx,
-                  a.hq,     a.hkv,     a.splits,
-                  static_cast<float>(a.scale * 1.4426950408889634), a.out, a.workspace,
-                  a.counters};
+  const AttnDev d{a.q,   a.k_cache,   a.v_cache,
+                  a.pos, a.max_ctx,   a.hq,
+                  a.hkv, a.splits,    static_cast<float>(a.scale * 1.4426950408889634),
+                  a.out, a.workspace, a.counters};
   // The cluster kernel wherever it applies (its blocks hold at most kAttnClusterMaxCtx / 16 keys).
   const bool cluster_fits = a.max_ctx <= kAttnClusterMaxCtx;
   OMNIRT_CHECK(a.variant != AttnVariant::kCluster || cluster_fits,

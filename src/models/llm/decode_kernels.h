@@ -16,8 +16,9 @@
 //
 // Alignment: the 16-byte vector path needs K * sizeof(T) % 16 == 0 and a 16-byte aligned W; other
 // shapes take a scalar path (correct, slow). Its input staging also loads 16 bytes at a time when
-// the input (and the RMSNorm weights) are 16-byte aligned, else element by element. attention_decode needs 16-byte aligned q and caches
-// and head_dim 32, 64 or 128. Bad arguments throw omnirt::Error naming the field.
+// the input (and the RMSNorm weights) are 16-byte aligned, else element by element.
+// attention_decode needs 16-byte aligned q and caches and head_dim 32, 64 or 128. Bad arguments
+// throw omnirt::Error naming the field.
 #pragma once
 
 #include <cstddef>
@@ -46,11 +47,11 @@ enum class GemvOut {
 };
 
 struct RopeQkv {
-  const float* cos = nullptr;   // F32 [max_pos, D/2]
-  const float* sin = nullptr;   // F32 [max_pos, D/2]
-  const int32_t* pos = nullptr; // device; the position of the token
-  void* k_cache = nullptr;      // T [Hkv, max_ctx, D] (one layer)
-  void* v_cache = nullptr;      // T [Hkv, max_ctx, D]
+  const float* cos = nullptr;    // F32 [max_pos, D/2]
+  const float* sin = nullptr;    // F32 [max_pos, D/2]
+  const int32_t* pos = nullptr;  // device; the position of the token
+  void* k_cache = nullptr;       // T [Hkv, max_ctx, D] (one layer)
+  void* v_cache = nullptr;       // T [Hkv, max_ctx, D]
   int hq = 0, hkv = 0, head_dim = 0;
   int64_t max_ctx = 0;
 };
@@ -66,10 +67,21 @@ struct GemvArgs {
   GemvOut out_mode = GemvOut::kStore;
   void* y = nullptr;
   RopeQkv rope;  // kRopeQkv only
+  // Launch shape (0 = the engine's choice, gemv_auto_shape). k_split > 1: that many warps share
+  // each row pair, each taking 1/k_split of K, combined through shared memory in a fixed order
+  // (deterministic), so that a long row's weights are all requested before the PDL wait instead
+  // of in sequential batches. warps_per_block must be a multiple of k_split.
+  int k_split = 0;          // 1..4; vectorised path only
+  int warps_per_block = 0;  // 1..16
 };
 
 // True when the 16-byte path applies (else the scalar fallback runs).
 bool gemv_vectorized(const GemvArgs& a);
+struct GemvShape {
+  int k_split = 1, warps_per_block = 4;
+};
+// The launch shape used when GemvArgs leaves it at 0.
+GemvShape gemv_auto_shape(const GemvArgs& a);
 void gemv(const GemvArgs& a, cudaStream_t stream, bool pdl);
 
 // Which attention kernel runs. kAuto: the cluster kernel (16 blocks per kv head, the partials
@@ -84,14 +96,19 @@ struct AttnDecodeArgs {
   const void* q = nullptr;        // T [Hq * D], already rotated
   const void* k_cache = nullptr;  // T [Hkv, max_ctx, D], keys rotated
   const void* v_cache = nullptr;  // T [Hkv, max_ctx, D]
-  const int32_t* pos = nullptr;   // device; keys 0..*pos are attended (*pos < max_ctx)
+  const int32_t* pos = nullptr;   // device; keys 0..*pos are attended (*pos < max_ctx).
+                                  // With PDL, *pos and the cache rows before *pos are read
+                                  // before griddepcontrol.wait: they must have been written
+                                  // before the previous kernel was launched (the engine writes
+                                  // *pos at the end of a step, the row at *pos in the qkv GEMV
+                                  // just before; only that row may come from the kernel before)
   int64_t max_ctx = 0;
   int hq = 0, hkv = 0, head_dim = 0;
-  float scale = 0.f;              // softmax scale (1/sqrt(D))
-  void* out = nullptr;            // T [Hq * D]
-  int splits = 1;                 // key splits per kv head (blocks = hkv * splits)
-  float* workspace = nullptr;     // F32 [attn_decode_workspace_floats(...)]
-  int* counters = nullptr;        // I32 [hkv], zero before the first launch; left zero after
+  float scale = 0.f;           // softmax scale (1/sqrt(D))
+  void* out = nullptr;         // T [Hq * D]
+  int splits = 1;              // key splits per kv head (blocks = hkv * splits)
+  float* workspace = nullptr;  // F32 [attn_decode_workspace_floats(...)]
+  int* counters = nullptr;     // I32 [hkv], zero before the first launch; left zero after
   AttnVariant variant = AttnVariant::kAuto;  // the cluster kernel does not use splits,
                                              // workspace and counters (still checked)
 };
@@ -101,8 +118,8 @@ int attn_decode_default_splits(int hkv, int64_t max_ctx);
 size_t attn_decode_workspace_floats(int hq, int head_dim, int splits);
 void attention_decode(const AttnDecodeArgs& a, cudaStream_t stream, bool pdl);
 
-constexpr int kAttnMaxGroup = 8;            // query heads per kv head
-constexpr int kAttnMaxKeysPerSplit = 64;    // splits * 64 must cover max_ctx (<= 256 splits)
+constexpr int kAttnMaxGroup = 8;          // query heads per kv head
+constexpr int kAttnMaxKeysPerSplit = 64;  // splits * 64 must cover max_ctx (<= 256 splits)
 
 }  // namespace omnirt::llm::decode
 #endif

@@ -20,13 +20,14 @@
 
 #include "core/cuda_check.h"
 #include "core/error.h"
-#include "ops/cuda/common.cuh"
+#include "core/log.h"
 #include "models/llm/decode_kernels.h"
 #include "models/llm/llama_cuda.h"
 #include "models/llm/llm_engine_impl.h"
 #include "models/llm/quant_gemv.h"
 #include "ops/activation.h"
 #include "ops/attention.h"
+#include "ops/cuda/common.cuh"
 
 #define OMNIRT_CUBLAS_CHECK(call)                                                      \
   do {                                                                                 \
@@ -75,7 +76,6 @@ __device__ float block_sum(float v, float* red) {
   return warp_sum(t);
 }
 
-
 // ---------------------------------------------------------------------------------------------
 // Small kernels
 
@@ -84,7 +84,8 @@ __global__ void fill_hash_kernel(T* dst, int64_t n, uint64_t seed, float scale, 
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x)
     // Explicit round-to-nearest ops (no FMA contraction) so the host fill gives the same bits.
-    dst[i] = from_float<T>(__fadd_rn(offset, __fmul_rn(scale, hash_uniform(seed, static_cast<uint64_t>(i)))));
+    dst[i] = from_float<T>(
+        __fadd_rn(offset, __fmul_rn(scale, hash_uniform(seed, static_cast<uint64_t>(i)))));
 }
 
 // resid[0, :] = table[*token, :] (float32 residual stream). A token outside the vocabulary (the
@@ -208,8 +209,8 @@ class CudaLlama final : public detail::LlamaImpl {
                  "CUDA LLM engine: ", cfg.num_attention_heads / cfg.num_key_value_heads,
                  " query heads per kv head; the decode attention handles up to ",
                  decode::kAttnMaxGroup);
-    attn_splits_ = decode::attn_decode_default_splits(static_cast<int>(cfg.num_key_value_heads),
-                                                      max_ctx);
+    attn_splits_ =
+        decode::attn_decode_default_splits(static_cast<int>(cfg.num_key_value_heads), max_ctx);
     OMNIRT_CHECK(max_ctx <= static_cast<int64_t>(attn_splits_) * decode::kAttnMaxKeysPerSplit,
                  "CUDA LLM engine: max_context ", max_ctx,
                  " is too long for the decode attention kernel");
@@ -217,6 +218,7 @@ class CudaLlama final : public detail::LlamaImpl {
     // turns it off, e.g. to measure what it gains).
     const char* pdl_env = std::getenv("OMNIRT_LLM_PDL");
     pdl_ = !(pdl_env && std::string(pdl_env) == "0");
+    parse_ablation();
     register_quantized();
     OMNIRT_CUDA_CHECK(cudaStreamCreate(&stream_));  // blocking: the legacy stream syncs with it
     OMNIRT_CUBLAS_CHECK(cublasCreate(&cublas_));
@@ -229,12 +231,14 @@ class CudaLlama final : public detail::LlamaImpl {
     // Every activation buffer is planned here, in one arena.
     const size_t elem = dtype_nbytes(dt, 1);
     const int64_t logit_rows = opt.all_logits ? chunk_ : 1;
-    const size_t need = chunk_ * H * 4 + chunk_ * H * elem + chunk_ * cfg.qkv_dim() * elem +
-                        chunk_ * cfg.q_dim() * elem + chunk_ * 2 * I * elem + chunk_ * I * elem +
-                        logit_rows * V * 4 + 2 * max_ctx * (D / 2) * 4 +
-                        decode::attn_decode_workspace_floats(static_cast<int>(cfg.num_attention_heads),
-                                                             static_cast<int>(D), attn_splits_) * 4 +
-                        cfg.num_key_value_heads * 4 + 20 * 256;
+    const size_t need =
+        chunk_ * H * 4 + chunk_ * H * elem + chunk_ * cfg.qkv_dim() * elem +
+        chunk_ * cfg.q_dim() * elem + chunk_ * 2 * I * elem + chunk_ * I * elem +
+        logit_rows * V * 4 + 2 * max_ctx * (D / 2) * 4 +
+        decode::attn_decode_workspace_floats(static_cast<int>(cfg.num_attention_heads),
+                                             static_cast<int>(D), attn_splits_) *
+            4 +
+        cfg.num_key_value_heads * 4 + 20 * 256;
     arena_ = std::make_unique<Arena>(Device::CUDA, need);
     resid_ = arena_->alloc({chunk_, H}, DType::F32);
     xn_ = arena_->alloc({chunk_, H}, dt);
@@ -251,14 +255,15 @@ class CudaLlama final : public detail::LlamaImpl {
     sin_.copy_from(sin_h);
     pos_ = arena_->alloc({1}, DType::I32);
     token_ = arena_->alloc({1}, DType::I32);
-    attn_ws_ = arena_->alloc({static_cast<int64_t>(decode::attn_decode_workspace_floats(
-                                 static_cast<int>(cfg.num_attention_heads), static_cast<int>(D),
-                                 attn_splits_))},
-                             DType::F32);
+    attn_ws_ = arena_->alloc(
+        {static_cast<int64_t>(decode::attn_decode_workspace_floats(
+            static_cast<int>(cfg.num_attention_heads), static_cast<int>(D), attn_splits_))},
+        DType::F32);
     attn_counters_ = arena_->alloc({cfg.num_key_value_heads}, DType::I32);
     OMNIRT_CUDA_CHECK(cudaMemsetAsync(attn_counters_.raw(), 0, attn_counters_.nbytes(), stream_));
     // Pinned staging for the prompt embeddings: the upload is then a real async DMA.
-    OMNIRT_CUDA_CHECK(cudaMallocHost(&host_stage_, static_cast<size_t>(chunk_ * H) * sizeof(float)));
+    OMNIRT_CUDA_CHECK(
+        cudaMallocHost(&host_stage_, static_cast<size_t>(chunk_ * H) * sizeof(float)));
     OMNIRT_CUDA_CHECK(cudaMallocHost(&host_token_, sizeof(int32_t)));
     OMNIRT_CUDA_CHECK(cudaMemsetAsync(pos_.raw(), 0, 4, stream_));
     OMNIRT_CUDA_CHECK(cudaMemsetAsync(token_.raw(), 0, 4, stream_));
@@ -379,7 +384,7 @@ class CudaLlama final : public detail::LlamaImpl {
                   const decode::RopeQkv* rope) {
     decode::QuantGemvArgs a;
     a.format = q.format == QuantFormat::kNvfp4 ? decode::WeightFormat::kNvfp4
-                                                : decode::WeightFormat::kInt4;
+                                               : decode::WeightFormat::kInt4;
     a.dtype = opt_.dtype;
     a.codes = q.codes.data<uint8_t>();
     a.scales = q.scales.raw();
@@ -425,8 +430,8 @@ class CudaLlama final : public detail::LlamaImpl {
     const float alpha = 1.f;
     const cudaDataType_t ct = out.dtype() == DType::F32 ? CUDA_R_32F : cuda_type<T>();
     OMNIRT_CUBLAS_CHECK(cublasGemmEx(cublas_, CUBLAS_OP_T, CUBLAS_OP_N, N, static_cast<int>(m), K,
-                                     &alpha, W.raw(), cuda_type<T>(), K, x.raw(), cuda_type<T>(),
-                                     K, &beta, out.raw(), ct, N, CUBLAS_COMPUTE_32F,
+                                     &alpha, W.raw(), cuda_type<T>(), K, x.raw(), cuda_type<T>(), K,
+                                     &beta, out.raw(), ct, N, CUBLAS_COMPUTE_32F,
                                      CUBLAS_GEMM_DEFAULT));
   }
 
@@ -435,7 +440,10 @@ class CudaLlama final : public detail::LlamaImpl {
   // kv_splits = 1: no split workspace, so nothing is allocated after load.
   void attn_prefill(int64_t l, int64_t n, int64_t pos) {
     const int64_t Hq = cfg_.num_attention_heads, Hkv = cfg_.num_key_value_heads, D = cfg_.head_dim;
-    Tensor q = qkv_.slice(0, 0, n).reshape({n, Hq + 2 * Hkv, D}).slice(1, 0, Hq).unsqueeze(0)
+    Tensor q = qkv_.slice(0, 0, n)
+                   .reshape({n, Hq + 2 * Hkv, D})
+                   .slice(1, 0, Hq)
+                   .unsqueeze(0)
                    .permute({0, 2, 1, 3});
     Tensor k = cache_.keys(l).slice(1, 0, pos + n).unsqueeze(0);
     Tensor v = cache_.values(l).slice(1, 0, pos + n).unsqueeze(0);
@@ -529,11 +537,12 @@ class CudaLlama final : public detail::LlamaImpl {
   // sampler's next token into token_, position advanced. Only kernel launches: capturable.
   void enqueue_step() {
     const int H = static_cast<int>(cfg_.hidden_size);
-    embed_kernel<T><<<grid_for(H, 256), 256, 0, stream_>>>(w_.embed.data<T>(),
-                                                          token_.data<int32_t>(),
-                                                          resid_.data<float>(), H,
-                                                          static_cast<int>(cfg_.vocab_size));
-    OMNIRT_CUDA_CHECK_LAUNCH("embed");
+    if (!ablate_.embed) {
+      embed_kernel<T><<<grid_for(H, 256), 256, 0, stream_>>>(
+          w_.embed.data<T>(), token_.data<int32_t>(), resid_.data<float>(), H,
+          static_cast<int>(cfg_.vocab_size));
+      OMNIRT_CUDA_CHECK_LAUNCH("embed");
+    }
     float* resid = resid_.data<float>();
     using decode::GemvIn;
     using decode::GemvOut;
@@ -550,23 +559,65 @@ class CudaLlama final : public detail::LlamaImpl {
       rope.hkv = static_cast<int>(cfg_.num_key_value_heads);
       rope.head_dim = static_cast<int>(cfg_.head_dim);
       rope.max_ctx = max_ctx_;
-      gemv(lw.wqkv, GemvIn::kRmsNorm, resid, lw.attn_norm.data<float>(), GemvOut::kRopeQkv,
-           qkv_.raw(), &rope);
-      attn_decode(l);
-      gemv(lw.wo, GemvIn::kPlain, attn_.raw(), nullptr, GemvOut::kAddF32, resid);
-      gemv(lw.w_gate_up, GemvIn::kRmsNorm, resid, lw.mlp_norm.data<float>(), GemvOut::kStore,
-           gu_.raw());
-      gemv(lw.w_down, GemvIn::kSwiglu, gu_.raw(), nullptr, GemvOut::kAddF32, resid);
+      if (!ablate_.qkv)
+        gemv(lw.wqkv, GemvIn::kRmsNorm, resid, lw.attn_norm.data<float>(), GemvOut::kRopeQkv,
+             qkv_.raw(), &rope);
+      if (!ablate_.attn) attn_decode(l);
+      if (!ablate_.o) gemv(lw.wo, GemvIn::kPlain, attn_.raw(), nullptr, GemvOut::kAddF32, resid);
+      if (!ablate_.gate_up)
+        gemv(lw.w_gate_up, GemvIn::kRmsNorm, resid, lw.mlp_norm.data<float>(), GemvOut::kStore,
+             gu_.raw());
+      if (!ablate_.down)
+        gemv(lw.w_down, GemvIn::kSwiglu, gu_.raw(), nullptr, GemvOut::kAddF32, resid);
     }
-    gemv(w_.lm_head, GemvIn::kRmsNorm, resid, w_.final_norm.data<float>(), GemvOut::kStoreF32,
-         logits_.raw());
-    {
+    if (!ablate_.lm_head)
+      gemv(w_.lm_head, GemvIn::kRmsNorm, resid, w_.final_norm.data<float>(), GemvOut::kStoreF32,
+           logits_.raw());
+    if (!ablate_.sampler) {
       cuda::StreamGuard g(stream_);
       Tensor lg = logits_.select(0, 0);
       sampler_(lg, token_);
     }
-    advance_pos_kernel<<<1, 1, 0, stream_>>>(pos_.data<int32_t>(), 1);
-    OMNIRT_CUDA_CHECK_LAUNCH("advance_pos");
+    if (!ablate_.pos) {
+      advance_pos_kernel<<<1, 1, 0, stream_>>>(pos_.data<int32_t>(), 1);
+      OMNIRT_CUDA_CHECK_LAUNCH("advance_pos");
+    }
+  }
+
+  // Profiling only: OMNIRT_DECODE_ABLATE=attn,down,... leaves those kernels out of the decode
+  // step (embed, qkv, attn, o, gate_up, down, lm_head, sampler, pos), so that `omnirt bench llm`
+  // measures what each costs inside the real kernel chain. The tokens are then garbage; a warning
+  // says so.
+  struct Ablation {
+    bool embed = false, qkv = false, attn = false, o = false, gate_up = false, down = false,
+         lm_head = false, sampler = false, pos = false;
+  } ablate_;
+  void parse_ablation() {
+    const char* env = std::getenv("OMNIRT_DECODE_ABLATE");
+    if (!env || !*env) return;
+    std::string list(env);
+    size_t start = 0;
+    while (start <= list.size()) {
+      const size_t end = std::min(list.find(',', start), list.size());
+      const std::string k = list.substr(start, end - start);
+      bool* flag = k == "embed"     ? &ablate_.embed
+                   : k == "qkv"     ? &ablate_.qkv
+                   : k == "attn"    ? &ablate_.attn
+                   : k == "o"       ? &ablate_.o
+                   : k == "gate_up" ? &ablate_.gate_up
+                   : k == "down"    ? &ablate_.down
+                   : k == "lm_head" ? &ablate_.lm_head
+                   : k == "sampler" ? &ablate_.sampler
+                   : k == "pos"     ? &ablate_.pos
+                                    : nullptr;
+      OMNIRT_CHECK(flag, "OMNIRT_DECODE_ABLATE: unknown kernel \"", k,
+                   "\" (expected a comma list of embed, qkv, attn, o, gate_up, down, lm_head, "
+                   "sampler, pos)");
+      *flag = true;
+      start = end + 1;
+    }
+    LOG_WARN("OMNIRT_DECODE_ABLATE=", list,
+             ": decode steps leave those kernels out (profiling only; the tokens are garbage)");
   }
 
   void run_step() {
@@ -625,14 +676,16 @@ void cuda_fill_hash_uniform(void* dst, DType dtype, int64_t n, uint64_t seed, fl
   cudaStream_t s = cuda::current_stream();
   switch (dtype) {
     case DType::F32:
-      fill_hash_kernel<float><<<blocks, 256, 0, s>>>(static_cast<float*>(dst), n, seed, scale, offset);
+      fill_hash_kernel<float>
+          <<<blocks, 256, 0, s>>>(static_cast<float*>(dst), n, seed, scale, offset);
       break;
     case DType::F16:
-      fill_hash_kernel<__half><<<blocks, 256, 0, s>>>(static_cast<__half*>(dst), n, seed, scale, offset);
+      fill_hash_kernel<__half>
+          <<<blocks, 256, 0, s>>>(static_cast<__half*>(dst), n, seed, scale, offset);
       break;
     case DType::BF16:
-      fill_hash_kernel<__nv_bfloat16><<<blocks, 256, 0, s>>>(static_cast<__nv_bfloat16*>(dst), n,
-                                                             seed, scale, offset);
+      fill_hash_kernel<__nv_bfloat16>
+          <<<blocks, 256, 0, s>>>(static_cast<__nv_bfloat16*>(dst), n, seed, scale, offset);
       break;
     default:
       OMNIRT_FAIL("cuda_fill_hash_uniform: unsupported dtype ", dtype_name(dtype));
