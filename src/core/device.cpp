@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "core/graph_memory.h"
 #include "core/stage_timer.h"
 
 #ifdef OMNIRT_WITH_CUDA
@@ -59,6 +60,12 @@ void cache_put(size_t rounded, void* p) {
   g_cache[rounded].push_back(p);
   g_cached_bytes += rounded;
 }
+// GraphMemoryPool (graph_memory.h): which pool owns a block, and the thread's active pool.
+std::mutex g_pool_mutex;
+std::unordered_map<void*, GraphMemoryPool*> g_pool_of;
+std::atomic<size_t> g_pool_blocks{0};
+thread_local GraphMemoryPool* t_pool = nullptr;
+
 void cache_release_all() {
   std::lock_guard<std::mutex> lock(g_cache_mutex);
   cudaDeviceSynchronize();
@@ -132,7 +139,13 @@ void* device_alloc(Device d, size_t bytes) {
   const size_t rounded = cache_round(bytes);
   void* p = cache_take(rounded);
   if (p == nullptr) {
+    // In a graph capture (a GraphMemoryPool scope), cudaMalloc is a "potentially unsafe" call
+    // that the capture's thread-local mode would refuse; the block is not part of the graph
+    // (the pool keeps it for the graph's lifetime), so allow it for this one call.
+    cudaStreamCaptureMode mode = cudaStreamCaptureModeRelaxed;
+    if (t_pool != nullptr) (void)cudaThreadExchangeStreamCaptureMode(&mode);
     cudaError_t err = cudaMalloc(&p, rounded);
+    if (t_pool != nullptr) (void)cudaThreadExchangeStreamCaptureMode(&mode);
     if (err != cudaSuccess) {  // give the cached blocks back and try once more
       cudaGetLastError();
       cache_release_all();
@@ -145,6 +158,12 @@ void* device_alloc(Device d, size_t bytes) {
       OMNIRT_FAIL("out of GPU memory allocating ", bytes, " bytes (", free_b, " of ", total_b,
                   " bytes free): ", cudaGetErrorString(err));
     }
+  }
+  if (t_pool != nullptr) {
+    std::lock_guard<std::mutex> lock(g_pool_mutex);
+    g_pool_of[p] = t_pool;
+    t_pool->blocks_[p] = {rounded, true};
+    ++g_pool_blocks;
   }
   size_t now = g_cuda_in_use.fetch_add(rounded) + rounded;
   size_t peak = g_cuda_peak.load();
@@ -165,6 +184,20 @@ void device_free(Device d, void* p, size_t bytes) {
 #ifdef OMNIRT_WITH_CUDA
   const size_t rounded = cache_round(bytes == 0 ? 1 : bytes);
   g_cuda_in_use.fetch_sub(rounded);
+  if (g_pool_blocks.load() > 0 || t_pool != nullptr) {
+    std::lock_guard<std::mutex> lock(g_pool_mutex);
+    auto it = g_pool_of.find(p);
+    if (it != g_pool_of.end()) {  // a graph's block: stays reserved for the graph
+      it->second->blocks_[p].live = false;
+      return;
+    }
+    if (t_pool != nullptr) {  // freed during a capture: the graph may still read it
+      g_pool_of[p] = t_pool;
+      t_pool->blocks_[p] = {rounded, false};
+      ++g_pool_blocks;
+      return;
+    }
+  }
   cache_put(rounded, p);
 #endif
 }
@@ -206,6 +239,42 @@ void device_synchronize() {
   if (cuda_available()) OMNIRT_CUDA_CHECK(cudaDeviceSynchronize());
 #endif
 }
+
+#ifdef OMNIRT_WITH_CUDA
+GraphMemoryPool::~GraphMemoryPool() {
+  (void)cudaDeviceSynchronize();  // no replay may still use the blocks
+  std::vector<std::pair<void*, size_t>> free_blocks;
+  {
+    std::lock_guard<std::mutex> lock(g_pool_mutex);
+    for (const auto& [p, b] : blocks_) {
+      g_pool_of.erase(p);
+      --g_pool_blocks;
+      if (!b.live) free_blocks.emplace_back(p, b.rounded);
+    }
+    blocks_.clear();
+  }
+  // Live blocks go back through device_free when their tensors die (no longer in g_pool_of).
+  for (const auto& [p, rounded] : free_blocks) cache_put(rounded, p);
+}
+GraphMemoryPool::Scope::Scope(GraphMemoryPool& pool) : prev_(t_pool) { t_pool = &pool; }
+GraphMemoryPool::Scope::~Scope() { t_pool = prev_; }
+size_t GraphMemoryPool::bytes() const {
+  std::lock_guard<std::mutex> lock(g_pool_mutex);
+  size_t n = 0;
+  for (const auto& [p, b] : blocks_) n += b.rounded;
+  return n;
+}
+size_t GraphMemoryPool::blocks() const {
+  std::lock_guard<std::mutex> lock(g_pool_mutex);
+  return blocks_.size();
+}
+#else
+GraphMemoryPool::~GraphMemoryPool() = default;
+GraphMemoryPool::Scope::Scope(GraphMemoryPool&) : prev_(nullptr) {}
+GraphMemoryPool::Scope::~Scope() = default;
+size_t GraphMemoryPool::bytes() const { return 0; }
+size_t GraphMemoryPool::blocks() const { return 0; }
+#endif
 
 size_t cuda_bytes_in_use() { return g_cuda_in_use.load(); }
 size_t cuda_peak_bytes() { return g_cuda_peak.load(); }

@@ -29,6 +29,7 @@ struct Args {
   int runs = 20, warmup = 3;
   std::string json;
   bool stages = false;
+  bool no_heads_graph = false;
 };
 
 double percentile(std::vector<double> v, double p) {
@@ -115,6 +116,9 @@ omnirt::cli::BenchCommand bench_vision_cmd(
                      "fp16, bf16")
           ->check(CLI::IsMember({"fp32", "fp16", "bf16"}));
       app.add_flag("--tf32", a->tf32, "let fp32 GEMMs use TF32");
+      app.add_flag("--no-heads-graph", a->no_heads_graph,
+                   "run the heads' device work eagerly every frame instead of replaying CUDA "
+                   "graphs (for comparison)");
       app.add_option("--runs", a->runs, "timed runs")->check(CLI::Range(1, 100000));
       app.add_option("--warmup", a->warmup, "untimed runs first")->check(CLI::Range(0, 1000));
       app.add_option("--json", a->json, "write the results as JSON to this file");
@@ -130,6 +134,7 @@ omnirt::cli::BenchCommand bench_vision_cmd(
         opt.heads_dtype = a->heads_dtype == "fp16"   ? DType::F16
                           : a->heads_dtype == "bf16" ? DType::BF16
                                                      : DType::F32;
+        opt.heads_cuda_graphs = !a->no_heads_graph;
         auto engine = VisionEngine::load(a->model, opt);
         const VisionConfig& c = engine->config();
         std::mt19937 rng(1234);
@@ -167,6 +172,11 @@ omnirt::cli::BenchCommand bench_vision_cmd(
         std::printf("vision engine  device %s  backbone %s%s  heads %s  cameras %d x %dx%d\n",
                     gpu.c_str(), a->dtype.c_str(), a->tf32 ? " (tf32)" : "",
                     a->heads_dtype.c_str(), c.num_cams, c.img_h, c.img_w);
+        if (opt.device == Device::CUDA)
+          std::printf("heads CUDA graphs: %s (%zu nodes, %lld of %d frames replayed)\n",
+                      engine->heads_graph_nodes() > 0 ? "on" : "off", engine->heads_graph_nodes(),
+                      static_cast<long long>(engine->heads_graph_replays()),
+                      a->warmup + a->runs * (a->stages ? 2 : 1));
         std::printf("| metric | p50 ms | p90 ms | runs |\n| --- | --- | --- | --- |\n");
         std::printf("| vision frame (host wall clock, synchronised) | %.3f | %.3f | %d |\n", p50, p90,
                     a->runs);
@@ -177,6 +187,8 @@ omnirt::cli::BenchCommand bench_vision_cmd(
                               {"tf32", a->tf32},        {"p50_ms", p50},        {"p90_ms", p90},
                               {"runs", a->runs},        {"commit", omnirt::git_commit()}, {"samples_ms", ms}};
           if (a->stages) j["stages"] = stages_json;
+          j["heads_cuda_graph_nodes"] = engine->heads_graph_nodes();
+          j["heads_cuda_graph_replays"] = engine->heads_graph_replays();
           std::ofstream(a->json) << j.dump(2) << "\n";
         }
         return 0;

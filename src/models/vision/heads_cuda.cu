@@ -343,4 +343,90 @@ Tensor AsyncDownload::wait() {
   return out;
 }
 
+HeadsStream::HeadsStream() {
+  cudaStream_t s = nullptr;
+  OMNIRT_CUDA_CHECK(cudaStreamCreate(&s));  // blocking: ordered with the legacy default stream
+  stream_ = s;
+  cudaEvent_t e = nullptr;
+  OMNIRT_CUDA_CHECK(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
+  in_ = e;
+  OMNIRT_CUDA_CHECK(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
+  out_ = e;
+}
+
+HeadsStream::~HeadsStream() {
+  if (stream_ != nullptr) (void)cudaStreamSynchronize(static_cast<cudaStream_t>(stream_));
+  if (in_ != nullptr) (void)cudaEventDestroy(static_cast<cudaEvent_t>(in_));
+  if (out_ != nullptr) (void)cudaEventDestroy(static_cast<cudaEvent_t>(out_));
+  if (stream_ != nullptr) (void)cudaStreamDestroy(static_cast<cudaStream_t>(stream_));
+}
+
+HeadsStream::Use::Use(HeadsStream& s) : s_(s), caller_(omnirt::cuda::current_stream()) {
+  cudaStream_t caller = static_cast<cudaStream_t>(caller_);
+  OMNIRT_CUDA_CHECK(cudaEventRecord(static_cast<cudaEvent_t>(s_.in_), caller));
+  OMNIRT_CUDA_CHECK(cudaStreamWaitEvent(static_cast<cudaStream_t>(s_.stream_),
+                                        static_cast<cudaEvent_t>(s_.in_), 0));
+  guard_ = std::make_unique<omnirt::cuda::StreamGuard>(static_cast<cudaStream_t>(s_.stream_));
+}
+
+HeadsStream::Use::~Use() {
+  guard_.reset();
+  // No throwing from a destructor: a failure here resurfaces at the next checked CUDA call.
+  (void)cudaEventRecord(static_cast<cudaEvent_t>(s_.out_), static_cast<cudaStream_t>(s_.stream_));
+  (void)cudaStreamWaitEvent(static_cast<cudaStream_t>(caller_), static_cast<cudaEvent_t>(s_.out_), 0);
+}
+
+SegmentGraph::~SegmentGraph() { reset(); }
+
+void SegmentGraph::reset() {
+  if (exec_ != nullptr) (void)cudaGraphExecDestroy(static_cast<cudaGraphExec_t>(exec_));
+  if (graph_ != nullptr) (void)cudaGraphDestroy(static_cast<cudaGraph_t>(graph_));
+  exec_ = graph_ = nullptr;
+  nodes_ = 0;
+}
+
+void SegmentGraph::capture(const std::function<void()>& fn) {
+  reset();
+  cudaStream_t stream = omnirt::cuda::current_stream();
+  OMNIRT_CHECK(stream != nullptr,
+               "CUDA graph capture: the current stream is the legacy default stream");
+  OMNIRT_CUDA_CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
+  try {
+    fn();
+  } catch (...) {
+    cudaGraph_t partial = nullptr;
+    (void)cudaStreamEndCapture(stream, &partial);
+    if (partial != nullptr) (void)cudaGraphDestroy(partial);
+    (void)cudaGetLastError();
+    throw;
+  }
+  cudaGraph_t graph = nullptr;
+  const cudaError_t end = cudaStreamEndCapture(stream, &graph);
+  if (end != cudaSuccess) {  // e.g. invalidated by a call that cannot be captured
+    if (graph != nullptr) (void)cudaGraphDestroy(graph);
+    (void)cudaGetLastError();  // not sticky: the stream works normally again
+    OMNIRT_FAIL("CUDA graph capture failed: ", cudaGetErrorName(end), " (",
+                cudaGetErrorString(end), ")");
+  }
+  graph_ = graph;
+  size_t n = 0;
+  cudaGraphExec_t exec = nullptr;
+  const cudaError_t nodes = cudaGraphGetNodes(graph, nullptr, &n);
+  const cudaError_t inst = nodes == cudaSuccess ? cudaGraphInstantiate(&exec, graph, 0) : nodes;
+  if (inst != cudaSuccess) {
+    reset();
+    (void)cudaGetLastError();
+    OMNIRT_FAIL("CUDA graph instantiation failed: ", cudaGetErrorName(inst), " (",
+                cudaGetErrorString(inst), ")");
+  }
+  nodes_ = n;
+  exec_ = exec;
+}
+
+void SegmentGraph::launch() {
+  OMNIRT_CHECK(exec_ != nullptr, "CUDA graph: launch() before capture()");
+  OMNIRT_CUDA_CHECK(
+      cudaGraphLaunch(static_cast<cudaGraphExec_t>(exec_), omnirt::cuda::current_stream()));
+}
+
 }  // namespace omnirt::vision::cuda

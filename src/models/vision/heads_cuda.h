@@ -3,11 +3,17 @@
 #pragma once
 
 #include <array>
+#include <functional>
+#include <memory>
 #include <vector>
 
 #include "core/tensor.h"
 #include "models/vision/host_math.h"
 #include "models/vision/vision_config.h"
+
+namespace omnirt::cuda {
+class StreamGuard;
+}
 
 namespace omnirt::vision::cuda {
 
@@ -67,6 +73,60 @@ class AsyncDownload {
   void* event_ = nullptr;  // cudaEvent_t
   Tensor src_;             // kept alive until the copy is collected
   bool pending_ = false;
+};
+
+// A stream of the heads' own (blocking, so that the legacy default stream stays ordered with
+// it) and the hand-over with the caller's stream: the constructor makes `stream` wait for the
+// work queued so far on the caller's current stream and makes `stream` current; the destructor
+// (also on exceptions) makes the caller's stream wait for `stream` and restores it.
+class HeadsStream {
+ public:
+  HeadsStream();
+  ~HeadsStream();
+  HeadsStream(const HeadsStream&) = delete;
+  HeadsStream& operator=(const HeadsStream&) = delete;
+  class Use {
+   public:
+    explicit Use(HeadsStream& s);
+    ~Use();
+    Use(const Use&) = delete;
+    Use& operator=(const Use&) = delete;
+
+   private:
+    HeadsStream& s_;
+    void* caller_;  // cudaStream_t
+    std::unique_ptr<omnirt::cuda::StreamGuard> guard_;
+  };
+
+ private:
+  void* stream_ = nullptr;                       // cudaStream_t
+  void* in_ = nullptr;                           // cudaEvent_t
+  void* out_ = nullptr;                          // cudaEvent_t
+};
+
+// A CUDA graph of one segment of device work, captured once and replayed per frame.
+// capture(fn) runs fn with the current stream in capture mode (thread-local mode: other threads
+// are unaffected, and any synchronising call on this thread fails the capture instead of
+// silently escaping it) and instantiates the graph; fn's GPU allocations must outlive the graph
+// (GraphMemoryPool). On an exception (e.g. a call that cannot be captured) the capture is
+// ended, nothing is kept and the exception propagates. The current stream must not be the
+// legacy default stream.
+class SegmentGraph {
+ public:
+  SegmentGraph() = default;
+  ~SegmentGraph();
+  SegmentGraph(const SegmentGraph&) = delete;
+  SegmentGraph& operator=(const SegmentGraph&) = delete;
+  void capture(const std::function<void()>& fn);
+  void launch();  // on the current stream
+  bool ready() const { return exec_ != nullptr; }
+  size_t nodes() const { return nodes_; }
+  void reset();
+
+ private:
+  void* graph_ = nullptr;  // cudaGraph_t
+  void* exec_ = nullptr;   // cudaGraphExec_t
+  size_t nodes_ = 0;
 };
 
 }  // namespace omnirt::vision::cuda

@@ -4,11 +4,14 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <optional>
 
 #include "core/error.h"
 #include "core/log.h"
 #include "core/stage_timer.h"
+#include "core/graph_memory.h"
 #ifdef OMNIRT_WITH_CUDA
+#include "core/cuda_check.h"
 #include "models/vision/heads_cuda.h"
 #endif
 #include "ops/activation.h"
@@ -289,9 +292,9 @@ PetrHeads::PetrHeads(const VisionConfig& c, const WeightGetter& get, Device dev,
       lane_reference_[i] = host::sigmoid(ref.data<float>()[i]);
       lane_reference_inv_[i] = host::inverse_sigmoid(lane_reference_[i]);
     }
-    if (dev == Device::CUDA)
-      lane_reference_inv_dev_ =
-          Tensor::from_vector(lane_reference_inv_, {n11, 3 * int64_t(c.n_control)}).to(dev);
+    lane_reference_inv_dev_ =
+        Tensor::from_vector(lane_reference_inv_, {n11, 3 * int64_t(c.n_control)});
+    if (dev == Device::CUDA) lane_reference_inv_dev_ = lane_reference_inv_dev_.to(dev);
     Tensor nerf = Tensor::empty({n11, qp_in}, DType::F32);
     for (int64_t q = 0; q < n11; ++q)
       host::nerf_pe(&lane_reference_[q * 3 * c.n_control], 3 * c.n_control,
@@ -306,17 +309,91 @@ PetrHeads::PetrHeads(const VisionConfig& c, const WeightGetter& get, Device dev,
   const int64_t qb = ne + nq + c.num_propagated, ql = ne + n11;
   box_self_mask_ = self_attention_mask(qb, qb + c.memory_len - c.num_propagated, ne, dev);
   lane_self_mask_ = self_attention_mask(ql, ql + c.lane_memory_len, ne, dev);
+  io_ = std::make_shared<SegmentIO>();
 #ifdef OMNIRT_WITH_CUDA
-  if (dev == Device::CUDA) host_copies_ = std::make_shared<HostCopies>();
+  if (dev == Device::CUDA) cuda_ = std::make_shared<CudaState>();
 #endif
 }
 
+// ---- the segments' inputs and outputs ----------------------------------------------------------
+// The small per-frame inputs that the host computes (memory geometry after the ego-motion
+// alignment, the box references, the can-bus input of the ego token): views into one block, so
+// that on CUDA they travel in one copy from pinned memory.
+struct PetrHeads::SmallInputs {
+  Tensor norm_ref_b;   // F32 [ml * 3], box memory reference points normalised to pc_range
+  Tensor ts_b;         // F64 [ml], box memory timestamps (relative to this frame)
+  Tensor pose_b;       // F32 [ml, 16], box memory poses in the current ego frame
+  Tensor norm_ref_l;   // F32 [lml * 3 * n_control]
+  Tensor ts_l;         // F64 [lml]
+  Tensor pose_l;       // F32 [lml, 16]
+  Tensor box_ref_inv;  // F32 [nq + p, 3], inverse_sigmoid of the detection/propagated references
+  Tensor can_in;       // F32 [1, can_len], the ego token's input
+
+  // Views at 256-byte aligned offsets of `base` (null: only the size); returns the bytes used.
+  static size_t layout(const VisionConfig& c, char* base, Device dev,
+                       const std::shared_ptr<void>& keep, SmallInputs* views) {
+    const int64_t ml = c.memory_len, lml = c.lane_memory_len, ptsz = 3 * int64_t(c.n_control);
+    const int64_t can_len = 14 + 14 * int64_t(c.can_bus_len) + 16 * (c.memory_len / c.topk);
+    size_t off = 0;
+    auto place = [&](Tensor SmallInputs::*member, const Shape& shape, DType dt) {
+      if (base != nullptr) views->*member = Tensor::from_blob(base + off, shape, dt, dev, keep);
+      off += (dtype_nbytes(dt, shape_numel(shape)) + 255) / 256 * 256;
+    };
+    place(&SmallInputs::norm_ref_b, {ml * 3}, DType::F32);
+    place(&SmallInputs::ts_b, {ml}, DType::F64);
+    place(&SmallInputs::pose_b, {ml, 16}, DType::F32);
+    place(&SmallInputs::norm_ref_l, {lml * ptsz}, DType::F32);
+    place(&SmallInputs::ts_l, {lml}, DType::F64);
+    place(&SmallInputs::pose_l, {lml, 16}, DType::F32);
+    place(&SmallInputs::box_ref_inv, {c.num_query + c.num_propagated, 3}, DType::F32);
+    place(&SmallInputs::can_in, {1, can_len}, DType::F32);
+    return off;
+  }
+};
+
+struct PetrHeads::SegmentIO {
+  // inputs
+  Tensor tokens;     // [T, C] heads' dtype, the image tokens
+  Tensor pos_embed;  // [T, d] heads' dtype
+  Tensor emb_b;      // F32 [ml, d], the aligned box memory embeddings (zeros after a reset)
+  Tensor emb_l;      // F32 [lml, d]
+  SmallInputs small;
+  // outputs
+  Tensor dec_b_last;  // [ne + nq + p, d] the box decoder's last layer
+  Tensor dec_l_last;  // [ne + n11, d]
+  Tensor box_out;     // F32 [L*nd*classes + L*nd*code_size], branch_outputs()
+  Tensor lane_out;    // F32 [L*n11 + L*n11*ptsz]
+  Tensor box_tokens, ego_token;  // heads' dtype, read by lane_segment()
+  Tensor tokens_out;  // F32 [2 ne + 1, out_dims], the vision tokens
+};
+
 #ifdef OMNIRT_WITH_CUDA
-struct PetrHeads::HostCopies {
-  cuda::AsyncDownload box, lane;
+struct PetrHeads::CudaState {
+  cuda::HeadsStream stream;
+  cuda::AsyncDownload box_copy, lane_copy;
+  // The small inputs: written by the host into pinned memory, one copy to the device block.
+  std::shared_ptr<void> pinned;
+  SmallInputs staged;  // views into `pinned`
+  cudaEvent_t staged_copied = nullptr;  // the last copy out of `pinned` has been done
+  bool staged_pending = false;
+  // Graph memory first: it must outlive the graphs (members die in reverse order).
+  GraphMemoryPool pool;
+  cuda::SegmentGraph box_graph, lane_graph;
+  int64_t eager_frames = 0, replays = 0;
+  bool graph_failed = false;
+
+  CudaState() { OMNIRT_CUDA_CHECK(cudaEventCreateWithFlags(&staged_copied, cudaEventDisableTiming)); }
+  ~CudaState() {
+    box_graph.reset();
+    lane_graph.reset();
+    if (staged_copied != nullptr) {
+      (void)cudaEventSynchronize(staged_copied);
+      (void)cudaEventDestroy(staged_copied);
+    }
+  }
 };
 #else
-struct PetrHeads::HostCopies {};
+struct PetrHeads::CudaState {};
 #endif
 
 // The host tensor of an asynchronous copy, once it has arrived.
@@ -328,31 +405,52 @@ static Tensor collect([[maybe_unused]] cuda::AsyncDownload* copy) {
 #endif
 }
 
-Tensor PetrHeads::branch_outputs_to_host(const Tensor& cls, const Tensor& reg,
-                                         const std::vector<float>& ref_inv,
-                                         const Tensor& ref_inv_dev, int64_t queries, int ref_cols,
-                                         [[maybe_unused]] cuda::AsyncDownload* copy) const {
-  const int64_t n_cls = cls.numel(), n_reg = reg.numel(), cols = reg.dim(-1);
+int64_t PetrHeads::graph_replays() const {
 #ifdef OMNIRT_WITH_CUDA
-  if (copy != nullptr) {
-    Tensor dev = Tensor::empty({n_cls + n_reg}, DType::F32, device_);
-    Tensor cls_f = dev.slice(0, 0, n_cls), reg_f = dev.slice(0, n_cls, n_cls + n_reg);
-    const Tensor ref_d = ref_inv_dev.defined()
-                             ? ref_inv_dev
-                             : Tensor::from_vector(ref_inv, {queries, ref_cols}).to(device_);
-    cuda::branch_outputs(cls, reg, ref_d, ref_cols, cfg_.pc_range, cls_f, reg_f);
-    copy->start(dev);
-    return Tensor();
+  if (cuda_) return cuda_->replays;
+#endif
+  return 0;
+}
+
+size_t PetrHeads::graph_nodes() const {
+#ifdef OMNIRT_WITH_CUDA
+  if (cuda_) return cuda_->box_graph.nodes() + cuda_->lane_graph.nodes();
+#endif
+  return 0;
+}
+
+bool PetrHeads::graph_capable() const {
+  const int64_t hd = cfg_.dec_dim / cfg_.dec_heads;
+  static const bool debug_cpu_attention = std::getenv("OMNIRT_DEBUG_HEADS_CPU_ATTENTION") != nullptr;
+  return !debug_cpu_attention && (hd == 32 || hd == 64 || hd == 128);
+}
+
+Tensor PetrHeads::branch_outputs(const Tensor& cls, const Tensor& reg, const Tensor& ref_inv,
+                                 int ref_cols) const {
+  const int64_t n_cls = cls.numel(), n_reg = reg.numel(), cols = reg.dim(-1);
+  Tensor out = Tensor::empty({n_cls + n_reg}, DType::F32, device_);
+#ifdef OMNIRT_WITH_CUDA
+  if (device_ == Device::CUDA) {
+    Tensor cls_f = out.slice(0, 0, n_cls), reg_f = out.slice(0, n_cls, n_cls + n_reg);
+    cuda::branch_outputs(cls, reg, ref_inv, ref_cols, cfg_.pc_range, cls_f, reg_f);
+    return out;
   }
 #endif
-  Tensor host = Tensor::empty({n_cls + n_reg}, DType::F32);
   const Tensor c = cls.contiguous(), r = reg.contiguous();  // CPU heads: F32 host tensors
   expect_dtype(c, DType::F32, "vision heads: class branch output");
   expect_dtype(r, DType::F32, "vision heads: regression branch output");
-  std::memcpy(host.data<float>(), c.data<float>(), n_cls * 4);
-  host::regression_to_ego(r.data<float>(), n_reg / cols, static_cast<int>(cols), ref_inv.data(),
-                          queries, ref_cols, cfg_.pc_range, host.data<float>() + n_cls);
-  return host;
+  std::memcpy(out.data<float>(), c.data<float>(), n_cls * 4);
+  host::regression_to_ego(r.data<float>(), n_reg / cols, static_cast<int>(cols),
+                          ref_inv.data<float>(), ref_inv.numel() / ref_cols, ref_cols,
+                          cfg_.pc_range, out.data<float>() + n_cls);
+  return out;
+}
+
+Tensor PetrHeads::as_heads_dtype(const Tensor& f32) const {
+  if (dtype_ == DType::F32) return f32;
+  Tensor t = empty(f32.shape());
+  ops::cast(f32, t);
+  return t;
 }
 
 Tensor PetrHeads::upload(const Tensor& host) const {
@@ -372,24 +470,22 @@ Tensor PetrHeads::mlp_query_pos(const Tensor& nerf_host) const {
 }
 
 // temp_pos = MLN(MLP(NeRF(norm_ref)), NeRF([dt, pose[:3,:]])) + time_embedding(pe(dt)).
-Tensor PetrHeads::temporal_pos(const std::vector<float>& norm_ref, int per_entry, const double* ts,
-                               const float* pose, int entries) const {
+Tensor PetrHeads::temporal_pos(const Tensor& norm_ref_t, int per_entry, const Tensor& ts_t,
+                               const Tensor& pose_t) const {
   const int64_t d = cfg_.dec_dim, qp_in = 12 * 3 * cfg_.n_control;
+  const int entries = static_cast<int>(ts_t.numel());
 #ifdef OMNIRT_WITH_CUDA
   if (device_ == Device::CUDA) {
     // The encodings (~1 M sines and cosines per frame) on the GPU; see heads_cuda.h.
-    Tensor ref_d = Tensor::from_vector(norm_ref, {int64_t(norm_ref.size())}).to(device_);
-    Tensor ts_d = Tensor::empty({entries}, DType::F64);
-    std::copy(ts, ts + entries, ts_d.data<double>());
-    ts_d = ts_d.to(device_);
-    Tensor pose_d = Tensor::from_vector(std::vector<float>(pose, pose + 16 * entries), {entries, 16})
-                        .to(device_);
     Tensor nerf = empty({entries, qp_in}), ego = empty({entries, 12 * 13}), tpe = empty({entries, d});
-    cuda::temporal_encodings(ref_d, per_entry, cfg_.n_control, ts_d, pose_d, posemb_dim_t_, nerf,
-                             ego, tpe);
+    cuda::temporal_encodings(norm_ref_t, per_entry, cfg_.n_control, ts_t, pose_t, posemb_dim_t_,
+                             nerf, ego, tpe);
     return temporal_pos_from_encodings(nerf, ego, tpe);
   }
 #endif
+  const float* norm_ref = norm_ref_t.data<float>();
+  const double* ts = ts_t.data<double>();
+  const float* pose = pose_t.data<float>();
   Tensor nerf = Tensor::empty({entries, qp_in}, DType::F32);
   Tensor ego = Tensor::empty({entries, 12 * 13}, DType::F32);
   Tensor tpe = Tensor::empty({entries, d}, DType::F32);
@@ -510,7 +606,77 @@ Tensor PetrHeads::position_embedding_input(const std::vector<host::Mat4>& img2li
 }
 
 // ---- forward ---------------------------------------------------------------------------------
+// The box head's device work: decoder over [VLM | detection | propagated] queries, its branches
+// (as F32 host-ready values), the box tokens and the ego token. Reads io_ inputs, writes io_.
+void PetrHeads::box_segment() {
+  const VisionConfig& c = cfg_;
+  const int64_t ne = c.num_extra, nq = c.num_query, p = c.num_propagated, ml = c.memory_len;
+  SegmentIO& io = *io_;
+  Tensor memory_b = box_in_proj_(io.tokens);
+  Tensor mem_k_b = add(memory_b, io.pos_embed);
+  StageTimer::mark("heads: decoder GEMMs + pointwise");
+  Tensor temp_pos_b = temporal_pos(io.small.norm_ref_b, 3, io.small.ts_b, io.small.pose_b);
+  StageTimer::mark("heads: temporal position encodings");
+  const Tensor emb_b_dev = as_heads_dtype(io.emb_b);
+  // queries [VLM | detection | propagated]
+  Tensor tgt_b = cat_rows(box_tgt_head_, emb_b_dev.slice(0, 0, p));
+  Tensor qpos_b = cat_rows(box_det_query_pos_, temp_pos_b.slice(0, 0, p));
+  const int64_t qb = ne + nq + p;
+  std::vector<Tensor> dec_b = decode(box_layers_, tgt_b, qpos_b, mem_k_b, memory_b, box_self_mask_,
+                                     emb_b_dev.slice(0, p, ml), temp_pos_b.slice(0, p, ml));
+  StageTimer::mark("heads: decoder GEMMs + pointwise");
+  // The branches are row-wise: run them once over every layer's 900 detection + propagated
+  // queries stacked [L * nd, d] (one pass) instead of once per layer.
+  const Tensor box_dq = stack_rows(dec_b, ne, qb);
+  const Tensor box_cls = branch_cls(box_cls_lin_, box_cls_ln_, box_dq);
+  const Tensor box_reg = branch_reg(box_reg_lin_, box_dq);
+  io.box_out = branch_outputs(box_cls, box_reg, io.small.box_ref_inv, 3);
+  StageTimer::mark("heads: box branches");
+  io.box_tokens = box_out_proj_(dec_b.back().slice(0, 0, ne));
+  io.ego_token = canbus2_(canbus0_(as_heads_dtype(io.small.can_in), GemmActivation::Relu));
+  io.dec_b_last = dec_b.back();
+  StageTimer::mark("heads: box tokens + ego token");
+}
+
+// The lane head's device work (VLM + one2one queries) and the 513 vision tokens.
+void PetrHeads::lane_segment() {
+  const VisionConfig& c = cfg_;
+  const int64_t ne = c.num_extra, n11 = c.num_lane_one2one;
+  SegmentIO& io = *io_;
+  Tensor memory_l = lane_in_proj_(io.tokens);
+  Tensor mem_k_l = add(memory_l, io.pos_embed);
+  StageTimer::mark("heads: decoder GEMMs + pointwise");
+  Tensor temp_pos_l =
+      temporal_pos(io.small.norm_ref_l, 3 * c.n_control, io.small.ts_l, io.small.pose_l);
+  StageTimer::mark("heads: temporal position encodings");
+  const int64_t ql = ne + n11;
+  const Tensor emb_l_dev = as_heads_dtype(io.emb_l);
+  std::vector<Tensor> dec_l = decode(lane_layers_, lane_tgt_, lane_query_pos_, mem_k_l, memory_l,
+                                     lane_self_mask_, emb_l_dev, temp_pos_l);
+  const Tensor lane_dq = stack_rows(dec_l, ne, ql);
+  const Tensor lane_cls = branch_cls(lane_cls_lin_, lane_cls_ln_, lane_dq);
+  const Tensor lane_reg = branch_reg(lane_reg_lin_, lane_dq);
+  io.lane_out = branch_outputs(lane_cls, lane_reg, lane_reference_inv_dev_, 3 * c.n_control);
+  Tensor lane_tokens = lane_out_proj_(dec_l.back().slice(0, 0, ne));
+  io.dec_l_last = dec_l.back();
+  // 513 vision tokens [box | ego | lane], F32.
+  Tensor tokens_out = cat_rows(cat_rows(io.box_tokens, io.ego_token), lane_tokens);
+  if (tokens_out.dtype() != DType::F32) {
+    Tensor f = Tensor::empty(tokens_out.shape(), DType::F32, device_);
+    ops::cast(tokens_out, f);
+    tokens_out = f;
+  }
+  io.tokens_out = tokens_out;
+  StageTimer::mark("heads: lane head");
+}
+
 HeadsOutput PetrHeads::forward(const Tensor& backbone, const FrameGeometry& geo, VisionState& st) {
+#ifdef OMNIRT_WITH_CUDA
+  // On CUDA all of the heads' work runs on their own stream (graph capture needs a stream other
+  // than the legacy default one), ordered after the caller's work and before the caller's next.
+  std::optional<cuda::HeadsStream::Use> on_heads_stream;
+  if (cuda_) on_heads_stream.emplace(cuda_->stream);
+#endif
   const VisionConfig& c = cfg_;
   const int64_t d = c.dec_dim, ne = c.num_extra, nq = c.num_query, p = c.num_propagated;
   const int64_t ml = c.memory_len, lml = c.lane_memory_len, n11 = c.num_lane_one2one;
@@ -519,13 +685,23 @@ HeadsOutput PetrHeads::forward(const Tensor& backbone, const FrameGeometry& geo,
   OMNIRT_CHECK(static_cast<int>(geo.lidar2img.size()) == c.num_cams, "frame geometry: expected ",
                c.num_cams, " camera matrices, got ", geo.lidar2img.size());
   HeadsOutput out;
+  SegmentIO& io = *io_;
 
-  // Image tokens in the heads' dtype, [T, C].
+  // Image tokens in the heads' dtype, [T, C]. On CUDA into the same buffer every frame.
   Tensor tokens = backbone.reshape({T, c.embed_dim});
-  if (tokens.dtype() != dtype_) {
-    Tensor f = empty({T, c.embed_dim});
-    ops::cast(tokens, f);
-    tokens = f;
+  if (cuda_) {
+    if (!io.tokens.defined()) io.tokens = empty({T, c.embed_dim});
+    if (tokens.dtype() != dtype_)
+      ops::cast(tokens, io.tokens);
+    else
+      io.tokens.copy_from(tokens);
+  } else {
+    if (tokens.dtype() != dtype_) {
+      Tensor f = empty({T, c.embed_dim});
+      ops::cast(tokens, f);
+      tokens = f;
+    }
+    io.tokens = tokens;
   }
 
   // 3-D position embedding (depends on calibration only).
@@ -553,6 +729,12 @@ HeadsOutput PetrHeads::forward(const Tensor& backbone, const FrameGeometry& geo,
   }
   Tensor pos_embed = pos_enc2_(pos_enc0_(pe_input, GemmActivation::Relu));
   out.pos_embed = pos_embed.reshape({1, T, d});
+  if (cuda_) {
+    if (!io.pos_embed.defined()) io.pos_embed = empty({T, d});
+    io.pos_embed.copy_from(pos_embed);  // the caller keeps out.pos_embed; the graphs read this
+  } else {
+    io.pos_embed = pos_embed;
+  }
 
   StageTimer::mark("heads: 3-D position embedding");
 
@@ -565,11 +747,39 @@ HeadsOutput PetrHeads::forward(const Tensor& backbone, const FrameGeometry& geo,
   const float xb = keep_of(st.sample_time_bbox), xl = keep_of(st.sample_time_map);
   out.memory_reset = xb == 0.f;
   if (!first && xb == 0.f) LOG_INFO("vision memory reset: time gap to the previous frame >= ", c.memory_keep_seconds, " s");
+  // The small inputs are written in place: on CUDA into pinned memory (copied to the device
+  // in one go below), on the CPU into the host tensors the segments read.
+  SmallInputs* small = &io.small;
+#ifdef OMNIRT_WITH_CUDA
+  if (cuda_) {
+    if (!cuda_->pinned) {
+      const size_t bytes = SmallInputs::layout(c, nullptr, Device::CPU, nullptr, nullptr);
+      void* h = nullptr;
+      OMNIRT_CUDA_CHECK(cudaMallocHost(&h, bytes));
+      cuda_->pinned = std::shared_ptr<void>(h, [](void* q) { (void)cudaFreeHost(q); });
+      SmallInputs::layout(c, static_cast<char*>(h), Device::CPU, cuda_->pinned, &cuda_->staged);
+      auto block = std::make_shared<Tensor>(Tensor::empty({int64_t(bytes)}, DType::U8, device_));
+      SmallInputs::layout(c, static_cast<char*>(block->raw()), device_, block, &io.small);
+    }
+    // The previous frame's copy out of the pinned block must be done before it is rewritten.
+    if (cuda_->staged_pending) OMNIRT_CUDA_CHECK(cudaEventSynchronize(cuda_->staged_copied));
+    cuda_->staged_pending = false;
+    small = &cuda_->staged;
+  }
+#endif
+  if (!cuda_) {
+    const size_t bytes = SmallInputs::layout(c, nullptr, Device::CPU, nullptr, nullptr);
+    auto block = std::make_shared<Tensor>(Tensor::empty({int64_t(bytes)}, DType::U8));
+    SmallInputs::layout(c, static_cast<char*>(block->raw()), Device::CPU, block, &io.small);
+  }
   // Plain pointers in the loops below: Tensor::data() is an out-of-line, checked call, and the
   // loops touch ~300k values per frame (it used to cost ~1 ms per frame through data()).
   // box memory, 600 entries in the current ego frame
-  std::vector<float> ref_b(ml * 3, 0.f), pose_b(ml * 16, 0.f), canbus_b(c.can_bus_len * 14, 0.f);
-  std::vector<double> ts_b(ml, 0.0);
+  std::vector<float> ref_b(ml * 3, 0.f), canbus_b(c.can_bus_len * 14, 0.f);
+  float* const pose_b = small->pose_b.data<float>();
+  double* const ts_b = small->ts_b.data<double>();
+  std::fill(pose_b, pose_b + ml * 16, 0.f);
+  std::fill(ts_b, ts_b + ml, 0.0);
   if (!first) {
     const double* st_ts = st.memory_timestamp_bbox.data<double>();
     const float* st_pose = st.memory_egopose_bbox.data<float>();
@@ -594,8 +804,11 @@ HeadsOutput PetrHeads::forward(const Tensor& backbone, const FrameGeometry& geo,
   }
   // lane memory
   const int ptsz = 3 * c.n_control;
-  std::vector<float> ref_l(lml * ptsz, 0.f), pose_l(lml * 16, 0.f);
-  std::vector<double> ts_l(lml, 0.0);
+  std::vector<float> ref_l(lml * ptsz, 0.f);
+  float* const pose_l = small->pose_l.data<float>();
+  double* const ts_l = small->ts_l.data<double>();
+  std::fill(pose_l, pose_l + lml * 16, 0.f);
+  std::fill(ts_l, ts_l + lml, 0.0);
   if (!first) {
     const double* st_ts = st.memory_timestamp_map.data<double>();
     const float* st_pose = st.memory_egopose_map.data<float>();
@@ -613,123 +826,130 @@ HeadsOutput PetrHeads::forward(const Tensor& backbone, const FrameGeometry& geo,
       }
     }
   }
-
-  // The memory embeddings stay on the engine's device (F32): aligned = memory * keep, where
-  // keep is exactly 0 or 1, i.e. the memory itself or zeros.
-  auto aligned_embedding = [&](const Tensor& mem, float keep, int64_t rows) {
-    if (first || keep == 0.f) return Tensor::zeros({rows, d}, DType::F32, device_);
-    // The first `rows` entries of the stored [1, k + rows, d] memory (newest first), as the
-    // reference's memory_embedding[:, :memory_len].
-    const Tensor m = mem.reshape({mem.dim(1), d}).slice(0, 0, rows);
-    return m.device() == device_ ? m : m.to(device_);  // a state restored from the host
-  };
-  const Tensor emb_b = aligned_embedding(st.memory_embedding_bbox, xb, ml);
-  const Tensor emb_l = aligned_embedding(st.memory_embedding_map, xl, lml);
-  auto in_heads_dtype = [&](const Tensor& f32) {
-    if (dtype_ == DType::F32) return f32;
-    Tensor t = empty(f32.shape());
-    ops::cast(f32, t);
-    return t;
-  };
-
-  StageTimer::mark("heads: memory alignment (host)");
-
-  // ---- box head ---------------------------------------------------------------------------
-  Tensor memory_b = box_in_proj_(tokens);
-  Tensor mem_k_b = add(memory_b, pos_embed);
-  std::vector<float> norm_ref_b(ml * 3);
+  // Normalised reference points, the box references of the branches, the ego token's input.
+  float* const norm_ref_b = small->norm_ref_b.data<float>();
   for (int64_t e = 0; e < ml; ++e)
     for (int i = 0; i < 3; ++i) norm_ref_b[e * 3 + i] = (ref_b[e * 3 + i] - pc[i]) / (pc[i + 3] - pc[i]);
-  StageTimer::mark("heads: decoder GEMMs + pointwise");
-  Tensor temp_pos_b = temporal_pos(norm_ref_b, 3, ts_b.data(), pose_b.data(), static_cast<int>(ml));
-  StageTimer::mark("heads: temporal position encodings");
-  const Tensor emb_b_dev = in_heads_dtype(emb_b);
-  // queries [VLM | detection | propagated]
-  Tensor tgt_b = cat_rows(box_tgt_head_, emb_b_dev.slice(0, 0, p));
-  Tensor qpos_b = cat_rows(box_det_query_pos_, temp_pos_b.slice(0, 0, p));
-  const int64_t qb = ne + nq + p;
-  std::vector<Tensor> dec_b =
-      decode(box_layers_, tgt_b, qpos_b, mem_k_b, memory_b, box_self_mask_,
-             emb_b_dev.slice(0, p, ml), temp_pos_b.slice(0, p, ml));
-  StageTimer::mark("heads: decoder GEMMs + pointwise");
-  // branches on the 900 detection + propagated queries, every layer
-  const int64_t nd = nq + p, L = c.dec_layers;
-  std::vector<float> reference(nd * 3);
-  for (int64_t q = 0; q < nd; ++q)
-    for (int i = 0; i < 3; ++i) {
-      const float r = q < nq ? box_reference_[q * 3 + i] : norm_ref_b[(q - nq) * 3 + i];
-      reference[q * 3 + i] = host::inverse_sigmoid(r);
-    }
-  // The branches are row-wise: run them once over every layer's queries stacked [L * nd, d]
-  // (one pass) instead of once per layer.
-  const Tensor box_dq = stack_rows(dec_b, ne, qb);
-  const Tensor box_cls_dev = branch_cls(box_cls_lin_, box_cls_ln_, box_dq);
-  const Tensor box_reg_dev = branch_reg(box_reg_lin_, box_dq);
-  // Their host copy, F32 [cls | reg in ego coordinates]: on CUDA one kernel and one
-  // asynchronous copy, queued now and collected after the lane head is queued, so that the host
-  // decodes the boxes and updates the box memory while the GPU runs the lane head.
-  const int64_t n_bcls = L * nd * c.num_classes, n_breg = L * nd * c.code_size;
-  const int64_t n_lcls = L * n11, n_lreg = L * n11 * ptsz;
-  cuda::AsyncDownload *box_copy = nullptr, *lane_copy = nullptr;
-#ifdef OMNIRT_WITH_CUDA
-  if (host_copies_) box_copy = &host_copies_->box, lane_copy = &host_copies_->lane;
-#endif
-  Tensor box_host =
-      branch_outputs_to_host(box_cls_dev, box_reg_dev, reference, Tensor(), nd, 3, box_copy);
-  StageTimer::mark("heads: box branches");
-  Tensor box_tokens = box_out_proj_(dec_b.back().slice(0, 0, ne));
-  // ego token from [command, can_bus] + can-bus memory + mean pose of each memory block
-  std::vector<float> rec_can(14);
-  rec_can[0] = geo.command;
-  std::copy(geo.can_bus.begin(), geo.can_bus.end(), rec_can.begin() + 1);
-  std::vector<float> can_in(rec_can);
-  can_in.insert(can_in.end(), canbus_b.begin(), canbus_b.end());
-  for (int64_t blk = 0; blk < ml / c.topk; ++blk)
-    for (int i = 0; i < 16; ++i) {
-      float s = 0.f;
-      for (int64_t e = 0; e < c.topk; ++e) s += pose_b[(blk * c.topk + e) * 16 + i];
-      can_in.push_back(s / static_cast<float>(c.topk));
-    }
-  Tensor ego_token = canbus2_(canbus0_(upload(Tensor::from_vector(can_in, {1, int64_t(can_in.size())})),
-                                       GemmActivation::Relu));
-
-  StageTimer::mark("heads: box tokens + ego token");
-
-  // ---- lane head (VLM + one2one) ----------------------------------------------------------
-  Tensor memory_l = lane_in_proj_(tokens);
-  Tensor mem_k_l = add(memory_l, pos_embed);
-  std::vector<float> norm_ref_l(lml * ptsz);
+  float* const norm_ref_l = small->norm_ref_l.data<float>();
   for (int64_t e = 0; e < lml; ++e)
     for (int k = 0; k < ptsz; ++k)
       norm_ref_l[e * ptsz + k] = (ref_l[e * ptsz + k] - pc[k % 3]) / (pc[k % 3 + 3] - pc[k % 3]);
-  StageTimer::mark("heads: decoder GEMMs + pointwise");
-  Tensor temp_pos_l = temporal_pos(norm_ref_l, ptsz, ts_l.data(), pose_l.data(), static_cast<int>(lml));
-  StageTimer::mark("heads: temporal position encodings");
-  const int64_t ql = ne + n11;
-  const Tensor emb_l_dev = in_heads_dtype(emb_l);
-  std::vector<Tensor> dec_l = decode(lane_layers_, lane_tgt_, lane_query_pos_, mem_k_l, memory_l,
-                                     lane_self_mask_, emb_l_dev, temp_pos_l);
-  const Tensor lane_dq = stack_rows(dec_l, ne, ql);
-  const Tensor lane_cls_dev = branch_cls(lane_cls_lin_, lane_cls_ln_, lane_dq);
-  const Tensor lane_reg_dev = branch_reg(lane_reg_lin_, lane_dq);
-  Tensor lane_host = branch_outputs_to_host(lane_cls_dev, lane_reg_dev, lane_reference_inv_,
-                                            lane_reference_inv_dev_, n11, ptsz, lane_copy);
-  Tensor lane_tokens = lane_out_proj_(dec_l.back().slice(0, 0, ne));
-
-  StageTimer::mark("heads: lane head");
-
-  // ---- 513 vision tokens [box | ego | lane] -----------------------------------------------
-  Tensor tokens_out = cat_rows(cat_rows(box_tokens, ego_token), lane_tokens);
-  if (tokens_out.dtype() != DType::F32) {
-    Tensor f = Tensor::empty(tokens_out.shape(), DType::F32, device_);
-    ops::cast(tokens_out, f);
-    tokens_out = f;
+  const int64_t nd = nq + p, L = c.dec_layers;
+  float* const box_ref_inv = small->box_ref_inv.data<float>();
+  for (int64_t q = 0; q < nd; ++q)
+    for (int i = 0; i < 3; ++i) {
+      const float r = q < nq ? box_reference_[q * 3 + i] : norm_ref_b[(q - nq) * 3 + i];
+      box_ref_inv[q * 3 + i] = host::inverse_sigmoid(r);
+    }
+  // ego token input: [command, can_bus] + can-bus memory + mean pose of each memory block
+  std::vector<float> rec_can(14);
+  rec_can[0] = geo.command;
+  std::copy(geo.can_bus.begin(), geo.can_bus.end(), rec_can.begin() + 1);
+  {
+    float* can_in = small->can_in.data<float>();
+    int64_t n = 0;
+    for (float v : rec_can) can_in[n++] = v;
+    for (float v : canbus_b) can_in[n++] = v;
+    for (int64_t blk = 0; blk < ml / c.topk; ++blk)
+      for (int i = 0; i < 16; ++i) {
+        float s = 0.f;
+        for (int64_t e = 0; e < c.topk; ++e) s += pose_b[(blk * c.topk + e) * 16 + i];
+        can_in[n++] = s / static_cast<float>(c.topk);
+      }
+    OMNIRT_CHECK(n == small->can_in.numel(), "vision heads: ego token input has ", n,
+                 " values, expected ", small->can_in.numel());
   }
-  out.vision_tokens = tokens_out.reshape({1, 2 * ne + 1, c.out_dims});
+#ifdef OMNIRT_WITH_CUDA
+  if (cuda_) {  // one asynchronous copy of all the small inputs
+    const size_t bytes = SmallInputs::layout(c, nullptr, Device::CPU, nullptr, nullptr);
+    OMNIRT_CUDA_CHECK(cudaMemcpyAsync(io.small.norm_ref_b.raw(), cuda_->staged.norm_ref_b.raw(),
+                                      bytes, cudaMemcpyHostToDevice,
+                                      omnirt::cuda::current_stream()));
+    OMNIRT_CUDA_CHECK(cudaEventRecord(cuda_->staged_copied, omnirt::cuda::current_stream()));
+    cuda_->staged_pending = true;
+  }
+#endif
+
+  // The memory embeddings stay on the engine's device (F32): aligned = memory * keep, where
+  // keep is exactly 0 or 1, i.e. the memory itself or zeros. The first `rows` entries of the
+  // stored [1, k + rows, d] memory (newest first), as the reference's memory_embedding[:, :rows].
+  auto set_aligned_embedding = [&](Tensor& dst, const Tensor& mem, float keep, int64_t rows) {
+    const bool zero = first || keep == 0.f;
+    if (!cuda_) {  // CPU: the segments read it directly
+      dst = zero ? Tensor::zeros({rows, d}, DType::F32) : mem.reshape({mem.dim(1), d}).slice(0, 0, rows);
+      if (dst.device() != Device::CPU) dst = dst.to(Device::CPU);
+      return;
+    }
+    if (!dst.defined()) dst = Tensor::empty({rows, d}, DType::F32, device_);
+    if (zero)
+      device_memset(device_, dst.raw(), 0, dst.nbytes());
+    else
+      dst.copy_from(mem.reshape({mem.dim(1), d}).slice(0, 0, rows));  // also from a host state
+  };
+  set_aligned_embedding(io.emb_b, st.memory_embedding_bbox, xb, ml);
+  set_aligned_embedding(io.emb_l, st.memory_embedding_map, xl, lml);
+
+  StageTimer::mark("heads: memory alignment (host)");
+
+  // ---- the device work: box head, then lane head + tokens ----------------------------------
+  bool replay = false;
+#ifdef OMNIRT_WITH_CUDA
+  if (cuda_ && use_graphs_ && !cuda_->graph_failed && cuda_->eager_frames >= 1 && graph_capable()) {
+    if (!cuda_->box_graph.ready() || !cuda_->lane_graph.ready()) {
+      try {
+        StageTimer::Pause no_marks;  // an event record would become part of the graph
+        GraphMemoryPool::Scope graph_memory(cuda_->pool);
+        cuda_->box_graph.capture([&] { box_segment(); });
+        cuda_->lane_graph.capture([&] { lane_segment(); });
+        LOG_INFO("vision heads: captured CUDA graphs (", cuda_->box_graph.nodes(), " + ",
+                 cuda_->lane_graph.nodes(), " nodes, ", cuda_->pool.bytes() >> 20,
+                 " MiB of graph memory)");
+      } catch (const std::exception& e) {
+        cuda_->box_graph.reset();
+        cuda_->lane_graph.reset();
+        cuda_->graph_failed = true;
+        LOG_WARN("vision heads: CUDA graph capture failed, running without graphs: ", e.what());
+      }
+    }
+    replay = cuda_->box_graph.ready() && cuda_->lane_graph.ready();
+  }
+#endif
+  cuda::AsyncDownload *box_copy = nullptr, *lane_copy = nullptr;
+#ifdef OMNIRT_WITH_CUDA
+  if (cuda_) box_copy = &cuda_->box_copy, lane_copy = &cuda_->lane_copy;
+#endif
+  // On CUDA the box outputs are copied to the host while the lane head runs, so that the host
+  // decodes the boxes and updates the box memory meanwhile.
+#ifdef OMNIRT_WITH_CUDA
+  if (replay) {
+    cuda_->box_graph.launch();
+    box_copy->start(io.box_out);
+    StageTimer::mark("heads: box head (CUDA graph)");
+    cuda_->lane_graph.launch();
+    lane_copy->start(io.lane_out);
+    StageTimer::mark("heads: lane head (CUDA graph)");
+    ++cuda_->replays;
+  } else
+#endif
+  {
+    box_segment();
+#ifdef OMNIRT_WITH_CUDA
+    if (box_copy) box_copy->start(io.box_out);
+#endif
+    lane_segment();
+#ifdef OMNIRT_WITH_CUDA
+    if (lane_copy) lane_copy->start(io.lane_out);
+    if (cuda_) ++cuda_->eager_frames;
+#endif
+  }
+  // The caller keeps the tokens; with graphs the buffer is rewritten by the next frame.
+  out.vision_tokens = (replay ? io.tokens_out.clone() : io.tokens_out).reshape({1, 2 * ne + 1, c.out_dims});
 
   // ---- boxes: outputs to the host, decoding, memory update (host) ---------------------------
   // (On CUDA the lane head is still running while the host does this.)
-  if (box_copy) box_host = collect(box_copy);
+  const int64_t n_bcls = L * nd * c.num_classes, n_breg = L * nd * c.code_size;
+  const int64_t n_lcls = L * n11, n_lreg = L * n11 * ptsz;
+  Tensor box_host = box_copy ? collect(box_copy) : io.box_out;
   out.all_cls_scores = box_host.slice(0, 0, n_bcls).reshape({L, 1, nd, c.num_classes});
   out.all_bbox_preds = box_host.slice(0, n_bcls, n_bcls + n_breg).reshape({L, 1, nd, c.code_size});
   const float* const box_cls_last = box_host.data<float>() + (L - 1) * nd * c.num_classes;
@@ -784,8 +1004,8 @@ HeadsOutput PetrHeads::forward(const Tensor& backbone, const FrameGeometry& geo,
     }
     out.topk_indexes_bbox = host::topk_indices(score, c.topk);
     const int64_t mb = c.topk + ml;
-    ns.memory_embedding_bbox =
-        new_memory_embedding(dec_b.back().slice(0, ne, qb), out.topk_indexes_bbox, emb_b);
+    ns.memory_embedding_bbox = new_memory_embedding(io.dec_b_last.slice(0, ne, ne + nd),
+                                                    out.topk_indexes_bbox, io.emb_b);
     ns.memory_reference_point_bbox = Tensor::empty({1, mb, 3}, DType::F32);
     ns.memory_timestamp_bbox = Tensor::empty({1, mb, 1}, DType::F64);
     ns.memory_egopose_bbox = Tensor::empty({1, mb, 4, 4}, DType::F32);
@@ -813,7 +1033,7 @@ HeadsOutput PetrHeads::forward(const Tensor& backbone, const FrameGeometry& geo,
   StageTimer::mark("heads: memory update (host)");
 
   // ---- lanes: outputs to the host, decoding, memory update (host) -------------------------
-  if (lane_copy) lane_host = collect(lane_copy);
+  Tensor lane_host = lane_copy ? collect(lane_copy) : io.lane_out;
   out.all_lane_cls_one2one = lane_host.slice(0, 0, n_lcls).reshape({L, 1, n11, 1});
   out.all_lane_preds_one2one =
       lane_host.slice(0, n_lcls, n_lcls + n_lreg).reshape({L, 1, n11, ptsz});
@@ -842,8 +1062,8 @@ HeadsOutput PetrHeads::forward(const Tensor& backbone, const FrameGeometry& geo,
     for (int64_t q = 0; q < n11; ++q) lscore[q] = host::sigmoid(lane_cls_last[q]);
     out.topk_indexes_map = host::topk_indices(lscore, c.lane_topk);
     const int64_t mm = c.lane_topk + lml;
-    ns.memory_embedding_map =
-        new_memory_embedding(dec_l.back().slice(0, ne, ql), out.topk_indexes_map, emb_l);
+    ns.memory_embedding_map = new_memory_embedding(io.dec_l_last.slice(0, ne, ne + n11),
+                                                   out.topk_indexes_map, io.emb_l);
     ns.memory_reference_point_map = Tensor::empty({1, mm, c.n_control, 3}, DType::F32);
     ns.memory_timestamp_map = Tensor::empty({1, mm, 1}, DType::F64);
     ns.memory_egopose_map = Tensor::empty({1, mm, 4, 4}, DType::F32);

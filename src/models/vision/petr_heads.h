@@ -132,12 +132,24 @@ class PetrHeads {
   // frustum points), host F32 [T, 3*depth_num]. Exposed for tests.
   Tensor position_embedding_input(const std::vector<host::Mat4>& img2lidars) const;
 
+  // CUDA: replay the frame's device work from CUDA graphs (on by default). The first frame
+  // runs eagerly (it sets up workspaces and algorithm choices), the second captures the graphs,
+  // later ones replay them. Off: every frame runs eagerly (same kernels, launched one by one).
+  // Graphs are not used when a decoder attention needs the CPU fallback (head_dim other than
+  // 32/64/128, or OMNIRT_DEBUG_HEADS_CPU_ATTENTION). Ignored on the CPU.
+  void set_cuda_graphs(bool on) { use_graphs_ = on; }
+  // How many frames replayed the graphs so far, and the graphs' total node count (0 = none).
+  int64_t graph_replays() const;
+  size_t graph_nodes() const;
+
  private:
   struct BoxMem;
   Tensor mlp_query_pos(const Tensor& nerf_host) const;
-  Tensor temporal_pos(const std::vector<float>& norm_ref, int per_entry, const double* ts,
-                      const float* pose, int entries) const;
-  // MLN(MLP(nerf), ego) + LN(time_embedding(tpe)) from the encodings, on the device.
+  // temp_pos of `entries` memory entries from their normalised reference points (F32
+  // [entries * per_entry]), timestamps (F64 [entries]) and poses (F32 [entries, 16]), all on the
+  // heads' device (host tensors on the CPU).
+  Tensor temporal_pos(const Tensor& norm_ref, int per_entry, const Tensor& ts,
+                      const Tensor& pose) const;
   Tensor temporal_pos_from_encodings(const Tensor& nerf, const Tensor& ego,
                                      const Tensor& tpe) const;
   std::vector<Tensor> decode(const std::vector<DecoderLayer>& layers, const Tensor& tgt,
@@ -149,19 +161,28 @@ class PetrHeads {
   Tensor branch_cls(const std::vector<Linear>& lin, const std::vector<Norm>& ln,
                     const Tensor& x) const;
   Tensor branch_reg(const std::vector<Linear>& lin, const Tensor& x) const;
-  // Branch outputs cls [R, C] and reg [R, cols] (heads' dtype, R = layers * queries) as host
-  // F32 [cls | host::regression_to_ego(reg)]. With `copy` (CUDA): one kernel and an
-  // asynchronous copy into `copy`, collected later with copy->wait(); returns an undefined
-  // tensor. Without: computed on the host and returned. ref_inv_dev: ref_inv on the device, or
-  // undefined (uploaded here).
-  Tensor branch_outputs_to_host(const Tensor& cls, const Tensor& reg,
-                                const std::vector<float>& ref_inv, const Tensor& ref_inv_dev,
-                                int64_t queries, int ref_cols, cuda::AsyncDownload* copy) const;
+  // Branch outputs cls [R, C] and reg [R, cols] (heads' dtype, R = layers * queries) as F32
+  // [cls | host::regression_to_ego(reg)], flat, on the heads' device (one kernel on CUDA).
+  // ref_inv: F32 [queries, ref_cols] on the heads' device.
+  Tensor branch_outputs(const Tensor& cls, const Tensor& reg, const Tensor& ref_inv,
+                        int ref_cols) const;
+  Tensor as_heads_dtype(const Tensor& f32) const;  // a device F32 tensor in the heads' dtype
   Tensor upload(const Tensor& host) const;  // host F32 -> device, heads dtype
   Tensor empty(const Shape& shape) const;   // device, heads dtype
 
-  struct HostCopies;  // CUDA: the pinned staging of the branch outputs (box, lane)
-  std::shared_ptr<HostCopies> host_copies_;
+  // The device work of a frame runs in two segments, box_segment() and lane_segment(), which
+  // read only `io_`'s inputs and the weights, and write only `io_`'s outputs. On CUDA the inputs
+  // are buffers allocated once (same addresses every frame), so that the segments can be
+  // captured in CUDA graphs once and replayed (docs/vision_engine.md, "CUDA graphs").
+  struct SmallInputs;  // the per-frame host-computed inputs (memory geometry, references, can bus)
+  struct SegmentIO;
+  struct CudaState;    // CUDA: stream, staging, downloads, graphs and their memory
+  void box_segment();
+  void lane_segment();
+  bool graph_capable() const;  // no segment op needs the host (CPU attention fallback)
+  std::shared_ptr<CudaState> cuda_;  // before io_: io_'s tensors die first (graph memory)
+  std::shared_ptr<SegmentIO> io_;
+  bool use_graphs_ = true;
   VisionConfig cfg_;
   Device device_;
   DType dtype_;
@@ -193,7 +214,7 @@ class PetrHeads {
   Tensor lane_query_pos_;               // [ne + n11, d] device
   std::vector<float> lane_reference_;   // [n11, 33] host, sigmoid space
   std::vector<float> lane_reference_inv_;  // inverse_sigmoid(lane_reference_), host
-  Tensor lane_reference_inv_dev_;          // the same, F32 on CUDA (CUDA heads only)
+  Tensor lane_reference_inv_dev_;          // the same, F32 on the heads' device
 };
 
 }  // namespace omnirt::vision

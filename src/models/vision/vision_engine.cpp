@@ -14,7 +14,9 @@ VisionEngine::VisionEngine(const VisionConfig& cfg, const WeightGetter& get,
     : cfg_(cfg),
       opt_(opt),
       vit_(cfg, get, opt.device, opt.backbone_dtype, opt.tf32),
-      heads_(cfg, get, opt.device, opt.tf32, opt.heads_dtype) {}
+      heads_(cfg, get, opt.device, opt.tf32, opt.heads_dtype) {
+  heads_.set_cuda_graphs(opt.heads_cuda_graphs);
+}
 
 std::unique_ptr<VisionEngine> VisionEngine::load(const std::string& dir,
                                                  const VisionEngineOptions& opt) {

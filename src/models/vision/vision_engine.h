@@ -19,6 +19,9 @@ struct VisionEngineOptions {
   // The heads' weights and activations: F32 (the reference deployment's "mixed" mode keeps
   // them so under a half backbone), or F16/BF16 on CUDA ("full half").
   DType heads_dtype = DType::F32;
+  // CUDA: replay the heads' device work from CUDA graphs from the second frame on (see
+  // PetrHeads::set_cuda_graphs; docs/vision_engine.md "CUDA graphs").
+  bool heads_cuda_graphs = true;
 };
 
 struct VisionFrameResult {
@@ -38,6 +41,9 @@ class VisionEngine {
   VisionFrameResult run(const Tensor& img, const FrameGeometry& geo);
 
   const VisionConfig& config() const { return cfg_; }
+  // Frames whose heads were replayed from CUDA graphs, and the graphs' node count (0: none).
+  int64_t heads_graph_replays() const { return heads_.graph_replays(); }
+  size_t heads_graph_nodes() const { return heads_.graph_nodes(); }
   VisionState& state() { return state_; }
   void reset() { state_ = VisionState(); have_last_ = false; }
 
