@@ -14,6 +14,9 @@
 #include "core/tensor.h"
 #include "core/version.h"
 #include "io/safetensors.h"
+#include "models/llm/llama.h"
+#include "models/llm/tokenizer.h"
+#include "quant/awq.h"
 #include "quant/int4.h"
 
 namespace omnirt::quant {
@@ -114,7 +117,13 @@ json manifest_to_json(const EngineManifest& m) {
   j["group_size"] = m.group_size == 0 ? json(nullptr) : json(m.group_size);
   j["llm_other_dtype"] = m.llm_other_dtype;
   j["gpu_arch"] = m.gpu_arch;
-  j["calibration"] = m.calibration.empty() ? json(nullptr) : json(m.calibration);
+  if (m.calibration.empty()) {
+    j["calibration"] = nullptr;
+  } else {
+    // An AWQ build records an object (kept as JSON text in EngineManifest); other text as is.
+    const json c = json::parse(m.calibration, nullptr, /*allow_exceptions=*/false);
+    j["calibration"] = c.is_object() ? c : json(m.calibration);
+  }
   j["files"] = m.files;
   return j;
 }
@@ -130,21 +139,106 @@ T field(const json& j, const std::string& key, const std::string& where) {
   }
 }
 
+// AWQ (quant/awq.h): calibrates the checkpoint's float32 LLM on the CPU, AWQ-quantises every
+// decoder linear, and returns the engine tensors per checkpoint module ("model.layers.0.
+// self_attn.q_proj" -> qweight, scales, in_scale: q/k/v share the in_scale of their common input,
+// gate/up too) plus the manifest's calibration record.
+struct AwqModule {
+  Tensor qweight, scales, in_scale;
+};
+std::map<std::string, AwqModule> awq_quantise_checkpoint(const fs::path& src,
+                                                         const SafetensorsFile& llm_file,
+                                                         const std::string& precision,
+                                                         int64_t group_size, int grid,
+                                                         json* calibration) {
+  OMNIRT_CHECK(grid >= 1, "omnirt build: the AWQ alpha grid must have >= 1 step, got ", grid);
+  const auto t0 = std::chrono::steady_clock::now();
+  const llm::LlamaConfig cfg = llm::LlamaConfig::from_folder(src.string());
+  llm::LlamaWeights w = llm::load_llama_weights(
+      cfg, [&](const std::string& n) { return llm_file.contains(n) ? llm_file.get(n) : Tensor(); },
+      Device::CPU, DType::F32, llm_file.path());
+  const llm::Tokenizer tok = llm::Tokenizer::load((src / "tokenizer.model").string());
+  const std::vector<AwqCalibText> texts = default_awq_calibration();
+  const AwqActivations acts = collect_awq_activations(cfg, w, tok, texts);
+  const auto t1 = std::chrono::steady_clock::now();
+  const std::vector<AwqLinearReport> reports =
+      quantize_llama_weights_awq(w, acts, group_size, grid, precision);
+  const auto t2 = std::chrono::steady_clock::now();
+
+  json seqs = json::array();
+  for (size_t i = 0; i < texts.size(); ++i)
+    seqs.push_back({{"prompt", texts[i].prompt},
+                    {"answer", texts[i].answer},
+                    {"tokens", acts.sequence_tokens[i]}});
+  json linears = json::object();
+  double calib_sum = 0, plain_sum = 0;
+  for (const AwqLinearReport& r : reports) {
+    linears[r.name] = {
+        {"alpha", r.alpha},
+        {"error_vs_plain_int4", r.plain_error > 0 ? r.calib_error / r.plain_error : 1.0}};
+    calib_sum += r.calib_error;
+    plain_sum += r.plain_error;
+  }
+  *calibration = {
+      {"method", "awq"},
+      {"source",
+       "text-only planning prompts: the Vicuna-v1 planning prompt with its <image> placeholder "
+       "dropped (no vision tokens), each followed by a teacher-forced planning answer"},
+      {"activations",
+       "inputs of every decoder linear, float32 CPU LLM engine, teacher-forced "
+       "prefill; q/k/v and gate/up share one input and one in_scale"},
+      {"sequences", seqs},
+      {"tokens", acts.tokens},
+      {"alpha_grid", {{"steps", grid}, {"min", 0.0}, {"max", 1.0}}},
+      {"scale", "s_k = mean|x_k|^alpha, in_scale = 1/s (quant/int4.h quantize_int4_awq)"},
+      {"group_size", group_size == 0 ? json(nullptr) : json(group_size)},
+      {"error_vs_plain_int4_total", plain_sum > 0 ? calib_sum / plain_sum : 1.0},
+      {"linears", linears},
+      {"seconds",
+       {{"activations", std::chrono::duration<double>(t1 - t0).count()},
+        {"scale_search", std::chrono::duration<double>(t2 - t1).count()}}}};
+
+  std::map<std::string, AwqModule> out;
+  auto rows = [](const llm::QuantLinear& q, int64_t begin, int64_t end) {
+    return AwqModule{q.codes.slice(0, begin, end).clone(), q.scales.slice(0, begin, end).clone(),
+                     q.in_scale.clone()};
+  };
+  const int64_t qd = cfg.q_dim(), kvd = cfg.kv_dim(), I = cfg.intermediate_size;
+  for (int64_t l = 0; l < cfg.num_hidden_layers; ++l) {
+    const std::string p = "model.layers." + std::to_string(l) + ".";
+    const llm::LlamaLayerWeights& lw = w.layers[static_cast<size_t>(l)];
+    out[p + "self_attn.q_proj"] = rows(lw.q_wqkv, 0, qd);
+    out[p + "self_attn.k_proj"] = rows(lw.q_wqkv, qd, qd + kvd);
+    out[p + "self_attn.v_proj"] = rows(lw.q_wqkv, qd + kvd, qd + 2 * kvd);
+    out[p + "self_attn.o_proj"] = rows(lw.q_wo, 0, lw.q_wo.codes.dim(0));
+    out[p + "mlp.gate_proj"] = rows(lw.q_gate_up, 0, I);
+    out[p + "mlp.up_proj"] = rows(lw.q_gate_up, I, 2 * I);
+    out[p + "mlp.down_proj"] = rows(lw.q_down, 0, lw.q_down.codes.dim(0));
+  }
+  return out;
+}
+
 }  // namespace
 
-void parse_llm_precision(const std::string& name, int64_t* group_size) {
+void parse_llm_precision(const std::string& name_in, int64_t* group_size, bool* awq) {
+  const std::string awq_suffix = "-awq";
+  const bool is_awq =
+      name_in.size() > awq_suffix.size() &&
+      name_in.compare(name_in.size() - awq_suffix.size(), awq_suffix.size(), awq_suffix) == 0;
+  const std::string name = is_awq ? name_in.substr(0, name_in.size() - awq_suffix.size()) : name_in;
   int64_t g = 0;
-  bool ok = is_float_precision(name) || name == "int4";
+  bool ok = (is_float_precision(name) && !is_awq) || name == "int4";
   if (!ok && name.rfind("int4-g", 0) == 0 && name.size() > 6) {
     const std::string digits = name.substr(6);
     ok = digits.find_first_not_of("0123456789") == std::string::npos && digits.size() <= 6;
     if (ok) g = std::stoll(digits);
     ok = ok && g > 0 && g % 2 == 0;
   }
-  OMNIRT_CHECK(ok, "unknown LLM precision \"", name,
+  OMNIRT_CHECK(ok, "unknown LLM precision \"", name_in,
                "\": expected fp32, fp16, bf16, int4 (per channel) or int4-g<G> with an even "
-               "group size G, e.g. int4-g128");
+               "group size G, e.g. int4-g128; INT4 may end in -awq (int4-awq, int4-g128-awq)");
   if (group_size) *group_size = g;
+  if (awq) *awq = is_awq;
 }
 
 int parse_gpu_arch(const std::string& arch) {
@@ -166,7 +260,8 @@ RuntimeCaps RuntimeCaps::detect() {
 
 EngineManifest build_engine(const BuildOptions& opt) {
   int64_t group_size = 0;
-  parse_llm_precision(opt.llm_precision, &group_size);
+  bool awq = false;
+  parse_llm_precision(opt.llm_precision, &group_size, &awq);
   std::string arch = opt.gpu_arch;
   if (arch.empty())
     arch = cuda_available() ? "sm_" + std::to_string(cuda_compute_capability()) : "sm_90";
@@ -203,11 +298,27 @@ EngineManifest build_engine(const BuildOptions& opt) {
   const bool int4 = !is_float_precision(opt.llm_precision);
   const DType other = int4 ? DType::F16 : float_precision_dtype(opt.llm_precision);
   m.llm_other_dtype = std::string(dtype_name(other));
+  std::map<std::string, AwqModule> awq_modules;
+  if (awq) {
+    json calibration;
+    awq_modules = awq_quantise_checkpoint(src, llm, opt.llm_precision, group_size, opt.awq_grid,
+                                          &calibration);
+    m.calibration = calibration.dump();
+  }
   std::vector<std::pair<std::string, Tensor>> tensors;
   for (const auto& name : llm.names()) {
     const auto& info = llm.info(name);
     const Tensor t = llm.get(name);
-    if (int4 && is_quantised_linear(name, info)) {
+    if (int4 && is_quantised_linear(name, info) && awq) {
+      const std::string module = name.substr(0, name.size() - std::string(".weight").size());
+      const auto it = awq_modules.find(module);
+      OMNIRT_CHECK(it != awq_modules.end(), "llm.safetensors: ", name,
+                   " looks like a decoder linear but is not one of the model's q/k/v/o, "
+                   "gate/up/down projections; AWQ cannot quantise it");
+      tensors.emplace_back(module + ".qweight", it->second.qweight);
+      tensors.emplace_back(module + ".scales", it->second.scales);
+      tensors.emplace_back(module + ".in_scale", it->second.in_scale);
+    } else if (int4 && is_quantised_linear(name, info)) {
       const std::string module = name.substr(0, name.size() - std::string(".weight").size());
       Int4Weight q = quantize_int4(t, group_size, "llm.safetensors: " + name);
       tensors.emplace_back(module + ".qweight", q.qweight);
@@ -284,7 +395,15 @@ EngineManifest load_engine_manifest(const std::string& dir, const RuntimeCaps& c
     OMNIRT_FAIL(where, ": ", e.what());
   }
   const json cal = field<json>(j, "calibration", where);
-  m.calibration = cal.is_null() ? "" : field<std::string>(j, "calibration", where);
+  OMNIRT_CHECK(cal.is_null() || cal.is_string() || cal.is_object(), where,
+               ": field \"calibration\" has the wrong type (", cal.type_name(),
+               "; expected null, a string or an object)");
+  m.calibration = cal.is_null() ? "" : cal.is_string() ? cal.get<std::string>() : cal.dump();
+  bool awq = false;
+  parse_llm_precision(m.llm_precision, nullptr, &awq);
+  OMNIRT_CHECK(!awq || cal.is_object(), where, ": an ", m.llm_precision,
+               " engine must record its AWQ calibration (an object), got ", cal.dump(),
+               "; rebuild the engine with omnirt build");
   m.files = field<std::map<std::string, uint64_t>>(j, "files", where);
   for (const char* required :
        {"config.json", "llm.safetensors", "vision.safetensors", "tokenizer.model"})

@@ -34,11 +34,13 @@ struct EngineManifest {
   std::string source_config_hash;  // FNV-1a 64 of its config.json bytes, 16 hex digits
   std::map<std::string, uint64_t> source_files;  // checkpoint file -> size in bytes
   std::string vision_precision;  // fp32 | fp16 | bf16 (vision weights are copied as they are)
-  std::string llm_precision;     // fp32 | fp16 | bf16 | int4 | int4-g<G>
-  int64_t group_size = 0;        // G for int4-g<G>; 0 for per channel and float precisions
+  std::string llm_precision;     // fp32 | fp16 | bf16 | int4 | int4-g<G> | int4[-g<G>]-awq
+  int64_t group_size = 0;        // G for int4-g<G>[-awq]; 0 for per channel and float precisions
   std::string llm_other_dtype;   // dtype of the LLM tensors that are not INT4 (F16 for int4)
   std::string gpu_arch;          // "sm_90"
-  std::string calibration;       // description; empty = none (manifest: null)
+  // The manifest's "calibration" as compact JSON text (an object for AWQ engines: method,
+  // source, prompts, tokens, alpha_grid, ...); empty = none (manifest: null).
+  std::string calibration;
   std::map<std::string, uint64_t> files;  // engine file -> size in bytes
 };
 
@@ -47,11 +49,15 @@ struct BuildOptions {
   std::string out_dir;    // engine folder; created; existing engine files are replaced
   std::string llm_precision = "fp16";
   std::string gpu_arch;  // empty: this machine's GPU, else sm_90
+  int awq_grid = 20;     // AWQ precisions: alpha = i / awq_grid, i = 0..awq_grid (quant/awq.h)
 };
 
-// Parses a precision name: fp32 | fp16 | bf16 | int4 (per channel) | int4-g<G> (G even, > 0).
-// Returns the group size via `group_size` (0 unless int4-g<G>). Throws naming the value.
-void parse_llm_precision(const std::string& name, int64_t* group_size = nullptr);
+// Parses a precision name: fp32 | fp16 | bf16 | int4 (per channel) | int4-g<G> (G even, > 0),
+// optionally followed by "-awq" for INT4 (int4-awq, int4-g128-awq: activation-aware scaling,
+// calibrated at build time, quant/awq.h). Returns the group size via `group_size` (0 unless
+// int4-g<G>) and whether it is AWQ via `awq`. Throws naming the value.
+void parse_llm_precision(const std::string& name, int64_t* group_size = nullptr,
+                         bool* awq = nullptr);
 // "sm_90" -> 90; throws on anything else.
 int parse_gpu_arch(const std::string& arch);
 

@@ -55,7 +55,8 @@ inline int int4_code(const uint8_t* packed_row, int64_t k) {
 void int4_linear(const Tensor& x, const Tensor& qweight, const Tensor& scales, const Tensor& bias,
                  Tensor& out);
 
-// AWQ-style activation-aware scaling (CPU, per weight; no model-level calibration pipeline yet).
+// AWQ-style activation-aware scaling (CPU, per weight; the model-level calibration that feeds it
+// the linears' real inputs is quant/awq.h).
 // Input channels that carry large activations matter most, so before quantising, column k of W
 // is multiplied by s_k = (mean over the calibration batch of |x_k|)^alpha, and x is multiplied by
 // input_scale_k = 1 / s_k at run time: (x * input_scale) . dequant(Q(W * s))^T ~ x . W^T.

@@ -9,6 +9,7 @@
 
 #include "core/error.h"
 #include "core/log.h"
+#include "quant/awq.h"
 #include "quant/engine.h"
 #include "quant/int4.h"
 #include "quant/nvfp4.h"
@@ -21,7 +22,12 @@ llm::QuantFormat parse_weight_format(const std::string& name, int64_t* group_siz
   if (name == "nvfp4") return llm::QuantFormat::kNvfp4;
   OMNIRT_CHECK(name.rfind("int4", 0) == 0, "unknown weight format \"", name,
                "\": expected fp, int4, int4-g<G> (G even, e.g. int4-g128) or nvfp4");
-  parse_llm_precision(name, group_size);  // int4 / int4-g<G>, throws otherwise
+  bool awq = false;
+  parse_llm_precision(name, group_size, &awq);  // int4 / int4-g<G>[-awq], throws otherwise
+  OMNIRT_CHECK(!awq, "weight format \"", name,
+               "\": AWQ needs calibration activations, so it is not done at load; build an "
+               "engine folder with omnirt build CKPT --out DIR --llm ",
+               name, " and load that");
   return llm::QuantFormat::kInt4;
 }
 
@@ -173,19 +179,34 @@ llm::LlamaWeights load_int4_engine_weights(const llm::LlamaConfig& cfg,
                                            DType dtype, const std::string& precision,
                                            const std::string& what) {
   int64_t group = 0;
-  OMNIRT_CHECK(parse_weight_format(precision, &group) == llm::QuantFormat::kInt4, what,
-               ": load_int4_engine_weights needs an int4 / int4-g<G> engine, got ", precision);
-  // Dense view for load_llama_weights: a quantised `<module>.weight` is its dequantisation.
-  auto qpair = [&](const std::string& module, Tensor* q, Tensor* s) {
+  bool awq = false;
+  parse_llm_precision(precision, &group, &awq);
+  OMNIRT_CHECK(precision.rfind("int4", 0) == 0, what,
+               ": load_int4_engine_weights needs an int4 / int4-g<G>[-awq] engine, got ",
+               precision);
+  // Dense view for load_llama_weights: a quantised `<module>.weight` is its dequantisation
+  // (AWQ: with its input scale folded into the columns, quant/awq.h).
+  auto qpair = [&](const std::string& module, Tensor* q, Tensor* s, Tensor* in_scale) {
     *q = lookup(module + ".qweight");
     *s = lookup(module + ".scales");
-    if (!q->defined() && !s->defined()) return false;
+    *in_scale = lookup(module + ".in_scale");
+    if (!q->defined() && !s->defined()) {
+      OMNIRT_CHECK(!in_scale->defined(), what, ": tensor \"", module,
+                   ".in_scale\" belongs to no quantised weight (no ", module, ".qweight)");
+      return false;
+    }
     OMNIRT_CHECK(q->defined() && s->defined(), what, ": ", module, " has ",
                  q->defined() ? ".qweight but no .scales" : ".scales but no .qweight");
     const int64_t g = int4_group_size(*q, *s, what + ": " + module);
     const int64_t k = q->dim(1) * 2;
     OMNIRT_CHECK(g == (group == 0 ? k : group), what, ": ", module, " has group size ", g,
                  " but the engine precision is ", precision);
+    if (awq)
+      check_awq_in_scale(*in_scale, k, what + ": tensor \"" + module + ".in_scale\"");
+    else
+      OMNIRT_CHECK(!in_scale->defined(), what, ": tensor \"", module,
+                   ".in_scale\" is an AWQ input scale but the engine precision ", precision,
+                   " is not AWQ (corrupt engine); rebuild the engine with omnirt build");
     return true;
   };
   const std::string suffix = ".weight";
@@ -194,23 +215,37 @@ llm::LlamaWeights load_int4_engine_weights(const llm::LlamaConfig& cfg,
     if (t.defined() || name.size() <= suffix.size() ||
         name.compare(name.size() - suffix.size(), suffix.size(), suffix) != 0)
       return t;
-    Tensor q, s;
+    Tensor q, s, is;
     const std::string module = name.substr(0, name.size() - suffix.size());
-    if (!qpair(module, &q, &s)) return Tensor();
-    return dequantize_int4(q, s, what + ": " + module);
+    if (!qpair(module, &q, &s, &is)) return Tensor();
+    return awq ? dequantize_int4_awq(q, s, is, what + ": " + module)
+               : dequantize_int4(q, s, what + ": " + module);
   };
   llm::LlamaWeights w = llm::load_llama_weights(cfg, dense, device, dtype, what);
   auto attach = [&](llm::QuantLinear& ql, const std::vector<std::string>& modules) {
     std::vector<Tensor> qs, ss;
+    Tensor in_scale;
     for (const std::string& m : modules) {
-      Tensor q, s;
-      if (!qpair(m, &q, &s)) {
+      Tensor q, s, is;
+      if (!qpair(m, &q, &s, &is)) {
         OMNIRT_CHECK(qs.empty(), what, ": ", m, " is not quantised but ", modules[0], " is");
         return;  // a dense linear (e.g. kept in F16): nothing to attach
       }
       qs.push_back(q);
       ss.push_back(s.dtype() == DType::F32 ? s : s.to_dtype(DType::F32));
+      // The fused GEMV multiplies one input by one in_scale: linears that share their input
+      // (q/k/v, gate/up) must share it too.
+      if (awq && !in_scale.defined()) {
+        in_scale = is.contiguous();
+      } else if (awq) {
+        const Tensor c = is.contiguous();
+        OMNIRT_CHECK(std::memcmp(c.raw(), in_scale.raw(), c.nbytes()) == 0, what, ": tensor \"", m,
+                     ".in_scale\" differs from \"", modules[0],
+                     ".in_scale\" but the two linears share their input, so they must share "
+                     "the AWQ input scale (corrupt engine); rebuild the engine with omnirt build");
+      }
     }
+    if (awq) ql.in_scale = device == Device::CPU ? in_scale.clone() : in_scale.to(device);
     ql.format = llm::QuantFormat::kInt4;
     ql.codes = concat_rows(qs, device);
     ql.scales = concat_rows(ss, device);

@@ -368,6 +368,12 @@ class CudaLlama final : public detail::LlamaImpl {
                    ") need an F16 or BF16 engine, got ", dtype_name(opt_.dtype));
       OMNIRT_CHECK(q.codes.is_cuda() && q.scales.is_cuda(),
                    "CUDA LLM engine: quantised weights must be on the GPU");
+      // AWQ: the GEMV multiplies x by in_scale (F32 [K]) before the dequantised dot product.
+      OMNIRT_CHECK(
+          !q.in_scale.defined() || (q.in_scale.is_cuda() && q.in_scale.dtype() == DType::F32 &&
+                                    q.in_scale.numel() == dense.dim(1)),
+          "CUDA LLM engine: an AWQ input scale must be an F32 [", dense.dim(1),
+          "] GPU tensor, got ", q.in_scale.describe());
       quant_[dense.raw()] = &q;
     };
     for (const LlamaLayerWeights& lw : w_.layers) {

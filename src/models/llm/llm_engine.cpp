@@ -12,9 +12,26 @@
 
 namespace omnirt::llm {
 
+const char* linear_site_name(LinearSite site) {
+  switch (site) {
+    case LinearSite::kQkv:
+      return "qkv";
+    case LinearSite::kO:
+      return "o";
+    case LinearSite::kGateUp:
+      return "gate_up";
+    case LinearSite::kDown:
+      return "down";
+  }
+  return "?";
+}
+
 LlmEngine::LlmEngine(const LlamaConfig& config, LlamaWeights weights,
                      const LlmEngineOptions& options)
     : config_(config), options_(options) {
+  OMNIRT_CHECK(options.device == Device::CPU || !options.linear_input_hook,
+               "LLM engine: linear_input_hook (AWQ calibration) is supported by the CPU engine "
+               "only");
   config_.validate("LLM config");
   max_context_ = options.max_context > 0 ? options.max_context : config.max_position_embeddings;
   OMNIRT_CHECK(max_context_ <= config.max_position_embeddings, "LLM engine: max_context ",

@@ -25,6 +25,14 @@
 
 namespace omnirt::llm {
 
+// The input of which decoder linear a LinearInputHook sees (q/k/v share one input, gate/up too).
+enum class LinearSite { kQkv, kO, kGateUp, kDown };
+const char* linear_site_name(LinearSite site);  // "qkv", "o", "gate_up", "down"
+// Called with the rows x (F32 [n, K], host, valid only during the call) that the decoder linear
+// `site` of layer `layer` is about to multiply: the RMSNormed hidden state (kQkv, kGateUp), the
+// attention output (kO), the SwiGLU output (kDown). Used by AWQ calibration (quant/awq.h).
+using LinearInputHook = std::function<void(int64_t layer, LinearSite site, const Tensor& x)>;
+
 struct LlmEngineOptions {
   Device device = Device::CPU;
   DType dtype = DType::F32;           // CPU: F32 only. CUDA: F32, F16 or BF16.
@@ -39,6 +47,8 @@ struct LlmEngineOptions {
   // quantize_lm_head.
   std::string weight_format;
   bool quantize_lm_head = false;
+  // CPU engine only (a CUDA engine rejects it): see LinearInputHook. Costs nothing when unset.
+  LinearInputHook linear_input_hook;
 };
 
 // Writes the next token id (int32 [1], engine device) from logits (F32 [V], engine device). On

@@ -37,8 +37,12 @@ void rope_head(float* v, const float* cos, const float* sin, int64_t d) {
 class CpuLlama final : public LlamaImpl {
  public:
   CpuLlama(const LlamaConfig& cfg, LlamaWeights w, const LlmEngineOptions& opt, int64_t max_ctx)
-      : cfg_(cfg), w_(std::move(w)), max_ctx_(max_ctx), chunk_(opt.max_prefill_chunk),
-        cache_(cfg, max_ctx, DType::F32, Device::CPU) {
+      : cfg_(cfg),
+        w_(std::move(w)),
+        max_ctx_(max_ctx),
+        chunk_(opt.max_prefill_chunk),
+        cache_(cfg, max_ctx, DType::F32, Device::CPU),
+        hook_(opt.linear_input_hook) {
     const int64_t H = cfg.hidden_size, I = cfg.intermediate_size, V = cfg.vocab_size;
     resid_ = Tensor::empty({chunk_, H}, DType::F32);
     xn_ = Tensor::empty({chunk_, H}, DType::F32);
@@ -97,6 +101,7 @@ class CpuLlama final : public LlamaImpl {
       // --- attention block ---
       Tensor resid_n = resid_.slice(0, 0, n), xn_n = xn_.slice(0, 0, n);
       ops::rmsnorm(resid_n, lw.attn_norm, eps, xn_n);
+      if (hook_) hook_(l, LinearSite::kQkv, xn_n);
       linear_rows(xn_, lw.wqkv, qkv_, n, 0.f);
       for (int64_t t = 0; t < n; ++t) {
         const int64_t p = pos + t;
@@ -122,12 +127,15 @@ class CpuLlama final : public LlamaImpl {
       ops::AttentionOptions ao;
       ao.causal = true;
       ops::attention(q, k, v, o, ao);
+      if (hook_) hook_(l, LinearSite::kO, attn_.slice(0, 0, n));
       linear_rows(attn_, lw.wo, resid_, n, 1.f);  // resid +=
       // --- MLP block ---
       ops::rmsnorm(resid_n, lw.mlp_norm, eps, xn_n);
+      if (hook_) hook_(l, LinearSite::kGateUp, xn_n);
       linear_rows(xn_, lw.w_gate_up, gu_, n, 0.f);
       Tensor act_n = act_.slice(0, 0, n);
       ops::swiglu_concat(gu_.slice(0, 0, n), act_n);
+      if (hook_) hook_(l, LinearSite::kDown, act_n);
       linear_rows(act_, lw.w_down, resid_, n, 1.f);  // resid +=
     }
   }
@@ -149,6 +157,7 @@ class CpuLlama final : public LlamaImpl {
   Tensor resid_, xn_, qkv_, attn_, gu_, act_, logits_, token_, cos_, sin_;
   Tensor last_logits_;
   DeviceSampler sampler_;
+  LinearInputHook hook_;
 };
 
 }  // namespace
