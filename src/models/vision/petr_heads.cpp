@@ -77,12 +77,20 @@ void Linear::load(const WeightGetter& get, const std::string& name, int64_t out,
                   const Placement& at, bool bias) {
   w = to_device(host_f32(get, name + ".weight", {out, in}), at);
   if (bias) b = to_device(host_f32(get, name + ".bias", {out}), at);
+  fp32 = at.tf32 ? ops::Fp32Compute::TF32 : ops::Fp32Compute::Exact;
 }
 
 void Linear::apply(const Tensor& x, Tensor& out, GemmActivation act) const {
   ops::GemmOptions o;
   o.activation = act;
+  o.fp32_compute = fp32;
   ops::linear(x, w, b, out, o);
+}
+
+void Linear::apply_residual(const Tensor& x, Tensor& out) const {
+  ops::GemmOptions o;
+  o.fp32_compute = fp32;
+  ops::gemm(x, w, out, /*trans_a=*/false, /*trans_b=*/true, 1.f, /*beta=*/1.f, b, o);
 }
 
 Tensor Linear::operator()(const Tensor& x, GemmActivation act) const {
@@ -118,14 +126,29 @@ static void load_mha(Mha& m, const WeightGetter& get, const std::string& name, i
   for (int i = 0; i < 3; ++i) {
     parts[i]->w = to_device(w.slice(0, i * e, (i + 1) * e), device);
     parts[i]->b = to_device(b.slice(0, i * e, (i + 1) * e), device);
+    parts[i]->fp32 = device.tf32 ? ops::Fp32Compute::TF32 : ops::Fp32Compute::Exact;
   }
   m.out.load(get, name + ".out_proj", e, e, device);
   m.heads = heads;
 }
 
-static std::vector<DecoderLayer> load_decoder(const WeightGetter& get, const std::string& prefix,
-                                              const VisionConfig& c, const Placement& device) {
-  std::vector<DecoderLayer> layers(c.dec_layers);
+// A Linear from host F32 weight rows [rows, in] and bias [rows].
+static Linear linear_from_host(const Tensor& w, const Tensor& b, const Placement& at) {
+  Linear lin;
+  lin.w = to_device(w, at);
+  lin.b = to_device(b, at);
+  lin.fp32 = at.tf32 ? ops::Fp32Compute::TF32 : ops::Fp32Compute::Exact;
+  return lin;
+}
+
+static Decoder load_decoder(const WeightGetter& get, const std::string& prefix,
+                            const VisionConfig& c, const Placement& device) {
+  Decoder dec;
+  std::vector<DecoderLayer>& layers = dec.layers;
+  layers.resize(c.dec_layers);
+  const int64_t e = c.dec_dim, L = c.dec_layers;
+  Tensor k_all = Tensor::empty({L * e, e}, DType::F32), kb_all = Tensor::empty({L * e}, DType::F32);
+  Tensor v_all = Tensor::empty({L * e, e}, DType::F32), vb_all = Tensor::empty({L * e}, DType::F32);
   for (int l = 0; l < c.dec_layers; ++l) {
     const std::string p =
         prefix + "transformer.query_decoder._layers." + std::to_string(l) + ".transformer_layers.";
@@ -137,8 +160,20 @@ static std::vector<DecoderLayer> load_decoder(const WeightGetter& get, const std
     L.ffn1.load(get, p + "4._layers.0", c.dec_ffn, c.dec_dim, device);
     L.ffn2.load(get, p + "4._layers.3", c.dec_dim, c.dec_ffn, device);
     L.norm3.load(get, p + "5", c.dec_dim, device);
+    // Self-attention [Wq; Wk] (rows [0, 2e) of in_proj); cross-attention Wk, Wv stacked.
+    const Tensor sw = host_f32(get, p + "0.attn.in_proj_weight", {3 * e, e});
+    const Tensor sb = host_f32(get, p + "0.attn.in_proj_bias", {3 * e});
+    L.self_qk = linear_from_host(sw.slice(0, 0, 2 * e), sb.slice(0, 0, 2 * e), device);
+    const Tensor cw = host_f32(get, p + "2.attn.in_proj_weight", {3 * e, e});
+    const Tensor cb = host_f32(get, p + "2.attn.in_proj_bias", {3 * e});
+    k_all.slice(0, l * e, (l + 1) * e).copy_from(cw.slice(0, e, 2 * e));
+    kb_all.slice(0, l * e, (l + 1) * e).copy_from(cb.slice(0, e, 2 * e));
+    v_all.slice(0, l * e, (l + 1) * e).copy_from(cw.slice(0, 2 * e, 3 * e));
+    vb_all.slice(0, l * e, (l + 1) * e).copy_from(cb.slice(0, 2 * e, 3 * e));
   }
-  return layers;
+  dec.cross_k_all = linear_from_host(k_all, kb_all, device);
+  dec.cross_v_all = linear_from_host(v_all, vb_all, device);
+  return dec;
 }
 
 // The cls/reg branches are one module stored num_pred times; we load entry 0 once.
@@ -209,7 +244,7 @@ PetrHeads::PetrHeads(const VisionConfig& c, const WeightGetter& get, Device dev,
                                        dev == Device::CUDA),
                "vision heads: dtype ", dtype_name(dtype), " is not supported on ",
                device_name(dev), " (F32 anywhere, F16/BF16 on CUDA)");
-  const Placement device{dev, dtype};
+  const Placement device{dev, dtype, tf32 && dtype == DType::F32};
   gemm_.fp32_compute = tf32 ? ops::Fp32Compute::TF32 : ops::Fp32Compute::Exact;
   const int64_t d = c.dec_dim, nq = c.num_query, ne = c.num_extra, n11 = c.num_lane_one2one;
   const int64_t qp_in = 12 * 3 * c.n_control;
@@ -239,7 +274,7 @@ PetrHeads::PetrHeads(const VisionConfig& c, const WeightGetter& get, Device dev,
   const int64_t can_in = 14 + 14 * c.can_bus_len + 16 * (c.memory_len / c.topk);
   canbus0_.load(get, bp + "can_bus_embed.0", 4 * d, can_in, device);
   canbus2_.load(get, bp + "can_bus_embed.2", c.out_dims, 4 * d, device);
-  box_layers_ = load_decoder(get, bp, c, device);
+  box_dec_ = load_decoder(get, bp, c, device);
   load_branches(get, bp, d, c.num_classes, c.code_size, device, box_cls_lin_, box_cls_ln_,
                 box_reg_lin_);
   box_query_embedding_ = to_device(host_f32(get, bp + "query_embedding.weight", {ne, d}), device);
@@ -269,7 +304,7 @@ PetrHeads::PetrHeads(const VisionConfig& c, const WeightGetter& get, Device dev,
   const std::string lp = "map_head.";
   lane_in_proj_.load(get, lp + "input_projection", d, c.embed_dim, device);
   lane_out_proj_.load(get, lp + "output_projection", c.out_dims, d, device);
-  lane_layers_ = load_decoder(get, lp, c, device);
+  lane_dec_ = load_decoder(get, lp, c, device);
   load_branches(get, lp, d, 1, 3 * c.n_control, device, lane_cls_lin_, lane_cls_ln_, lane_reg_lin_);
   Tensor inst = host_f32(get, lp + "instance_embedding_lane.weight", {c.num_lane, d});
   Tensor pts = host_f32(get, lp + "points_embedding_lane.weight", {c.n_control, d});
@@ -524,17 +559,20 @@ Tensor PetrHeads::temporal_pos_from_encodings(const Tensor& nerf, const Tensor& 
   return xn;
 }
 
-Tensor PetrHeads::attention(const Mha& m, const Tensor& q_in, const Tensor& k_in,
-                            const Tensor& v_in, const Tensor& mask) const {
-  const int64_t lq = q_in.dim(0), lk = k_in.dim(0), e = q_in.dim(1), h = m.heads, hd = e / h;
-  // Projections [len, e] are read by the attention as [1, h, len, hd] strided views, and the
-  // attention writes its output as a [1, h, lq, hd] view of the [lq, e] tensor that the output
-  // projection reads: no permute copies.
-  const Tensor q = m.q(q_in), k = m.k(k_in), v = m.v(v_in);
-  auto heads_view = [&](const Tensor& t, int64_t len) {
-    return t.reshape({1, len, h, hd}).permute({0, 2, 1, 3});
-  };
-  Tensor merged = empty({lq, e});
+// Column block `block` (width h * hd) of a contiguous projection [len, n * h * hd], rows
+// [0, rows), as the [1, h, rows, hd] strided view the attention reads (no copy).
+static Tensor heads_block(const Tensor& t, int64_t block, int64_t rows, int64_t h, int64_t hd) {
+  const int64_t len = t.dim(0), blocks = t.dim(1) / (h * hd);
+  return t.reshape({1, len, blocks * h, hd})
+      .permute({0, 2, 1, 3})
+      .slice(1, block * h, (block + 1) * h)
+      .slice(2, 0, rows);
+}
+
+void PetrHeads::attend(const Mha& m, const Tensor& q, int64_t q_block, int64_t rows,
+                       const Tensor& k, int64_t k_block, const Tensor& v, int64_t v_block,
+                       const Tensor& mask, Tensor& merged) const {
+  const int64_t e = merged.dim(1), h = m.heads, hd = e / h, lk = k.dim(0);
   ops::AttentionOptions opt;
   opt.scale = 1.0f / std::sqrt(static_cast<float>(hd));
   opt.mask = mask;
@@ -547,42 +585,63 @@ Tensor PetrHeads::attention(const Mha& m, const Tensor& q_in, const Tensor& k_in
     // Other sizes (the tiny test model's 8) run on the CPU reference: slow, but exact.
     opt.mask = mask.defined() ? mask.to(Device::CPU) : Tensor();
     auto host_f32_of = [](const Tensor& t) { return t.to(Device::CPU).to_dtype(DType::F32); };
-    Tensor oc = Tensor::empty({lq, e}, DType::F32);
-    Tensor oc_view = heads_view(oc, lq);
-    ops::attention(heads_view(host_f32_of(q), lq), heads_view(host_f32_of(k), lk),
-                   heads_view(host_f32_of(v), lk), oc_view, opt);
+    Tensor oc = Tensor::empty({rows, e}, DType::F32);
+    Tensor oc_view = heads_block(oc, 0, rows, h, hd);
+    ops::attention(heads_block(host_f32_of(q), q_block, rows, h, hd),
+                   heads_block(host_f32_of(k), k_block, lk, h, hd),
+                   heads_block(host_f32_of(v), v_block, lk, h, hd), oc_view, opt);
     merged.copy_from(oc.to_dtype(dtype_).to(device_));
   } else {
-    Tensor o = heads_view(merged, lq);
+    Tensor o = heads_block(merged, 0, rows, h, hd);
     StageTimer::mark("heads: decoder GEMMs + pointwise");
-    ops::attention(heads_view(q, lq), heads_view(k, lk), heads_view(v, lk), o, opt);
+    ops::attention(heads_block(q, q_block, rows, h, hd), heads_block(k, k_block, lk, h, hd),
+                   heads_block(v, v_block, lk, h, hd), o, opt);
     StageTimer::mark("heads: decoder attention kernel");
   }
-  return m.out(merged);
 }
 
-std::vector<Tensor> PetrHeads::decode(const std::vector<DecoderLayer>& layers, const Tensor& tgt0,
+// The decoder (post-norm layers: self-attention over [queries ; temporal memory], cross-attention
+// over the image tokens, FFN), arranged to launch few kernels (docs/vision_engine.md, "Decoder
+// launches"):
+//   * the cross-attention keys and values of all layers are two GEMMs before the loop (the same
+//     image tokens feed every layer; the layers' weights are stacked);
+//   * self-attention: the key input [tgt ; memory] + [query_pos ; temp_pos] holds the query input
+//     tgt + query_pos in its first rows, so q and k come from one GEMM with [Wq; Wk];
+//   * [tgt ; memory] lives in one buffer: the memory rows are written once, the query rows once
+//     per layer; after the attention those rows take the residual sum (output projection GEMM
+//     with beta = 1 on them), as do the cross-attention and FFN outputs: no separate adds.
+// Same arithmetic as the reference up to the order of the bias and residual additions.
+std::vector<Tensor> PetrHeads::decode(const Decoder& dec, const Tensor& tgt0,
                                       const Tensor& query_pos, const Tensor& mem_k,
                                       const Tensor& mem_v, const Tensor& mask,
                                       const Tensor& temp_memory, const Tensor& temp_pos) const {
   const float eps = cfg_.dec_ln_eps;
+  const int64_t lq = tgt0.dim(0), lk = lq + temp_memory.dim(0), e = tgt0.dim(1);
+  const Tensor k_all = dec.cross_k_all(mem_k);  // [T, L * e]: layer l's keys in column block l
+  const Tensor v_all = dec.cross_v_all(mem_v);
+  Tensor kv = empty({lk, e});
+  Tensor kv_top = kv.slice(0, 0, lq);
+  kv.slice(0, lq, lk).copy_from(temp_memory);
+  const Tensor kv_pos = cat_rows(query_pos, temp_pos);
   std::vector<Tensor> outs;
   Tensor tgt = tgt0;
-  const Tensor kv_pos = cat_rows(query_pos, temp_pos);
-  for (const DecoderLayer& L : layers) {
-    // Self-attention over [queries ; temporal memory] (post-norm, residual without position).
-    Tensor kv = cat_rows(tgt, temp_memory);
-    Tensor sa = attention(L.self_attn, add(tgt, query_pos), add(kv, kv_pos), kv, mask);
-    ops::add(sa, tgt, sa);
-    Tensor x = layernorm(sa, L.norm1, eps);
-    // Cross-attention over the image tokens.
-    Tensor ca = attention(L.cross_attn, add(x, query_pos), mem_k, mem_v, Tensor());
-    ops::add(ca, x, ca);
-    x = layernorm(ca, L.norm2, eps);
-    // FFN.
-    Tensor f = L.ffn2(L.ffn1(x, GemmActivation::Relu));
-    ops::add(f, x, f);
-    tgt = layernorm(f, L.norm3, eps);
+  for (size_t l = 0; l < dec.layers.size(); ++l) {
+    const DecoderLayer& L = dec.layers[l];
+    kv_top.copy_from(tgt);
+    const Tensor qk = L.self_qk(add(kv, kv_pos));  // [lk, 2e]: q (first lq rows) | k
+    const Tensor v = L.self_attn.v(kv);
+    Tensor merged = empty({lq, e});
+    attend(L.self_attn, qk, 0, lq, qk, 1, v, 0, mask, merged);
+    L.self_attn.out.apply_residual(merged, kv_top);  // kv_top = tgt + out_proj(attention)
+    Tensor x = layernorm(kv_top, L.norm1, eps);
+    const Tensor q = L.cross_attn.q(add(x, query_pos));
+    attend(L.cross_attn, q, 0, lq, k_all, static_cast<int64_t>(l), v_all,
+           static_cast<int64_t>(l), Tensor(), merged);
+    L.cross_attn.out.apply_residual(merged, x);  // x += out_proj(attention)
+    Tensor x2 = layernorm(x, L.norm2, eps);
+    const Tensor hidden = L.ffn1(x2, GemmActivation::Relu);
+    L.ffn2.apply_residual(hidden, x2);  // x2 += ffn2(hidden)
+    tgt = layernorm(x2, L.norm3, eps);
     outs.push_back(tgt);
   }
   return outs;
@@ -622,7 +681,7 @@ void PetrHeads::box_segment() {
   Tensor tgt_b = cat_rows(box_tgt_head_, emb_b_dev.slice(0, 0, p));
   Tensor qpos_b = cat_rows(box_det_query_pos_, temp_pos_b.slice(0, 0, p));
   const int64_t qb = ne + nq + p;
-  std::vector<Tensor> dec_b = decode(box_layers_, tgt_b, qpos_b, mem_k_b, memory_b, box_self_mask_,
+  std::vector<Tensor> dec_b = decode(box_dec_, tgt_b, qpos_b, mem_k_b, memory_b, box_self_mask_,
                                      emb_b_dev.slice(0, p, ml), temp_pos_b.slice(0, p, ml));
   StageTimer::mark("heads: decoder GEMMs + pointwise");
   // The branches are row-wise: run them once over every layer's 900 detection + propagated
@@ -651,7 +710,7 @@ void PetrHeads::lane_segment() {
   StageTimer::mark("heads: temporal position encodings");
   const int64_t ql = ne + n11;
   const Tensor emb_l_dev = as_heads_dtype(io.emb_l);
-  std::vector<Tensor> dec_l = decode(lane_layers_, lane_tgt_, lane_query_pos_, mem_k_l, memory_l,
+  std::vector<Tensor> dec_l = decode(lane_dec_, lane_tgt_, lane_query_pos_, mem_k_l, memory_l,
                                      lane_self_mask_, emb_l_dev, temp_pos_l);
   const Tensor lane_dq = stack_rows(dec_l, ne, ql);
   const Tensor lane_cls = branch_cls(lane_cls_lin_, lane_cls_ln_, lane_dq);

@@ -93,13 +93,17 @@ struct HeadsOutput {
 struct Placement {
   Device device = Device::CPU;
   DType dtype = DType::F32;  // F32 everywhere; F16/BF16 on CUDA ("full half" heads)
+  bool tf32 = false;         // F32 GEMMs on CUDA may use TF32 (the engine's tf32 option)
 };
 
 struct Linear {
   Tensor w, b;
+  ops::Fp32Compute fp32 = ops::Fp32Compute::Exact;  // F32 on CUDA: exact or TF32
   void load(const WeightGetter& get, const std::string& name, int64_t out, int64_t in,
             const Placement& at, bool bias = true);
   void apply(const Tensor& x, Tensor& out, ops::GemmActivation act = ops::GemmActivation::None) const;
+  // out = x W^T + b + out (the residual already in `out`; one GEMM, no separate add).
+  void apply_residual(const Tensor& x, Tensor& out) const;
   Tensor operator()(const Tensor& x, ops::GemmActivation act = ops::GemmActivation::None) const;
 };
 struct Norm {
@@ -112,8 +116,15 @@ struct Mha {
 };
 struct DecoderLayer {
   Mha self_attn, cross_attn;
+  Linear self_qk;  // [Wq; Wk] of self_attn: q and k in one GEMM (see PetrHeads::decode)
   Norm norm1, norm2, norm3;
   Linear ffn1, ffn2;
+};
+struct Decoder {
+  std::vector<DecoderLayer> layers;
+  // The cross-attention key / value projections of all layers stacked [L * e, e]: their input
+  // (the image tokens) is the same for every layer, so each is one GEMM per frame.
+  Linear cross_k_all, cross_v_all;
 };
 
 class PetrHeads {
@@ -152,12 +163,16 @@ class PetrHeads {
                       const Tensor& pose) const;
   Tensor temporal_pos_from_encodings(const Tensor& nerf, const Tensor& ego,
                                      const Tensor& tpe) const;
-  std::vector<Tensor> decode(const std::vector<DecoderLayer>& layers, const Tensor& tgt,
+  std::vector<Tensor> decode(const Decoder& dec, const Tensor& tgt,
                              const Tensor& query_pos, const Tensor& mem_k, const Tensor& mem_v,
                              const Tensor& mask, const Tensor& temp_memory,
                              const Tensor& temp_pos) const;
-  Tensor attention(const Mha& m, const Tensor& q_in, const Tensor& k_in, const Tensor& v_in,
-                   const Tensor& mask) const;
+  // softmax(q k^T / sqrt(hd) + mask) v for `m.heads` heads, written into `merged` [rows, e]. q,
+  // k, v are column blocks (q_block, ...; width e) of projections [len, n * e] (rows [0, rows)
+  // of q), read as strided per-head views without copies.
+  void attend(const Mha& m, const Tensor& q, int64_t q_block, int64_t rows, const Tensor& k,
+              int64_t k_block, const Tensor& v, int64_t v_block, const Tensor& mask,
+              Tensor& merged) const;
   Tensor branch_cls(const std::vector<Linear>& lin, const std::vector<Norm>& ln,
                     const Tensor& x) const;
   Tensor branch_reg(const std::vector<Linear>& lin, const Tensor& x) const;
@@ -196,7 +211,7 @@ class PetrHeads {
   Tensor time_embedding_zero_;  // time_embedding(pos2posemb1d(0)) [d], device
   // box head
   Linear box_in_proj_, box_out_proj_, canbus0_, canbus2_;
-  std::vector<DecoderLayer> box_layers_;
+  Decoder box_dec_;
   std::vector<Linear> box_cls_lin_, box_reg_lin_;
   std::vector<Norm> box_cls_ln_;
   Tensor box_query_embedding_;          // [ne, d] device
@@ -207,7 +222,7 @@ class PetrHeads {
   Tensor box_det_query_pos_;            // [ne+nq, d] device: MLP(NeRF(ref)) + time_emb(0), VLM rows 0
   // lane head
   Linear lane_in_proj_, lane_out_proj_;
-  std::vector<DecoderLayer> lane_layers_;
+  Decoder lane_dec_;
   std::vector<Linear> lane_cls_lin_, lane_reg_lin_;
   std::vector<Norm> lane_cls_ln_;
   Tensor lane_tgt_;                     // [ne + n11, d] device: [query_embedding; instance[:n11]]
