@@ -467,7 +467,6 @@ __device__ __forceinline__ void attn_block_partial(const AttnDev& a, int kvh, in
     }
   }
   pdl_wait();  // q and the newest key/value come from the kernel before
-  pdl_launch_dependents();
 #pragma unroll
   for (int it = 0; it < kTiles; ++it) {
     const int t = it * SLOTS + slot;
@@ -576,6 +575,10 @@ __global__ void __launch_bounds__(kAttnThreads) attn_decode_kernel(const AttnDev
 
   const int kvh = blockIdx.x, split = blockIdx.y, G = a.hq / a.hkv;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  // Let the next kernel (the o_proj GEMV) launch now, so that its weights stream while this one
+  // runs: it reads this kernel's output only after its own griddepcontrol.wait, which waits for
+  // this whole grid.
+  pdl_launch_dependents();
   // *pos is read before the PDL wait: the contract (decode_kernels.h) is that it was written
   // before the previous kernel launched.
   const int newest = __ldcg(a.pos);
@@ -651,6 +654,7 @@ __global__ void __launch_bounds__(kAttnThreads) attn_decode_cluster_kernel(const
   cg::cluster_group cluster = cg::this_cluster();
   const int rank = static_cast<int>(cluster.block_rank());
   const int kvh = blockIdx.y, G = a.hq / a.hkv;
+  pdl_launch_dependents();            // see the split kernel
   const int newest = __ldcg(a.pos);  // before the PDL wait: see the split kernel
   const int nkeys = min(newest + 1, static_cast<int>(a.max_ctx));
   const int chunk = (nkeys + CL - 1) / CL;  // <= KMAX: max_ctx <= kAttnClusterMaxCtx (host check)
@@ -896,10 +900,11 @@ void gemv(const GemvArgs& a, cudaStream_t stream, bool pdl) {
 }
 
 GemvShape gemv_auto_shape(const GemvArgs& a) {
-  // 8 warps per block for the big matrices (fewer blocks redo the input staging), else 4 so
-  // that N = 2048 still gives 256 blocks. No K split (measured on the H200: see
-  // docs/benchmarks.md).
-  return GemvShape{1, a.n >= 8192 ? 8 : 4};
+  // 8 warps (16 rows) per block at every shape, no K split: measured on the H200 in the real
+  // kernel chain's conditions (bench_ops decode/gemv_shape, docs/benchmarks.md): qkv 5.21 ->
+  // 4.14 us and o_proj 3.53 -> 3.30 us against 4 warps; a K split lost at every K = 2048 shape.
+  (void)a;
+  return GemvShape{1, 8};
 }
 
 int attn_decode_default_splits(int hkv, int64_t max_ctx) {
