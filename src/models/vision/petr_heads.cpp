@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <optional>
+#include <thread>
 
 #include "core/error.h"
 #include "core/log.h"
@@ -416,6 +417,9 @@ struct PetrHeads::CudaState {
   cuda::SegmentGraph box_graph, lane_graph;
   int64_t eager_frames = 0, replays = 0;
   bool graph_failed = false;
+  // The graphs use the capturing thread's cuBLASLt and attention workspaces (kept per thread
+  // and stream): a frame on another thread runs eagerly and captures its own graphs.
+  std::thread::id graph_thread;
 
   CudaState() { OMNIRT_CUDA_CHECK(cudaEventCreateWithFlags(&staged_copied, cudaEventDisableTiming)); }
   ~CudaState() {
@@ -953,8 +957,14 @@ HeadsOutput PetrHeads::forward(const Tensor& backbone, const FrameGeometry& geo,
   // ---- the device work: box head, then lane head + tokens ----------------------------------
   bool replay = false;
 #ifdef OMNIRT_WITH_CUDA
+  if (cuda_ && cuda_->box_graph.ready() && cuda_->graph_thread != std::this_thread::get_id()) {
+    cuda_->box_graph.reset();
+    cuda_->lane_graph.reset();
+    cuda_->eager_frames = 0;
+  }
   if (cuda_ && use_graphs_ && !cuda_->graph_failed && cuda_->eager_frames >= 1 && graph_capable()) {
     if (!cuda_->box_graph.ready() || !cuda_->lane_graph.ready()) {
+      cuda_->graph_thread = std::this_thread::get_id();
       try {
         StageTimer::Pause no_marks;  // an event record would become part of the graph
         GraphMemoryPool::Scope graph_memory(cuda_->pool);
