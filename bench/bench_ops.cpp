@@ -18,6 +18,7 @@
 #include "models/llm/quant_gemv.h"
 #include "ops/activation.h"
 #include "ops/attention.h"
+#include "ops/fp8.h"
 #include "ops/fused.h"
 #include "ops/gemm.h"
 #include "ops/norm.h"
@@ -187,6 +188,42 @@ void bench_eva_gemm(benchmark::State& state, EvaGemm s, GemmMode mode, bool auto
       omnirt::ops::linear(x, w, b, y, opts);
     }
   });
+}
+
+// The same EVA GEMMs in FP8 (issue #8): E4M3 x and W with per-tensor scales, F16 out, bias,
+// autotuned as the engine runs them; `fast_accum` = CUBLASLT_MATMUL_DESC_FAST_ACCUM. Compare
+// with vit/gemm/<shape>/fp16/autotuned. The activation quantisation the engine adds per GEMM is
+// timed separately (vit/quantize_fp8/...).
+void bench_eva_gemm_fp8(benchmark::State& state, EvaGemm s, bool fast_accum) {
+  std::mt19937_64 rng(5);
+  auto quantised = [&](const Shape& shape, float lo, float hi) {
+    Tensor t = random_gpu(shape, DType::F16, rng, lo, hi);
+    Tensor scale = Tensor::from_vector({hi / omnirt::ops::kFp8E4M3Max}, {1}).to(Device::CUDA);
+    Tensor q = Tensor::empty(shape, DType::F8E4M3, Device::CUDA);
+    omnirt::ops::quantize_fp8(t, scale, q);
+    return std::pair{q, scale};
+  };
+  auto [xq, xs] = quantised({s.m, s.k}, -1.f, 1.f);
+  auto [wq, ws] = quantised({s.n, s.k}, -0.01f, 0.01f);
+  Tensor b = random_gpu({s.n}, DType::F16, rng, -0.01f, 0.01f);
+  Tensor y = random_gpu({s.m, s.n}, DType::F16, rng);
+  const double flops = 2.0 * s.m * s.n * s.k;
+  const double bytes = 1.0 * (s.m * s.k + s.n * s.k) + 2.0 * (s.residual ? 2 : 1) * s.m * s.n;
+  omnirt::ops::Fp8GemmOptions opts;
+  opts.autotune = true;
+  opts.fast_accum = fast_accum;
+  time_gpu(state, flops, bytes, [&] {
+    omnirt::ops::linear_fp8(xq, xs, wq, ws, b, y, s.residual ? 1.0f : 0.0f, opts);
+  });
+}
+
+// F16 activation [M, K] -> E4M3 with a per-tensor scale: the per-GEMM cost FP8 adds.
+void bench_quantize_fp8(benchmark::State& state, int64_t m, int64_t k) {
+  std::mt19937_64 rng(6);
+  Tensor x = random_gpu({m, k}, DType::F16, rng);
+  Tensor scale = Tensor::from_vector({1.f / 448.f}, {1}).to(Device::CUDA);
+  Tensor q = Tensor::empty({m, k}, DType::F8E4M3, Device::CUDA);
+  time_gpu(state, 0.0, 3.0 * m * k, [&] { omnirt::ops::quantize_fp8(x, scale, q); });
 }
 
 struct AttnShape {
@@ -645,6 +682,23 @@ void register_all() {
             ->Unit(benchmark::kMicrosecond);
       }
     }
+  }
+  for (const EvaGemm& s : kEvaGemms) {
+    if (std::string(s.name) == "eva_qkv_padded") continue;
+    for (bool fast_accum : {false, true}) {
+      const std::string name = std::string("vit/gemm/") + s.name + "/" + std::to_string(s.m) +
+                               "x" + std::to_string(s.n) + "x" + std::to_string(s.k) + "/fp8" +
+                               (fast_accum ? "_fastaccum" : "") + "/autotuned";
+      benchmark::RegisterBenchmark(name.c_str(), bench_eva_gemm_fp8, s, fast_accum)
+          ->UseManualTime()
+          ->Unit(benchmark::kMicrosecond);
+    }
+  }
+  for (int64_t k : {768, 2048}) {
+    const std::string name = "vit/quantize_fp8/9600x" + std::to_string(k) + "/fp16";
+    benchmark::RegisterBenchmark(name.c_str(), bench_quantize_fp8, int64_t{9600}, k)
+        ->UseManualTime()
+        ->Unit(benchmark::kMicrosecond);
   }
   for (const GemmShape& s : kGemmShapes) {
     for (const GemmMode& mode : kGemmModes) {

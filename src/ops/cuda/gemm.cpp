@@ -57,6 +57,10 @@ struct PlanKey {
   GemmActivation activation;
   uint32_t align_a, align_b, align_c, align_bias;
   bool autotune;
+  // FP8 (linear_fp8): a and b are E4M3 and `dtype` is the output's (F16/BF16); per-tensor
+  // scales are set on the descriptor per call.
+  bool fp8;
+  bool fast_accum;
   auto operator<=>(const PlanKey&) const = default;
 };
 
@@ -157,8 +161,21 @@ cublasLtMatrixLayout_t make_layout(cudaDataType_t type, int64_t rows, int64_t co
   return layout;
 }
 
-Plan make_plan(cublasLtHandle_t handle, const PlanKey& key, const void* bias_ptr) {
-  const cudaDataType_t type = cuda_type(key.dtype);
+// Sets the FP8 per-tensor scale pointers: cuBLASLt's A is our b (the weight), B is our a.
+void set_fp8_scales(cublasLtMatmulDesc_t desc, const void* scale_a, const void* scale_b) {
+  const void* lt_a = scale_b;
+  const void* lt_b = scale_a;
+  OMNIRT_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER,
+                                                     &lt_a, sizeof(lt_a)));
+  OMNIRT_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER,
+                                                     &lt_b, sizeof(lt_b)));
+}
+
+// scale_a / scale_b: FP8 only, our a's and b's per-tensor scales (device pointers).
+Plan make_plan(cublasLtHandle_t handle, const PlanKey& key, const void* bias_ptr,
+               const void* scale_a = nullptr, const void* scale_b = nullptr) {
+  const cudaDataType_t type = cuda_type(key.dtype);  // C, D and bias
+  const cudaDataType_t input_type = key.fp8 ? CUDA_R_8F_E4M3 : type;  // A and B
   const cublasComputeType_t compute = key.dtype == DType::F32 && key.compute == Fp32Compute::TF32
                                           ? CUBLAS_COMPUTE_32F_FAST_TF32
                                           : CUBLAS_COMPUTE_32F;
@@ -171,6 +188,12 @@ Plan make_plan(cublasLtHandle_t handle, const PlanKey& key, const void* bias_ptr
       cublasLtMatmulDescSetAttribute(plan.desc, CUBLASLT_MATMUL_DESC_TRANSA, &op_a, sizeof(op_a)));
   OMNIRT_CUBLAS_CHECK(
       cublasLtMatmulDescSetAttribute(plan.desc, CUBLASLT_MATMUL_DESC_TRANSB, &op_b, sizeof(op_b)));
+  if (key.fp8) {
+    const int8_t fast = key.fast_accum ? 1 : 0;
+    OMNIRT_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(plan.desc, CUBLASLT_MATMUL_DESC_FAST_ACCUM,
+                                                       &fast, sizeof(fast)));
+    set_fp8_scales(plan.desc, scale_a, scale_b);
+  }
   const cublasLtEpilogue_t epilogue = epilogue_for(key.has_bias, key.activation);
   OMNIRT_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(plan.desc, CUBLASLT_MATMUL_DESC_EPILOGUE,
                                                      &epilogue, sizeof(epilogue)));
@@ -182,8 +205,8 @@ Plan make_plan(cublasLtHandle_t handle, const PlanKey& key, const void* bias_ptr
   }
   // Column-major layouts of the stored buffers (rows = the row-major row length).
   const int64_t m = key.m, n = key.n, k = key.k;
-  plan.layout_a = make_layout(type, key.trans_b ? k : n, key.trans_b ? n : k, key.batch);
-  plan.layout_b = make_layout(type, key.trans_a ? m : k, key.trans_a ? k : m, key.batch);
+  plan.layout_a = make_layout(input_type, key.trans_b ? k : n, key.trans_b ? n : k, key.batch);
+  plan.layout_b = make_layout(input_type, key.trans_a ? m : k, key.trans_a ? k : m, key.batch);
   plan.layout_c = make_layout(type, n, m, key.batch);
 
   cublasLtMatmulPreference_t pref = nullptr;
@@ -216,7 +239,8 @@ Plan make_plan(cublasLtHandle_t handle, const PlanKey& key, const void* bias_ptr
     cublasLtMatrixLayoutDestroy(plan.layout_c);
     cublasLtMatmulDescDestroy(plan.desc);
     OMNIRT_FAIL("gemm (CUDA): cuBLASLt found no algorithm for M=", m, " N=", n, " K=", k,
-                " batch=", key.batch, " dtype ", dtype_name(key.dtype), " activation ",
+                " batch=", key.batch, key.fp8 ? " FP8 E4M3 inputs, output " : " dtype ",
+                dtype_name(key.dtype), " activation ",
                 gemm_activation_name(key.activation), key.has_bias ? " with bias" : "", " (status ",
                 static_cast<int>(st), ", alignments a/b/c ", key.align_a, "/", key.align_b, "/",
                 key.align_c, ")");
@@ -305,6 +329,8 @@ void gemm(const GemmDims& dims, const Tensor& a, const Tensor& b, Tensor& c, boo
   key.align_c = alignment_of(c.raw(), batch_stride_c);
   key.align_bias = bias_ptr ? alignment_of(bias_ptr, 0) : 0;
   key.autotune = options.autotune;
+  key.fp8 = false;
+  key.fast_accum = false;
 
   cublasLtHandle_t handle = handle_for(device);
   auto it = t_lt.plans.find(key);
@@ -324,6 +350,59 @@ void gemm(const GemmDims& dims, const Tensor& a, const Tensor& b, Tensor& c, boo
   OMNIRT_CUBLAS_CHECK(cublasLtMatmul(
       handle, plan.desc, &alpha, b.raw(), plan.layout_a, a.raw(), plan.layout_b, &beta, c.raw(),
       plan.layout_c, c.raw(), plan.layout_c, &plan.algo, workspace, kWorkspaceBytes, stream));
+}
+
+void linear_fp8(const GemmDims& dims, const Tensor& x_q, const Tensor& x_scale,
+                const Tensor& w_q, const Tensor& w_scale, const Tensor& bias, Tensor& out,
+                float beta, const Fp8GemmOptions& options) {
+  int device = 0;
+  OMNIRT_CUDA_CHECK(cudaGetDevice(&device));
+  const void* bias_ptr = bias.defined() ? bias.raw() : nullptr;
+  PlanKey key{};
+  key.device = device;
+  key.batch = 1;
+  key.m = dims.m;
+  key.n = dims.n;
+  key.k = dims.k;
+  // y = x W^T: a = x [M, K], b = W [N, K] transposed -> cuBLASLt A = W with op T, B = x with
+  // op N: the "TN" form Hopper's FP8 kernels require.
+  key.trans_a = false;
+  key.trans_b = true;
+  key.dtype = out.dtype();
+  key.compute = Fp32Compute::Exact;
+  key.has_bias = bias.defined();
+  key.activation = options.activation;
+  key.align_a = alignment_of(x_q.raw(), 0);
+  key.align_b = alignment_of(w_q.raw(), 0);
+  key.align_c = alignment_of(out.raw(), 0);
+  key.align_bias = bias_ptr ? alignment_of(bias_ptr, 0) : 0;
+  key.autotune = options.autotune;
+  key.fp8 = true;
+  key.fast_accum = options.fast_accum;
+
+  cublasLtHandle_t handle = handle_for(device);
+  auto it = t_lt.plans.find(key);
+  if (it == t_lt.plans.end()) {
+    it = t_lt.plans.emplace(key, make_plan(handle, key, bias_ptr, x_scale.raw(), w_scale.raw()))
+             .first;
+  }
+  Plan& plan = it->second;
+  if (bias_ptr) {
+    OMNIRT_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(plan.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER,
+                                                       &bias_ptr, sizeof(bias_ptr)));
+  }
+  set_fp8_scales(plan.desc, x_scale.raw(), w_scale.raw());
+  cudaStream_t stream = omnirt::cuda::current_stream();
+  void* workspace = workspace_for(device, stream);
+  const float alpha = 1.f;  // the scales carry the magnitude
+  if (!plan.candidates.empty()) {
+    autotune(handle, plan, &alpha, x_q.raw(), w_q.raw(), &beta, out.raw(), out.nbytes(), workspace,
+             stream);
+  }
+  OMNIRT_CUBLAS_CHECK(cublasLtMatmul(handle, plan.desc, &alpha, w_q.raw(), plan.layout_a,
+                                     x_q.raw(), plan.layout_b, &beta, out.raw(), plan.layout_c,
+                                     out.raw(), plan.layout_c, &plan.algo, workspace,
+                                     kWorkspaceBytes, stream));
 }
 
 }  // namespace omnirt::ops::cuda
