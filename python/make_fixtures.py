@@ -10,7 +10,9 @@ Two consecutive frames of synthetic inputs (omnidrive_ref.synthetic.make_frame: 
 pre-processed images, a ring of cameras with nuScenes-like pre-processed intrinsics, an ego car
 moving forward in a large global frame, timestamps 0.0 and 0.5 s). For each frame one
 safetensors file holds the inputs, the state before and after the frame, every tensor the vision
-reference returns, the heads' outputs recomputed in float64 on the same inputs (`ref64.*`), and the LLM side (prompt ids, spliced embeddings, teacher-forced logits for a
+reference returns, the heads' outputs recomputed in float64 on the same inputs (`ref64.*`), the
+frames end to end in float64 (`e2e64.*`), the reference's own fp16/bf16 result on frame 0
+(`half.*`), and the LLM side (prompt ids, spliced embeddings, teacher-forced logits for a
 fixed answer, greedy generation). Tensor list: tests/data/fixtures/README.md.
 
 Fixtures are always computed from the checkpoint folder as stored (weights read back from the
@@ -31,7 +33,9 @@ sys.path.insert(0, HERE)
 import omnidrive_export  # noqa: E402
 from omnidrive_ref import checkpoint as C  # noqa: E402
 from omnidrive_ref import llm as L  # noqa: E402
-from omnidrive_ref.float64 import heads_float64, heads_input_gain  # noqa: E402
+from omnidrive_ref.float64 import (E2E_OUTPUTS, E2E_STATE, forward_frame_float64,  # noqa: E402
+                                   heads_float64, heads_input_gain, model_float64, state_float64)
+from omnidrive_ref.reduced import MODES as HALF_MODES, forward_half  # noqa: E402
 from omnidrive_ref.prompt import planning_prompt, planning_prompt_ids  # noqa: E402
 from omnidrive_ref.synthetic import make_frame  # noqa: E402
 from omnidrive_ref.trajectory import format_answer  # noqa: E402
@@ -64,6 +68,9 @@ def run_frames(vision, llm, tok, device, max_new_tokens: int, taps: bool):
     """-> list of (tensors dict, metadata dict) per frame."""
     cfg = vision.cfg
     state = vision.initial_state(device)
+    # The same frames end to end in float64 (backbone, heads, memory carried in float64).
+    m64 = model_float64(vision)
+    state64 = state_float64(state)
     frames = []
     for i, (t, seed, loc, cmd) in enumerate(zip(FRAME_TIMES, FRAME_SEEDS, FRAME_LOCATIONS,
                                                 FRAME_COMMANDS)):
@@ -91,6 +98,23 @@ def run_frames(vision, llm, tok, device, max_new_tokens: int, taps: bool):
         for k, v in heads_input_gain(vision, out["backbone_feats"], dev_inputs, state, out,
                                      seed=1000 + i).items():
             tensors[f"gain.{k}"] = torch.tensor([v], dtype=torch.float64)
+        # End to end in float64 on the same inputs, memory carried in float64: `out.X` vs
+        # `e2e64.X` is the float32 reference's own end-to-end rounding error (backbone rounding
+        # amplified by the heads, and the memory's accumulated drift on frame 1).
+        out64 = forward_frame_float64(m64, dev_inputs, state64)
+        for k in E2E_OUTPUTS:
+            v = out64[k] if "." not in k else out64[k.split(".")[0]][k.split(".")[1]]
+            tensors[f"e2e64.{k}"] = v.detach().cpu().contiguous()
+        state64 = out64["state"]
+        for k in E2E_STATE:
+            tensors[f"e2e64.state_out.{k}"] = getattr(state64, k).detach().cpu().contiguous()
+        del out64
+        # The reference's own half-precision drift on the first frame (half backbone + float32
+        # heads, and everything in half): what the half-precision parity tests are scaled by.
+        if i == 0:
+            for mode in HALF_MODES:
+                for k, v in forward_half(vision, dev_inputs, state, mode).items():
+                    tensors[f"half.{mode}.{k}"] = v.detach().cpu().contiguous()
         for f in STATE_FIELDS:
             tensors[f"state_out.{f}"] = getattr(new_state, f).detach().cpu().contiguous()
         state = new_state

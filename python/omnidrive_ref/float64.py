@@ -102,3 +102,50 @@ def heads_input_gain(model: OmniDriveVision, backbone_feats: torch.Tensor,
         ref = reference[k].double()
         gains[k] = float((v.double() - ref).norm() / ref.norm().clamp_min(1e-30)) / rel
     return gains
+
+
+# What the end-to-end float64 run stores (make_fixtures: `e2e64.<name>`): the stage outputs the
+# C++ end-to-end parity test compares, plus the memory rows' reference points (the test matches
+# memory rows by them) and the decoded lane points.
+E2E_OUTPUTS = ("backbone_feats", "all_cls_scores", "all_bbox_preds", "all_lane_cls_one2one",
+               "all_lane_preds_one2one", "vision_tokens", "lanes.points")
+E2E_STATE = ("memory_embedding_bbox", "memory_reference_point_bbox", "memory_embedding_map",
+             "memory_reference_point_map")
+
+
+def model_float64(model: OmniDriveVision) -> OmniDriveVision:
+    """A float64 copy of the model whose forward_frame takes the same inputs as the float32 one."""
+    m64 = copy.deepcopy(model).double()
+    prepare32 = OmniDriveVision._prepare_inputs
+
+    def prepare64(inputs: Dict[str, Any]) -> Dict[str, torch.Tensor]:
+        return {k: _f64(v) for k, v in prepare32(m64, inputs).items()}
+
+    m64._prepare_inputs = prepare64  # instance attribute: forward_frame picks it up
+    return m64
+
+
+def state_float64(state: VisionState) -> VisionState:
+    return VisionState.from_dict({k: _f64(v) for k, v in state.as_dict().items()})
+
+
+@torch.no_grad()
+def forward_frame_float64(m64: OmniDriveVision, inputs: Dict[str, Any], state64: VisionState
+                          ) -> Dict[str, Any]:
+    """The whole reference frame (backbone + heads + memory update) in float64.
+
+    m64 from model_float64; inputs as for forward_frame (float32 inputs, widened); state64 the
+    float64 state the previous float64 frame left (state_float64(initial_state) on frame 0).
+    Returns forward_frame's dict; out["state"] is the float64 state to carry to the next frame.
+    Raises if an output E2E_OUTPUTS / E2E_STATE is not float64 (a float32 cast left inside).
+    """
+    with _float64_mode():
+        out = m64.forward_frame(inputs, state64)
+    for k in E2E_OUTPUTS:
+        v = out[k] if "." not in k else out[k.split(".")[0]][k.split(".")[1]]
+        if v.dtype != torch.float64:
+            raise RuntimeError(f"forward_frame_float64: {k} came out {v.dtype}, not float64")
+    for k in E2E_STATE:
+        if getattr(out["state"], k).dtype != torch.float64:
+            raise RuntimeError(f"forward_frame_float64: state {k} is not float64")
+    return out

@@ -196,6 +196,15 @@ def _compare_regenerated_fixtures(tmp_path):
             if k.startswith("out.boxes."):
                 continue  # compared below by producing query
             r, g = _canonical(k, ref[k]), _canonical(k, got[k])
+            if k.startswith("half."):
+                # The reference's own fp16/bf16 result: another CPU's half kernels may round
+                # differently; what the C++ tests use is its drift from out.*, which must be
+                # reproduced to within a quarter of itself.
+                out = ref["out." + k.split(".", 2)[2]]
+                drift = float((r.double() - out.double()).norm() / out.double().norm())
+                again = float((g.double() - out.double()).norm() / out.double().norm())
+                assert abs(again - drift) <= 0.25 * drift + 1e-6, f"{k}: drift {again:.3g} vs {drift:.3g}"
+                continue
             if r.is_floating_point():
                 assert_close_rel(k, r, g, tol)
             else:

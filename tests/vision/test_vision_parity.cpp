@@ -10,6 +10,7 @@
 #include <cmath>
 #include <map>
 #include <memory>
+#include <random>
 #include <set>
 
 #include "common/test_util.h"
@@ -184,14 +185,11 @@ int unexplained_box_differences(const std::set<std::pair<int, int>>& ours,
 // same entries in another order. Rows are matched by their reference point (3 or 33 values, in
 // the global frame: distinct per origin). Returns, for each reference row, our matching row (-1:
 // none within 1e-3 relative).
-std::vector<int64_t> match_memory_rows(const std::map<std::string, Tensor>& ours,
-                                       const SafetensorsFile& f, const std::string& kind) {
-  const std::string key = "memory_reference_point_" + kind;
-  const Tensor ref_pts = f.get("state_out." + key);
-  const int64_t rows = ref_pts.dim(1), width = ref_pts.numel() / rows;
-  const std::vector<float> rp = ref_pts.to_float_vector(), op = ours.at(key).to_float_vector();
-  OMNIRT_CHECK(rp.size() == op.size(), key, ": ", op.size(), " values, the reference has ",
-               rp.size());
+std::vector<int64_t> match_rows(const std::vector<float>& op, const std::vector<float>& rp,
+                                int64_t rows, const std::string& what) {
+  OMNIRT_CHECK(rp.size() == op.size() && rows > 0 && rp.size() % size_t(rows) == 0, what, ": ",
+               op.size(), " values, the reference has ", rp.size(), " (", rows, " rows)");
+  const int64_t width = static_cast<int64_t>(rp.size()) / rows;
   std::vector<int64_t> match(rows, -1);
   for (int64_t r = 0; r < rows; ++r) {
     double best = INFINITY, norm = 0;
@@ -209,11 +207,24 @@ std::vector<int64_t> match_memory_rows(const std::map<std::string, Tensor>& ours
   return match;
 }
 
+std::vector<int64_t> match_memory_rows(const std::map<std::string, Tensor>& ours,
+                                       const SafetensorsFile& f, const std::string& kind) {
+  const std::string key = "memory_reference_point_" + kind;
+  const Tensor ref_pts = f.get("state_out." + key);
+  return match_rows(ours.at(key).to_float_vector(), ref_pts.to_float_vector(), ref_pts.dim(1),
+                    key);
+}
+
 // Then every per-row tensor is compared on matched rows. At most 1% of the rows may stay
 // unmatched (tie swaps at the top-k boundary). Returns the row match (see match_memory_rows).
+// forward declaration: the end-to-end criterion (below) for the memory rows of check_frames.
+void expect_memory_conditioned(const std::map<std::string, Tensor>& ours, const SafetensorsFile& f,
+                               const std::string& field, const std::string& kind,
+                               const std::vector<int64_t>& match, double tol);
+
 std::vector<int64_t> expect_memory_matches(const std::map<std::string, Tensor>& ours,
                                            const SafetensorsFile& f, const std::string& kind,
-                                           double tol) {
+                                           double tol, bool end_to_end = false) {
   const std::vector<int64_t> match = match_memory_rows(ours, f, kind);
   const int64_t rows = static_cast<int64_t>(match.size());
   const int unmatched = static_cast<int>(std::count(match.begin(), match.end(), int64_t(-1)));
@@ -223,6 +234,10 @@ std::vector<int64_t> expect_memory_matches(const std::map<std::string, Tensor>& 
   for (const std::string field : {"memory_embedding_", "memory_reference_point_",
                                   "memory_timestamp_", "memory_egopose_"}) {
     const std::string name = field + kind;
+    if (end_to_end && f.contains("e2e64.state_out." + name)) {
+      expect_memory_conditioned(ours, f, field, kind, match, tol);
+      continue;
+    }
     const std::vector<float> ref_v = f.get("state_out." + name).to_float_vector();
     const std::vector<float> our_v = ours.at(name).to_float_vector();
     const int64_t w = static_cast<int64_t>(ref_v.size()) / rows;
@@ -307,36 +322,211 @@ std::vector<float> reorder_propagated_rows(const std::vector<float>& values, int
   return out;
 }
 
+// ---- Conditioning-aware end-to-end and half-precision criteria (issue #5, docs/parity.md) ----
+//
+// End to end (backbone + heads, float32), a random full-size checkpoint amplifies float32
+// rounding: the backbone's ~1e-5..1e-4 rounding grows through the heads (the fixture's `gain.*`),
+// so a fixed 1e-4 tolerance against the float32 reference cannot tell our error from the model's
+// conditioning. Fixtures from python/make_fixtures.py also hold the same two frames run end to end
+// in float64 (`e2e64.*`, memory carried in float64), so the reference's own float32 error
+// `own = |out - e2e64| / |e2e64|` is known. An output passes when
+//   ours vs the float32 reference <= tol           (the fixed criterion: always sufficient), or
+//   ours vs float64 <= kEndToEndFactor x own       (we are about as exact as the reference).
+// kEndToEndFactor = 2: two correct float32 implementations that differ only in summation order
+// (GEMM tiling, fused kernels) make independent rounding errors of the same size, so ours vs
+// float64 ~ own (the heads-only comparison measures ours/own = 0.2..1.03 at full size, log
+// 0520); 2 leaves room for an implementation that rounds somewhat more often, not for a bug.
+// Why it can still fail: `own` comes from the fixture (the reference, float32 and float64), never
+// from the code under test, and ours vs float64 >= |perturbation| - own for any perturbation of
+// our output; a perturbation larger than (kEndToEndFactor + 1) x own and than tol fails both
+// branches (VisionParityCriterion.* check this on the fixtures).
+constexpr double kEndToEndFactor = 2.0;
+
+// Half precision: ours vs the float32 reference <= max(spec tolerance, kHalfFactor x the
+// reference's own drift at that precision), the latter measured by the PyTorch reference run in
+// fp16 / bf16 on the same frame (`half.<mode>.*`, python/omnidrive_ref/reduced.py).
+// kHalfFactor = 2: the same argument as above, one rounding step of ~2^-11 (fp16) or 2^-8 (bf16)
+// per stored activation instead of 2^-24; implementations differ in which intermediate values
+// they keep in float32 (norm statistics, softmax, GEMM accumulators), which moves the drift by a
+// small factor, not by an order of magnitude.
+constexpr double kHalfFactor = 2.0;
+
+// The end-to-end decision. own <= 0 or NaN never widens anything beyond tol.
+bool fp32_parity_ok(double ours_vs_ref32, double tol, double ours_vs_f64, double own) {
+  return ours_vs_ref32 <= tol || ours_vs_f64 <= kEndToEndFactor * own;
+}
+
+// The half-precision bound; reference_drift < 0 = unknown (older fixtures): the spec tolerance.
+double half_parity_bound(double spec_tol, double reference_drift) {
+  if (!(reference_drift >= 0)) return spec_tol;
+  return std::max(spec_tol, kHalfFactor * reference_drift);
+}
+
+std::vector<double> as_doubles(const Tensor& t) {
+  if (t.dtype() == DType::F64) {
+    const double* p = t.data<double>();
+    return std::vector<double>(p, p + t.numel());
+  }
+  const std::vector<float> v = t.to_float_vector();
+  return std::vector<double>(v.begin(), v.end());
+}
+
+// rel_error of test_util in float64 throughout (the float64 references are not rounded to
+// float32 first); infinity when `a` has a non-finite value or the sizes differ.
+template <class A, class B>
+double rel64(const std::vector<A>& a, const std::vector<B>& b) {
+  if (a.size() != b.size()) return INFINITY;
+  double num = 0, den = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (!std::isfinite(double(a[i]))) return INFINITY;
+    const double d = double(a[i]) - double(b[i]);
+    num += d * d;
+    den += double(b[i]) * double(b[i]);
+  }
+  return std::sqrt(num) / std::max(std::sqrt(den), 1e-30);
+}
+
+struct E2eFigures {
+  double e32 = 0;       // ours vs the float32 reference
+  bool has64 = false;   // the fixture has the float64 end-to-end run for this output
+  double e64 = 0;       // ours vs float64
+  double own = 0;       // the float32 reference vs float64
+};
+
+void expect_e2e(const std::string& name, const E2eFigures& c, double tol) {
+  if (!c.has64) {
+    std::printf("  %-28s rel. error %.3g (no e2e64 in the fixture: fixed tolerance only)\n",
+                name.c_str(), c.e32);
+    EXPECT_LE(c.e32, tol) << name;
+    return;
+  }
+  const bool ok = fp32_parity_ok(c.e32, tol, c.e64, c.own);
+  std::printf("  %-28s rel. error %.3g | vs f64 end to end: ours %.3g, reference's own f32 %.3g "
+              "(ratio %.2f) -> %s\n",
+              name.c_str(), c.e32, c.e64, c.own, c.own > 0 ? c.e64 / c.own : INFINITY,
+              c.e32 <= tol ? "ours vs reference <= tol"
+              : ok         ? "conditioning: ours vs f64 <= 2x reference's own"
+                           : "FAILS both");
+  EXPECT_TRUE(ok) << name << ": ours vs float32 reference " << c.e32 << " > tol " << tol
+                  << " and ours vs float64 " << c.e64 << " > " << kEndToEndFactor
+                  << " x the reference's own float32 error " << c.own;
+}
+
+// Rows `match[r]` of a (w values each) against rows r of b, where matched.
+template <class B>
+std::pair<std::vector<double>, std::vector<double>> matched(const std::vector<float>& a,
+                                                            const std::vector<B>& b,
+                                                            const std::vector<int64_t>& match) {
+  const size_t w = b.size() / match.size();
+  std::pair<std::vector<double>, std::vector<double>> out;
+  for (size_t r = 0; r < match.size(); ++r) {
+    if (match[r] < 0) continue;
+    out.first.insert(out.first.end(), a.begin() + match[r] * w, a.begin() + (match[r] + 1) * w);
+    out.second.insert(out.second.end(), b.begin() + r * w, b.begin() + (r + 1) * w);
+  }
+  return out;
+}
+
+std::vector<float> to_floats(const std::vector<double>& v) {
+  return std::vector<float>(v.begin(), v.end());
+}
+
+int count_unmatched(const std::vector<int64_t>& match) {
+  return static_cast<int>(std::count(match.begin(), match.end(), int64_t(-1)));
+}
+
+// A memory field end to end: ours vs the float32 reference on rows matched by reference point
+// (`match`, as before), and ours vs float64 / the float32 reference vs float64 on rows matched to
+// the float64 run's rows (its top-k may order near-ties differently too). More than 1% of rows
+// without a counterpart in the float64 run: the conditioning branch is not used.
+void expect_memory_conditioned(const std::map<std::string, Tensor>& ours, const SafetensorsFile& f,
+                               const std::string& field, const std::string& kind,
+                               const std::vector<int64_t>& match, double tol) {
+  const std::string name = field + kind, pts = "memory_reference_point_" + kind;
+  const std::vector<float> our_v = ours.at(name).to_float_vector();
+  const std::vector<float> ref_v = f.get("state_out." + name).to_float_vector();
+  const std::vector<double> r64 = as_doubles(f.get("e2e64.state_out." + name));
+  const int64_t rows = static_cast<int64_t>(match.size());
+  E2eFigures c;
+  const auto ours_ref = matched(our_v, ref_v, match);
+  c.e32 = rel64(ours_ref.first, ours_ref.second);
+  const std::vector<float> p64 = to_floats(as_doubles(f.get("e2e64.state_out." + pts)));
+  const std::vector<int64_t> ours_to_64 =
+      match_rows(ours.at(pts).to_float_vector(), p64, rows, pts + " (ours vs e2e64)");
+  const std::vector<int64_t> ref_to_64 =
+      match_rows(f.get("state_out." + pts).to_float_vector(), p64, rows, pts + " (ref vs e2e64)");
+  const int u_ours = count_unmatched(ours_to_64), u_ref = count_unmatched(ref_to_64);
+  c.has64 = u_ours <= rows / 100 && u_ref <= rows / 100;
+  if (!c.has64) {
+    std::printf("  %-28s rows unmatched in the float64 run: ours %d, reference %d of %lld: "
+                "conditioning not used\n", name.c_str(), u_ours, u_ref,
+                static_cast<long long>(rows));
+  } else {
+    const auto o64 = matched(our_v, r64, ours_to_64), f64 = matched(ref_v, r64, ref_to_64);
+    c.e64 = rel64(o64.first, o64.second);
+    c.own = rel64(f64.first, f64.second);
+  }
+  expect_e2e(name + " (matched)", c, tol);
+}
+
 void check_frames(Device device, double tol) {
   auto engine = VisionEngine::load(ckpt_dir(), {device, DType::F32, false});
   const VisionConfig& c = engine->config();
-  // Our box-memory row for each of the reference's, after the previous frame (match_memory_rows).
-  std::vector<int64_t> previous_bbox_match;
+  // Box-memory row matches after the previous frame (match_rows: for each row of the second,
+  // the matching row of the first): ours -> float32 reference, ours -> float64 run, float32
+  // reference -> float64 run.
+  std::vector<int64_t> previous_bbox_match, previous_ours_to_64, previous_ref_to_64;
   for (int frame = 0; frame < 2; ++frame) {
     SCOPED_TRACE("frame " + std::to_string(frame));
     std::printf("%s frame %d:\n", device_name(device).c_str(), frame);
     auto f = SafetensorsFile::open(fixture(frame));
+    // The float64 end-to-end run (make_fixtures `e2e64.*`); absent in older fixtures.
+    const bool has_e2e = f.contains("e2e64.vision_tokens") &&
+                         f.contains("e2e64.state_out.memory_reference_point_bbox");
+    if (!has_e2e)
+      std::printf("  no e2e64.* in the fixture (older make_fixtures): the conditioning-aware "
+                  "branch is skipped, fixed tolerances only\n");
     Tensor img = f.get("inputs.img").reshape({c.num_cams, 3, c.img_h, c.img_w});
     VisionFrameResult r = engine->run(img, geometry(f, c.num_cams));
+    // One output: ours in the float32 reference's row order, ours and the float32 reference in
+    // the float64 run's row order (all the same unless propagated rows were permuted).
+    auto compare = [&](const std::string& key, const std::vector<float>& ours_for_32,
+                       const std::vector<float>& ours_for_64, const std::vector<float>& ref_for_64,
+                       double fixed_tol) {
+      E2eFigures fig;
+      fig.e32 = rel64(ours_for_32, f.get("out." + key).to_float_vector());
+      fig.has64 = has_e2e && f.contains("e2e64." + key);
+      if (fig.has64) {
+        const std::vector<double> r64 = as_doubles(f.get("e2e64." + key));
+        fig.e64 = rel64(ours_for_64, r64);
+        fig.own = rel64(ref_for_64, r64);
+      }
+      expect_e2e(key, fig, fixed_tol);
+      return fig.e32;
+    };
+    auto same_order = [&](const std::string& key, const Tensor& ours, double fixed_tol) {
+      const std::vector<float> v = ours.to_float_vector();
+      return compare(key, v, v, f.get("out." + key).to_float_vector(), fixed_tol);
+    };
     // backbone: reference [1, N, C, h, w], ours [N, h, w, C]
     Tensor ours_bb = r.backbone.to(Device::CPU).permute({0, 3, 1, 2}).contiguous();
-    const double e_backbone = rel(ours_bb, f.get("out.backbone_feats"), "backbone_feats");
-    EXPECT_LE(e_backbone, tol) << "backbone";
+    const double e_backbone = same_order("backbone_feats", ours_bb, tol);
     EXPECT_LE(rel(r.heads.pos_embed, f.get("out.pos_embed"), "pos_embed"), std::max(tol, 1e-4)) << "pos_embed";
-    // The heads end to end see our backbone's rounding (~tol) amplified by the heads' condition,
-    // which the fixture's float64 heads (same inputs as the reference's) cannot calibrate. They
-    // are held to tol unless the checkpoint is so ill-conditioned that 3x the reference's own
-    // float32 error of some output exceeds tol: then tol is below what any float32
-    // implementation can promise, the outputs are printed (finiteness asserted), and the heads
-    // are held on the reference's own inputs by *HeadsOnReferenceInputs instead.
+    // Without e2e64 (older fixtures): the heads end to end see our backbone's rounding (~tol)
+    // amplified by the heads' condition, which the heads-only float64 (`ref64.*`) cannot
+    // calibrate. They are held to tol unless the checkpoint is so ill-conditioned that 3x the
+    // reference's own heads-only float32 error of some output exceeds tol: then the outputs are
+    // printed (finiteness asserted), and the heads are held on the reference's own inputs by
+    // *HeadsOnReferenceInputs instead. With e2e64 every output is held by expect_e2e.
     bool heads_asserted = true;
     double worst_own = 0;
-    for (const char* name : {"all_cls_scores", "all_bbox_preds", "all_lane_cls_one2one",
-                             "all_lane_preds_one2one", "vision_tokens"}) {
-      const Calibration cal = calibration(f, name);
-      worst_own = std::max(worst_own, cal.own);
-      heads_asserted = heads_asserted && kIllConditionedFactor * cal.own <= tol;
-    }
+    if (!has_e2e)
+      for (const char* name : {"all_cls_scores", "all_bbox_preds", "all_lane_cls_one2one",
+                               "all_lane_preds_one2one", "vision_tokens"}) {
+        const Calibration cal = calibration(f, name);
+        worst_own = std::max(worst_own, cal.own);
+        heads_asserted = heads_asserted && kIllConditionedFactor * cal.own <= tol;
+      }
     if (!heads_asserted)
       std::printf("  ill-conditioned checkpoint (reference's own f32 error up to %.3g, 3x that > "
                   "tol %.0e): head outputs end to end printed, only their finiteness asserted\n",
@@ -354,10 +544,13 @@ void check_frames(Device device, double tol) {
     const double heads_tol = heads_asserted ? tol : 1e30;  // else: finite (rel_error: inf if not)
     // From frame 1 on, the propagated queries (rows num_query.. of the box outputs) are the
     // previous frame's memory top-k, which near-tie scores may have ordered differently from the
-    // reference: compare them through the memory-row lineage, not by position.
+    // reference: compare them through the memory-row lineage, not by position. The same holds
+    // between the float32 reference and the float64 run, and between us and the float64 run.
     const int64_t nd = c.num_query + c.num_propagated;
-    PropagatedAlignment lineage = align_propagated(std::vector<int64_t>(), 0);
+    const PropagatedAlignment none = align_propagated(std::vector<int64_t>(), 0);
+    PropagatedAlignment lineage = none, lineage_ours_64 = none, lineage_ref_64 = none;
     const bool aligned = !previous_bbox_match.empty() && !geometry(f, c.num_cams).is_first_frame;
+    bool box_rows_64 = true;  // the float64 run's propagated rows have counterparts
     if (aligned) {
       lineage = align_propagated(previous_bbox_match, c.num_propagated);
       std::printf(
@@ -366,25 +559,38 @@ void check_frames(Device device, double tol) {
           lineage.permuted, c.num_propagated, lineage.unmatched);
       EXPECT_LE(lineage.unmatched, c.num_propagated / 100)
           << "propagated queries without a counterpart";
+      if (has_e2e && previous_ours_to_64.empty()) {
+        box_rows_64 = false;  // the previous fixture had no float64 run: no float64 lineage
+      } else if (has_e2e) {
+        lineage_ours_64 = align_propagated(previous_ours_to_64, c.num_propagated);
+        lineage_ref_64 = align_propagated(previous_ref_to_64, c.num_propagated);
+        std::printf("  vs the float64 run: ours %d permuted / %d unmatched, the float32 reference "
+                    "%d / %d\n", lineage_ours_64.permuted, lineage_ours_64.unmatched,
+                    lineage_ref_64.permuted, lineage_ref_64.unmatched);
+        box_rows_64 = lineage_ours_64.unmatched <= c.num_propagated / 100 &&
+                      lineage_ref_64.unmatched <= c.num_propagated / 100;
+      }
     }
-    auto box_rows = [&](const Tensor& t) {
-      std::vector<float> v = t.to_float_vector();
-      return aligned ? reorder_propagated_rows(v, c.dec_layers, nd, c.num_query, lineage) : v;
+    auto in_order = [&](const std::vector<float>& v, const PropagatedAlignment& a) {
+      return aligned ? reorder_propagated_rows(v, c.dec_layers, nd, c.num_query, a) : v;
     };
-    auto rel_v = [](const std::vector<float>& ours, const Tensor& ref, const char* what) {
-      const double e = omnirt::testing::rel_error(ours, ref.to_float_vector());
-      std::printf("  %-28s rel. error %.3g\n", what, e);
-      return e;
-    };
-    EXPECT_LE(
-        rel_v(box_rows(r.heads.all_cls_scores), f.get("out.all_cls_scores"), "all_cls_scores"),
-        heads_tol);
-    EXPECT_LE(
-        rel_v(box_rows(r.heads.all_bbox_preds), f.get("out.all_bbox_preds"), "all_bbox_preds"),
-        heads_tol);
-    EXPECT_LE(rel(r.heads.all_lane_cls_one2one, f.get("out.all_lane_cls_one2one"), "all_lane_cls_one2one"), heads_tol);
-    EXPECT_LE(rel(r.heads.all_lane_preds_one2one, f.get("out.all_lane_preds_one2one"), "all_lane_preds_one2one"), heads_tol);
-    EXPECT_LE(rel(r.heads.vision_tokens, f.get("out.vision_tokens"), "vision_tokens"), heads_tol);
+    for (const char* key : {"all_cls_scores", "all_bbox_preds"}) {
+      const Tensor& ours = std::string(key) == "all_cls_scores" ? r.heads.all_cls_scores
+                                                                : r.heads.all_bbox_preds;
+      const std::vector<float> v = ours.to_float_vector();
+      const std::vector<float> ref = f.get(std::string("out.") + key).to_float_vector();
+      if (aligned && has_e2e && !box_rows_64) {
+        std::printf("  %s: propagated rows without a counterpart in the float64 run: "
+                    "conditioning not used\n", key);
+        EXPECT_LE(rel64(in_order(v, lineage), ref), heads_tol) << key;
+        continue;
+      }
+      compare(key, in_order(v, lineage), in_order(v, lineage_ours_64),
+              in_order(ref, lineage_ref_64), heads_tol);
+    }
+    same_order("all_lane_cls_one2one", r.heads.all_lane_cls_one2one, heads_tol);
+    same_order("all_lane_preds_one2one", r.heads.all_lane_preds_one2one, heads_tol);
+    same_order("vision_tokens", r.heads.vision_tokens, heads_tol);
     if (heads_asserted) {
       // Same top-k boxes (compared as (query, label) sets; ties may reorder).
       std::vector<float> q_ref = f.get("out.boxes.query").to_float_vector();
@@ -399,16 +605,27 @@ void check_frames(Device device, double tol) {
       }
       const int swapped = unexplained_box_differences(our_set, ref_set, f, c);
       EXPECT_EQ(swapped, 0) << "top-k boxes differ beyond score ties";
-      EXPECT_LE(rel(r.heads.lanes.points, f.get("out.lanes.points"), "lanes.points"), tol) << "lane points";
+      same_order("lanes.points", r.heads.lanes.points, tol);
       // The memory after the frame, rows matched by origin (Appendix C: ties may reorder them).
-      expect_memory_matches(state, f, "bbox", std::max(tol, 1e-5));
-      expect_memory_matches(state, f, "map", std::max(tol, 1e-5));
+      expect_memory_matches(state, f, "bbox", std::max(tol, 1e-5), has_e2e);
+      expect_memory_matches(state, f, "map", std::max(tol, 1e-5), has_e2e);
     }
     for (const char* name : {"memory_canbus_bbox", "sample_time_bbox", "sample_time_map"})
       EXPECT_LE(rel(state.at(name), f.get(std::string("state_out.") + name), name),
                 std::max(tol, 1e-5))
           << name;
     previous_bbox_match = match_memory_rows(state, f, "bbox");
+    if (has_e2e) {
+      const std::string pts = "memory_reference_point_bbox";
+      const Tensor p64 = f.get("e2e64.state_out." + pts);
+      const std::vector<float> p64f = to_floats(as_doubles(p64));
+      previous_ours_to_64 = match_rows(state.at(pts).to_float_vector(), p64f, p64.dim(1), pts);
+      previous_ref_to_64 =
+          match_rows(f.get("state_out." + pts).to_float_vector(), p64f, p64.dim(1), pts);
+    } else {
+      previous_ours_to_64.clear();
+      previous_ref_to_64.clear();
+    }
   }
 }
 
@@ -541,6 +758,69 @@ TEST(VisionParityLineage, RowsWithoutCounterpartAreCountedAndComparedByPosition)
                omnirt::Error);
 }
 
+// The decision functions of the conditioning-aware criteria (kEndToEndFactor, kHalfFactor).
+TEST(VisionParityCriterion, EndToEndDecision) {
+  const double tol = 1e-4;
+  EXPECT_TRUE(fp32_parity_ok(9e-5, tol, 1.0, 0.0));       // within tol: enough on its own
+  EXPECT_TRUE(fp32_parity_ok(2.5e-4, tol, 3e-4, 2e-4));   // ill-conditioned, as exact as the ref.
+  EXPECT_TRUE(fp32_parity_ok(2.5e-4, tol, 4e-4, 2e-4));   // exactly 2x
+  EXPECT_FALSE(fp32_parity_ok(2.5e-4, tol, 4.1e-4, 2e-4));
+  EXPECT_FALSE(fp32_parity_ok(2e-4, tol, 1e-7, 0.0));     // well-conditioned: tol decides
+  EXPECT_FALSE(fp32_parity_ok(INFINITY, tol, INFINITY, 1e-3));  // non-finite output
+  EXPECT_FALSE(fp32_parity_ok(2e-4, tol, 1e-5, NAN));     // unknown own error widens nothing
+}
+
+TEST(VisionParityCriterion, HalfBound) {
+  EXPECT_DOUBLE_EQ(half_parity_bound(1e-2, 1.8e-3), 1e-2);  // the spec tolerance is a floor
+  EXPECT_DOUBLE_EQ(half_parity_bound(1e-2, 0.06), 0.12);    // else 2x the reference's drift
+  EXPECT_DOUBLE_EQ(half_parity_bound(1e-2, -1), 1e-2);      // unknown drift: spec only
+  EXPECT_DOUBLE_EQ(half_parity_bound(1e-2, NAN), 1e-2);
+  EXPECT_FALSE(0.125 <= half_parity_bound(1e-2, 0.05));
+}
+
+// On the fixtures themselves (tiny in CI, full size with OMNIRT_PARITY_FIXTURES): the float32
+// reference's own outputs pass; the same outputs perturbed by Gaussian noise of relative size
+// 10 x max(tol, (kEndToEndFactor + 1) x own) fail both branches, and a perturbation of half the
+// reference's own error passes (the criterion accepts float32-sized differences, not more).
+TEST(VisionParityCriterion, PerturbedOutputsFailOnTheFixtures) {
+  const double tol = 1e-4;
+  std::mt19937 rng(1234);
+  std::normal_distribution<double> normal;
+  for (int frame = 0; frame < 2; ++frame) {
+    auto f = SafetensorsFile::open(fixture(frame));
+    if (!f.contains("e2e64.vision_tokens"))
+      GTEST_SKIP() << "fixture " << fixture(frame) << " has no e2e64.* (made by an older "
+                   << "python/make_fixtures.py): regenerate it to test the criterion";
+    for (const char* key : {"backbone_feats", "all_cls_scores", "vision_tokens",
+                            "all_lane_preds_one2one"}) {
+      SCOPED_TRACE(std::string(key) + ", frame " + std::to_string(frame));
+      const std::vector<float> ref = f.get(std::string("out.") + key).to_float_vector();
+      const std::vector<double> r64 = as_doubles(f.get(std::string("e2e64.") + key));
+      const double own = rel64(ref, r64);
+      auto perturbed = [&](double relative) {
+        std::vector<double> noise(ref.size());
+        double nn = 0, rn = 0;
+        for (size_t i = 0; i < ref.size(); ++i) {
+          noise[i] = normal(rng);
+          nn += noise[i] * noise[i];
+          rn += double(ref[i]) * ref[i];
+        }
+        const double scale = relative * std::sqrt(rn / nn);
+        std::vector<float> out(ref.size());
+        for (size_t i = 0; i < ref.size(); ++i) out[i] = float(ref[i] + scale * noise[i]);
+        return out;
+      };
+      EXPECT_TRUE(fp32_parity_ok(rel64(ref, ref), tol, rel64(ref, r64), own));
+      const std::vector<float> bad = perturbed(10 * std::max(tol, (kEndToEndFactor + 1) * own));
+      EXPECT_FALSE(fp32_parity_ok(rel64(bad, ref), tol, rel64(bad, r64), own))
+          << "own " << own << ", perturbed vs f64 " << rel64(bad, r64);
+      const std::vector<float> close = perturbed(0.5 * own);
+      EXPECT_TRUE(fp32_parity_ok(rel64(close, ref), tol, rel64(close, r64), own))
+          << "own " << own << ", perturbed vs f64 " << rel64(close, r64);
+    }
+  }
+}
+
 TEST(VisionParity, CpuHeadsOnReferenceInputs) { check_heads_on_reference_inputs(Device::CPU, 1e-4); }
 
 TEST(VisionParity, CudaFp32HeadsOnReferenceInputs) {
@@ -610,11 +890,42 @@ TEST(VisionEngine, MemoryResetsAfterTwoSecondGap) {
   EXPECT_FALSE(engine->run(img1, soon).heads.memory_reset);
 }
 
+// ours vs the float32 reference for a half-precision engine, held to half_parity_bound: the spec
+// tolerance, or kHalfFactor x the PyTorch reference's own drift in the same mode
+// (`half.<mode>.<key>`, make_fixtures), whichever is larger. Older fixtures: spec tolerance only.
+void expect_half(const Tensor& ours, const SafetensorsFile& f, const std::string& mode,
+                 const std::string& key, double spec_tol) {
+  const Tensor ref = f.get("out." + key);
+  const double e = rel(ours, ref);
+  const std::string drift_key = "half." + mode + "." + key;
+  double drift = -1;
+  if (f.contains(drift_key)) drift = omnirt::testing::rel_error(f.get(drift_key), ref);
+  const double bound = half_parity_bound(spec_tol, drift);
+  if (drift < 0)
+    std::printf("  %-28s rel. error %.3g vs spec tolerance %.3g (no %s in the fixture: the "
+                "reference's own drift is unknown, spec tolerance only)\n",
+                key.c_str(), e, spec_tol, drift_key.c_str());
+  else
+    std::printf("  %-28s rel. error %.3g | reference's own %s drift %.3g (ratio %.2f) -> bound "
+                "max(spec %.3g, %.0fx drift) = %.3g\n",
+                key.c_str(), e, mode.c_str(), drift, drift > 0 ? e / drift : INFINITY, spec_tol,
+                kHalfFactor, bound);
+  EXPECT_LE(e, bound) << mode << " " << key << ": ours vs float32 reference " << e
+                      << ", the reference's own drift in this mode " << drift
+                      << " (negative: unknown), spec tolerance " << spec_tol;
+}
+
+std::string half_mode(const char* kind, DType dt) {
+  return std::string(kind) + (dt == DType::F16 ? "_f16" : "_bf16");
+}
+
 // fp16 / bf16 backbone (heads in float32, the reference deployment's "mixed" engine), first
-// frame: the 513 vision tokens against the float32 reference. Measured on the H200 with the tiny
-// checkpoint: fp16 7.8e-3, bf16 7.2e-2 (bf16's 8-bit mantissa on a deliberately sharp random
-// model). Later frames are not compared here: the memory's top-k selection turns small drifts
-// into different selected entries, which is a discrete effect, not an error of the engine.
+// frame: the 513 vision tokens against the float32 reference. Spec tolerances, measured on the
+// H200 with the tiny checkpoint: fp16 7.8e-3 (tolerance 1e-2), bf16 7.2e-2 (1e-1, bf16's 8-bit
+// mantissa on a deliberately sharp random model); on a larger or worse-conditioned checkpoint the
+// bound grows with the PyTorch reference's own drift in the same mode (expect_half). Later frames
+// are not compared here: the memory's top-k selection turns small drifts into different
+// selected entries, which is a discrete effect, not an error of the engine.
 TEST(VisionParity, CudaHalfBackboneTokensWithinTolerance) {
   OMNIRT_REQUIRE_CUDA();
   for (DType dt : {DType::F16, DType::BF16}) {
@@ -623,15 +934,15 @@ TEST(VisionParity, CudaHalfBackboneTokensWithinTolerance) {
     auto f = SafetensorsFile::open(fixture(0));
     Tensor img = f.get("inputs.img").reshape({c.num_cams, 3, c.img_h, c.img_w});
     VisionFrameResult r = engine->run(img, geometry(f, c.num_cams));
-    const double e = rel(r.heads.vision_tokens, f.get("out.vision_tokens"));
-    std::printf("%s backbone, frame 0: vision tokens rel. error %.3g\n",
-                std::string(dtype_name(dt)).c_str(), e);
-    EXPECT_LE(e, dt == DType::F16 ? 1e-2 : 1e-1) << dtype_name(dt);
+    std::printf("%s backbone, frame 0:\n", std::string(dtype_name(dt)).c_str());
+    expect_half(r.heads.vision_tokens, f, half_mode("backbone", dt), "vision_tokens",
+                dt == DType::F16 ? 1e-2 : 1e-1);
   }
 }
 
 // Full half precision (backbone and heads in fp16/bf16), first frame, against the float32
-// reference: the 513 tokens, the final-layer class scores and the position embedding.
+// reference: the 513 tokens and the class scores (expect_half), and the position embedding
+// (host geometry in float32, only its MLP in half: spec tolerance).
 TEST(VisionParity, CudaFullHalfTokensWithinTolerance) {
   OMNIRT_REQUIRE_CUDA();
   for (DType dt : {DType::F16, DType::BF16}) {
@@ -645,12 +956,9 @@ TEST(VisionParity, CudaFullHalfTokensWithinTolerance) {
     EXPECT_EQ(r.heads.vision_tokens.dtype(), DType::F32);
     const std::string name(dtype_name(dt));
     std::printf("full %s, frame 0:\n", name.c_str());
-    const double tokens = rel(r.heads.vision_tokens, f.get("out.vision_tokens"), "vision_tokens");
-    const double pos = rel(r.heads.pos_embed, f.get("out.pos_embed"), "pos_embed");
-    const double cls = rel(r.heads.all_cls_scores, f.get("out.all_cls_scores"), "all_cls_scores");
     const double half_tol = dt == DType::F16 ? 2e-2 : 1.5e-1;
-    EXPECT_LE(tokens, half_tol) << name;
-    EXPECT_LE(pos, half_tol) << name;
-    EXPECT_LE(cls, half_tol) << name;
+    expect_half(r.heads.vision_tokens, f, half_mode("full", dt), "vision_tokens", half_tol);
+    expect_half(r.heads.all_cls_scores, f, half_mode("full", dt), "all_cls_scores", half_tol);
+    EXPECT_LE(rel(r.heads.pos_embed, f.get("out.pos_embed"), "pos_embed"), half_tol) << name;
   }
 }
