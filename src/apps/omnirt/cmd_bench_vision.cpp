@@ -1,6 +1,7 @@
 // `omnirt bench vision`: latency of the vision engine (backbone + heads + memory, one frame),
 // p50/p90 over many runs, as a table and JSON.
 #include <algorithm>
+#include <filesystem>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
@@ -11,9 +12,13 @@
 #include "apps/omnirt/bench.h"
 #include "apps/omnirt/command.h"
 #include "core/device.h"
+#include "core/error.h"
 #include "core/progress.h"
 #include "core/stage_timer.h"
+#include "io/scene.h"
 #include "models/vision/vision_engine.h"
+#include "pipeline/frame.h"
+#include "pipeline/preprocess.h"
 
 namespace {
 
@@ -30,7 +35,32 @@ struct Args {
   std::string json;
   bool stages = false;
   bool no_heads_graph = false;
+  // --dtype fp8: where the activation scales come from (one of the first two, else the
+  // benchmark's own synthetic frames), and where to save them.
+  std::string fp8_calibration, fp8_calibrate_scene, save_fp8_calibration;
+  int fp8_calibration_frames = 4;
 };
+
+// Up to `max_frames` frames of a scene folder, pre-processed as `omnirt run` does (the first
+// num_cams nuScenes cameras, resized/cropped to the network input).
+std::vector<Tensor> scene_frames(const std::string& dir, const VisionConfig& c, int max_frames) {
+  const auto& all = io::nuscenes_camera_names();
+  OMNIRT_CHECK(c.num_cams >= 1 && c.num_cams <= int(all.size()), "num_cams ", c.num_cams);
+  const io::Scene scene = io::read_scene(dir, {all.begin(), all.begin() + c.num_cams});
+  const auto pcfg = pipeline::PreprocessConfig::for_network(c.img_h, c.img_w);
+  std::vector<Tensor> frames;
+  for (const auto& f : scene.frames) {
+    if (int(frames.size()) >= max_frames) break;
+    pipeline::PreparedFrame p = pipeline::prepare_frame(scene, f, pcfg, false);
+    if (!p.ok()) {
+      std::fprintf(stderr, "FP8 calibration: skipping %s\n", p.error.c_str());
+      continue;
+    }
+    frames.push_back(p.img);
+  }
+  OMNIRT_CHECK(!frames.empty(), "scene ", dir, ": no usable frame for the FP8 calibration");
+  return frames;
+}
 
 double percentile(std::vector<double> v, double p) {
   if (v.empty()) return 0;
@@ -109,8 +139,22 @@ omnirt::cli::BenchCommand bench_vision_cmd(
       app.add_option("--model", a->model, "checkpoint folder (config.json + vision.safetensors)")
           ->required();
       app.add_option("--device", a->device, "cpu or cuda")->check(CLI::IsMember({"cpu", "cuda"}));
-      app.add_option("--dtype", a->dtype, "backbone precision: fp32, fp16, bf16")
-          ->check(CLI::IsMember({"fp32", "fp16", "bf16"}));
+      app.add_option("--dtype", a->dtype,
+                     "backbone precision: fp32, fp16, bf16, or fp8 (E4M3 GEMMs with calibrated "
+                     "per-tensor scales, the rest fp16)")
+          ->check(CLI::IsMember({"fp32", "fp16", "bf16", "fp8"}));
+      app.add_option("--fp8-calibration", a->fp8_calibration,
+                     "--dtype fp8: activation scales from this file (written by "
+                     "--save-fp8-calibration)");
+      app.add_option("--fp8-calibrate-scene", a->fp8_calibrate_scene,
+                     "--dtype fp8: calibrate on the first --fp8-calibration-frames frames of this "
+                     "scene folder (pre-processed as in `omnirt run`). Without this and "
+                     "--fp8-calibration: calibrate on this benchmark's synthetic frame");
+      app.add_option("--fp8-calibration-frames", a->fp8_calibration_frames,
+                     "frames for --fp8-calibrate-scene")
+          ->check(CLI::Range(1, 100000));
+      app.add_option("--save-fp8-calibration", a->save_fp8_calibration,
+                     "--dtype fp8: write the activation scales used to this JSON file");
       app.add_option("--heads-dtype", a->heads_dtype,
                      "heads precision: fp32 (with a half backbone: the reference's mixed mode), "
                      "fp16, bf16")
@@ -129,19 +173,54 @@ omnirt::cli::BenchCommand bench_vision_cmd(
       return [a]() {
         VisionEngineOptions opt;
         opt.device = a->device == "cuda" ? Device::CUDA : Device::CPU;
-        opt.backbone_dtype = a->dtype == "fp16" ? DType::F16 : a->dtype == "bf16" ? DType::BF16 : DType::F32;
+        opt.backbone_dtype = a->dtype == "fp16"   ? DType::F16
+                             : a->dtype == "bf16" ? DType::BF16
+                             : a->dtype == "fp8"  ? DType::F8E4M3
+                                                  : DType::F32;
+        const bool fp8 = opt.backbone_dtype == DType::F8E4M3;
+        OMNIRT_CHECK(fp8 || (a->fp8_calibration.empty() && a->fp8_calibrate_scene.empty() &&
+                             a->save_fp8_calibration.empty()),
+                     "the --fp8-* options need --dtype fp8");
+        OMNIRT_CHECK(a->fp8_calibration.empty() || a->fp8_calibrate_scene.empty(),
+                     "give --fp8-calibration FILE or --fp8-calibrate-scene DIR, not both");
         opt.tf32 = a->tf32;
         opt.heads_dtype = a->heads_dtype == "fp16"   ? DType::F16
                           : a->heads_dtype == "bf16" ? DType::BF16
                                                      : DType::F32;
         opt.heads_cuda_graphs = !a->no_heads_graph;
-        auto engine = VisionEngine::load(a->model, opt);
-        const VisionConfig& c = engine->config();
+        const VisionConfig c =
+            VisionConfig::from_file((std::filesystem::path(a->model) / "config.json").string());
         std::mt19937 rng(1234);
         std::normal_distribution<float> nd(0.f, 1.f);
         Tensor img_host = Tensor::empty({c.num_cams, 3, c.img_h, c.img_w}, DType::F32);
         for (int64_t i = 0; i < img_host.numel(); ++i) img_host.data<float>()[i] = nd(rng);
-        Tensor img = opt.backbone_dtype == DType::F32 ? img_host : img_host.to_dtype(opt.backbone_dtype);
+        std::string fp8_source;
+        if (fp8) {
+          if (!a->fp8_calibration.empty()) {
+            opt.fp8_calibration = Fp8Calibration::load(a->fp8_calibration);
+          } else if (!a->fp8_calibrate_scene.empty()) {
+            opt.fp8_calibration = VisionEngine::calibrate_fp8(
+                a->model, scene_frames(a->fp8_calibrate_scene, c, a->fp8_calibration_frames),
+                opt.device, "scene " + a->fp8_calibrate_scene);
+          } else {
+            opt.fp8_calibration = VisionEngine::calibrate_fp8(
+                a->model, {img_host}, opt.device, "omnirt bench vision's synthetic N(0,1) frame");
+          }
+          fp8_source = opt.fp8_calibration->source + " (" +
+                       std::to_string(opt.fp8_calibration->frames) + " frames)";
+          std::printf("FP8 calibration: %s\n", fp8_source.c_str());
+          if (!a->save_fp8_calibration.empty()) {
+            opt.fp8_calibration->save(a->save_fp8_calibration);
+            std::printf("FP8 calibration saved to %s\n", a->save_fp8_calibration.c_str());
+          }
+        }
+        auto engine = VisionEngine::load(a->model, opt);
+        if (fp8)
+          std::printf("FP8 backbone: %d linear layers in FP8 E4M3\n",
+                      engine->backbone().fp8_layers());
+        Tensor img = engine->input_dtype() == DType::F32
+                         ? img_host
+                         : img_host.to_dtype(engine->input_dtype());
         if (opt.device == Device::CUDA) img = img.to(Device::CUDA);
         std::vector<double> ms;
         ProgressBar bar("bench vision", a->warmup + a->runs);
@@ -187,6 +266,7 @@ omnirt::cli::BenchCommand bench_vision_cmd(
                               {"tf32", a->tf32},        {"p50_ms", p50},        {"p90_ms", p90},
                               {"runs", a->runs},        {"commit", omnirt::git_commit()}, {"samples_ms", ms}};
           if (a->stages) j["stages"] = stages_json;
+          if (fp8) j["fp8_calibration"] = fp8_source;
           j["heads_cuda_graph_nodes"] = engine->heads_graph_nodes();
           j["heads_cuda_graph_replays"] = engine->heads_graph_replays();
           std::ofstream(a->json) << j.dump(2) << "\n";

@@ -13,13 +13,20 @@ VisionEngine::VisionEngine(const VisionConfig& cfg, const WeightGetter& get,
                            const VisionEngineOptions& opt)
     : cfg_(cfg),
       opt_(opt),
-      vit_(cfg, get, opt.device, opt.backbone_dtype, opt.tf32),
+      vit_(cfg, get, opt.device, opt.backbone_dtype, opt.tf32,
+           opt.fp8_calibration ? &*opt.fp8_calibration : nullptr),
       heads_(cfg, get, opt.device, opt.tf32, opt.heads_dtype) {
   heads_.set_cuda_graphs(opt.heads_cuda_graphs);
 }
 
-std::unique_ptr<VisionEngine> VisionEngine::load(const std::string& dir,
-                                                 const VisionEngineOptions& opt) {
+namespace {
+
+struct OpenedCheckpoint {
+  VisionConfig cfg;
+  WeightGetter get;
+};
+
+OpenedCheckpoint open_checkpoint(const std::string& dir) {
   namespace fs = std::filesystem;
   const fs::path config = fs::path(dir) / "config.json";
   const fs::path weights = fs::path(dir) / "vision.safetensors";
@@ -28,7 +35,21 @@ std::unique_ptr<VisionEngine> VisionEngine::load(const std::string& dir,
   VisionConfig cfg = VisionConfig::from_file(config.string());
   auto file = std::make_shared<SafetensorsFile>(SafetensorsFile::open(weights.string()));
   WeightGetter get = [file](const std::string& name) { return file->get(name); };
-  return std::make_unique<VisionEngine>(cfg, get, opt);
+  return {cfg, get};
+}
+
+}  // namespace
+
+std::unique_ptr<VisionEngine> VisionEngine::load(const std::string& dir,
+                                                 const VisionEngineOptions& opt) {
+  OpenedCheckpoint ck = open_checkpoint(dir);
+  return std::make_unique<VisionEngine>(ck.cfg, ck.get, opt);
+}
+
+Fp8Calibration VisionEngine::calibrate_fp8(const std::string& dir, const std::vector<Tensor>& frames,
+                                           Device device, const std::string& source) {
+  OpenedCheckpoint ck = open_checkpoint(dir);
+  return vision::calibrate_fp8(ck.cfg, ck.get, device, frames, source);
 }
 
 void VisionEngine::validate(const Tensor& img, const FrameGeometry& geo) const {
@@ -58,9 +79,10 @@ VisionFrameResult VisionEngine::run(const Tensor& img, const FrameGeometry& geo)
   validate(img, geo);
   VisionFrameResult r;
   Tensor x = img;
-  if (x.device() != opt_.device || x.dtype() != opt_.backbone_dtype) {
+  const DType in_dtype = vit_.activation_dtype();
+  if (x.device() != opt_.device || x.dtype() != in_dtype) {
     Tensor host = x.device() == Device::CPU ? x : x.to(Device::CPU);
-    if (host.dtype() != opt_.backbone_dtype) host = host.to_dtype(opt_.backbone_dtype);
+    if (host.dtype() != in_dtype) host = host.to_dtype(in_dtype);
     x = opt_.device == Device::CPU ? host : host.to(opt_.device);
   }
   StageTimer::mark("validate + image upload");
