@@ -1,6 +1,7 @@
 // `omnirt bench vision`: latency of the vision engine (backbone + heads + memory, one frame),
 // p50/p90 over many runs, as a table and JSON.
 #include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <chrono>
 #include <cstdio>
@@ -39,7 +40,22 @@ struct Args {
   // benchmark's own synthetic frames), and where to save them.
   std::string fp8_calibration, fp8_calibrate_scene, save_fp8_calibration;
   int fp8_calibration_frames = 4;
+  bool fp8_compare = false;
 };
+
+// ||a - b|| / ||b|| of two tensors of any float dtype and device.
+double rel_diff(const Tensor& a, const Tensor& b) {
+  const std::vector<float> x = a.to(Device::CPU).to_float_vector();
+  const std::vector<float> y = b.to(Device::CPU).to_float_vector();
+  OMNIRT_CHECK(x.size() == y.size(), "rel_diff: sizes differ");
+  double num = 0, den = 0;
+  for (size_t i = 0; i < x.size(); ++i) {
+    const double d = double(x[i]) - y[i];
+    num += d * d;
+    den += double(y[i]) * y[i];
+  }
+  return std::sqrt(num) / std::max(std::sqrt(den), 1e-30);
+}
 
 // Up to `max_frames` frames of a scene folder, pre-processed as `omnirt run` does (the first
 // num_cams nuScenes cameras, resized/cropped to the network input).
@@ -155,6 +171,10 @@ omnirt::cli::BenchCommand bench_vision_cmd(
           ->check(CLI::Range(1, 100000));
       app.add_option("--save-fp8-calibration", a->save_fp8_calibration,
                      "--dtype fp8: write the activation scales used to this JSON file");
+      app.add_flag("--fp8-compare", a->fp8_compare,
+                   "--dtype fp8: after the timed runs, run the benchmark's first frame through "
+                   "this FP8 engine and an fp16 (CUDA) / fp32 (CPU) backbone engine, both fresh, "
+                   "and print the relative difference of the backbone output and the 513 tokens");
       app.add_option("--heads-dtype", a->heads_dtype,
                      "heads precision: fp32 (with a half backbone: the reference's mixed mode), "
                      "fp16, bf16")
@@ -179,7 +199,7 @@ omnirt::cli::BenchCommand bench_vision_cmd(
                                                   : DType::F32;
         const bool fp8 = opt.backbone_dtype == DType::F8E4M3;
         OMNIRT_CHECK(fp8 || (a->fp8_calibration.empty() && a->fp8_calibrate_scene.empty() &&
-                             a->save_fp8_calibration.empty()),
+                             a->save_fp8_calibration.empty() && !a->fp8_compare),
                      "the --fp8-* options need --dtype fp8");
         OMNIRT_CHECK(a->fp8_calibration.empty() || a->fp8_calibrate_scene.empty(),
                      "give --fp8-calibration FILE or --fp8-calibrate-scene DIR, not both");
@@ -246,6 +266,23 @@ omnirt::cli::BenchCommand bench_vision_cmd(
           }
           stage_timer.deactivate();
         }
+        double fp8_backbone_diff = -1, fp8_tokens_diff = -1;
+        std::string fp8_ref_name;
+        if (a->fp8_compare) {
+          VisionEngineOptions ref_opt = opt;
+          ref_opt.backbone_dtype = opt.device == Device::CUDA ? DType::F16 : DType::F32;
+          ref_opt.fp8_calibration.reset();
+          fp8_ref_name = opt.device == Device::CUDA ? "fp16" : "fp32";
+          auto ref = VisionEngine::load(a->model, ref_opt);
+          Tensor ref_img = ref->input_dtype() == DType::F32 ? img_host
+                                                             : img_host.to_dtype(ref->input_dtype());
+          if (opt.device == Device::CUDA) ref_img = ref_img.to(Device::CUDA);
+          auto fresh = VisionEngine::load(a->model, opt);  // same options and calibration
+          VisionFrameResult r8 = fresh->run(img, synthetic_geometry(c, 0));
+          VisionFrameResult rr = ref->run(ref_img, synthetic_geometry(c, 0));
+          fp8_backbone_diff = rel_diff(r8.backbone, rr.backbone);
+          fp8_tokens_diff = rel_diff(r8.heads.vision_tokens, rr.heads.vision_tokens);
+        }
         const double p50 = percentile(ms, 0.5), p90 = percentile(ms, 0.9);
         const std::string gpu = opt.device == Device::CUDA ? cuda_device_description() : "cpu";
         std::printf("vision engine  device %s  backbone %s%s  heads %s  cameras %d x %dx%d\n",
@@ -259,6 +296,10 @@ omnirt::cli::BenchCommand bench_vision_cmd(
         std::printf("| metric | p50 ms | p90 ms | runs |\n| --- | --- | --- | --- |\n");
         std::printf("| vision frame (host wall clock, synchronised) | %.3f | %.3f | %d |\n", p50, p90,
                     a->runs);
+        if (a->fp8_compare)
+          std::printf("FP8 vs %s backbone, frame 0 (fresh engines): backbone output rel. diff %.3g, "
+                      "vision tokens rel. diff %.3g\n",
+                      fp8_ref_name.c_str(), fp8_backbone_diff, fp8_tokens_diff);
         nlohmann::json stages_json = nlohmann::json::array();
         if (a->stages) print_stages(stage_timer, stages_json);
         if (!a->json.empty()) {
@@ -267,6 +308,11 @@ omnirt::cli::BenchCommand bench_vision_cmd(
                               {"runs", a->runs},        {"commit", omnirt::git_commit()}, {"samples_ms", ms}};
           if (a->stages) j["stages"] = stages_json;
           if (fp8) j["fp8_calibration"] = fp8_source;
+          if (a->fp8_compare) {
+            j["fp8_compare_reference"] = fp8_ref_name;
+            j["fp8_backbone_rel_diff"] = fp8_backbone_diff;
+            j["fp8_tokens_rel_diff"] = fp8_tokens_diff;
+          }
           j["heads_cuda_graph_nodes"] = engine->heads_graph_nodes();
           j["heads_cuda_graph_replays"] = engine->heads_graph_replays();
           std::ofstream(a->json) << j.dump(2) << "\n";
