@@ -3,8 +3,9 @@
 // GEMV: the decode step is a chain of matrix-vector products that read 2.08 GB of fp16 weights
 // per token and almost nothing else, so each GEMV must stream its weights at close to the copy
 // bandwidth. Per warp: 2 rows; per lane: 16-byte loads of both rows, 8 per row issued together
-// (16 loads = 256 bytes in flight per lane, 8 KB per warp); 4 or 8 warps per block, so the grid
-// has >= 256 blocks for every TinyLlama matrix and every SM keeps ~64 KB of loads in flight. The
+// (16 loads = 256 bytes in flight per lane, 8 KB per warp); 8 warps per block by default (a
+// measured sweep of block shapes and K splits is in docs/benchmarks.md; GemvArgs can override
+// it), so every SM keeps ~64-128 KB of loads in flight. The
 // first batch of weight loads is issued before griddepcontrol.wait (PDL), and the next kernel is
 // allowed to launch right away (griddepcontrol.launch_dependents), then the input vector
 // is staged once per block in shared memory as float32, with the op before the GEMV fused in.
