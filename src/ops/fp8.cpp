@@ -33,8 +33,8 @@ void check_scale(const Tensor& s, Device device, std::string_view op, std::strin
   detail::check_contiguous(s, op, arg);
   detail::check_dtype(s, DType::F32, op, arg);
   detail::check_device(s, device, op, arg);
-  OMNIRT_CHECK(s.numel() == 1, op, ": ", arg, ": expected a per-tensor scale (1 element), got shape ",
-               shape_str(s.shape()));
+  OMNIRT_CHECK(s.numel() == 1, op, ": ", arg,
+               ": expected a per-tensor scale (1 element), got shape ", shape_str(s.shape()));
 }
 
 // The CPU reference reads the scale and rejects values the math cannot use.
@@ -96,9 +96,8 @@ void amax(const Tensor& x, Tensor& out, bool accumulate) {
   }
 }
 
-void linear_fp8(const Tensor& x_q, const Tensor& x_scale, const Tensor& w_q,
-                const Tensor& w_scale, const Tensor& bias, Tensor& out, float beta,
-                const Fp8GemmOptions& options) {
+void linear_fp8(const Tensor& x_q, const Tensor& x_scale, const Tensor& w_q, const Tensor& w_scale,
+                const Tensor& bias, Tensor& out, float beta, const Fp8GemmOptions& options) {
   constexpr std::string_view kOp = "ops::linear_fp8";
   detail::check_contiguous(x_q, kOp, "x_q");
   detail::check_dtype(x_q, DType::F8E4M3, kOp, "x_q");

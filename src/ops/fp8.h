@@ -68,8 +68,8 @@ struct Fp8GemmOptions {
 //   K and N must be multiples of 16 (cuBLASLt's FP8 kernels, "TN" layout on Hopper; M is free);
 //   on CUDA every operand must start on a 16-byte boundary. Checked on both devices (K, N) so
 //   that a model that works on the CPU reference also runs on the GPU.
-void linear_fp8(const Tensor& x_q, const Tensor& x_scale, const Tensor& w_q,
-                const Tensor& w_scale, const Tensor& bias, Tensor& out, float beta = 0.f,
+void linear_fp8(const Tensor& x_q, const Tensor& x_scale, const Tensor& w_q, const Tensor& w_scale,
+                const Tensor& bias, Tensor& out, float beta = 0.f,
                 const Fp8GemmOptions& options = {});
 
 }  // namespace omnirt::ops

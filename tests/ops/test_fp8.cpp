@@ -192,8 +192,11 @@ TEST(Fp8Cpu, QuantizeBadArguments) {
   Tensor q = Tensor::empty({2, 2}, DType::F8E4M3);
   expect_error([&] { ops::quantize_fp8(x, scalar(0.f), q); }, {"scale", "finite and > 0", "0"});
   expect_error([&] { ops::quantize_fp8(x, scalar(-2.f), q); }, {"scale", "finite and > 0"});
-  expect_error([&] { ops::quantize_fp8(x, Tensor::from_vector({1, 1}, {2}), q); },
-               {"ops::quantize_fp8", "scale", "per-tensor", "[2]"});
+  expect_error(
+      [&] {
+        ops::quantize_fp8(x, Tensor::from_vector({1, 1}, {2}), q);
+      },
+      {"ops::quantize_fp8", "scale", "per-tensor", "[2]"});
   Tensor wrong_dtype = Tensor::empty({2, 2}, DType::U8);
   expect_error([&] { ops::quantize_fp8(x, scalar(1.f), wrong_dtype); },
                {"out", "expected dtype F8_E4M3", "U8"});
@@ -279,8 +282,8 @@ TEST(Fp8Cpu, LinearMatchesFloat64) {
       ops::Fp8GemmOptions opt;
       opt.activation = relu ? ops::GemmActivation::Relu : ops::GemmActivation::None;
       ops::linear_fp8(q.xq, q.x_scale, q.wq, q.w_scale, bias, out, beta, opt);
-      const auto want = ref_linear_fp8(q, bias.to_float_vector(), residual.to_float_vector(),
-                                       beta, m, n, k, relu);
+      const auto want = ref_linear_fp8(q, bias.to_float_vector(), residual.to_float_vector(), beta,
+                                       m, n, k, relu);
       expect_close(out.to_float_vector(), to_float(want), 1e-5,
                    "beta " + std::to_string(beta) + (relu ? " relu" : ""));
     }
@@ -333,8 +336,10 @@ TEST(Fp8Cpu, LinearBadArguments) {
   auto run = [&](const Tensor& xq, const Tensor& wq, Tensor& o, const Tensor& bias = Tensor()) {
     ops::linear_fp8(xq, q.x_scale, wq, q.w_scale, bias, o);
   };
-  expect_error([&] { run(x, q.wq, out); }, {"ops::linear_fp8", "x_q", "expected dtype F8_E4M3", "F32"});
-  Tensor x_k40 = Tensor::zeros({4, 40}, DType::F8E4M3), w_k40 = Tensor::zeros({16, 40}, DType::F8E4M3);
+  expect_error([&] { run(x, q.wq, out); },
+               {"ops::linear_fp8", "x_q", "expected dtype F8_E4M3", "F32"});
+  Tensor x_k40 = Tensor::zeros({4, 40}, DType::F8E4M3),
+         w_k40 = Tensor::zeros({16, 40}, DType::F8E4M3);
   expect_error([&] { run(x_k40, w_k40, out); }, {"K = 40", "multiple of 16"});
   Tensor w_n20 = Tensor::zeros({20, 32}, DType::F8E4M3);
   Tensor out_n20 = Tensor::empty({4, 20}, DType::F32);
@@ -347,9 +352,11 @@ TEST(Fp8Cpu, LinearBadArguments) {
   expect_error([&] { run(q.xq, q.wq, out_f16); }, {"CPU reference writes F32", "F16"});
   Tensor bias_bad = Tensor::zeros({15}, DType::F32);
   expect_error([&] { run(q.xq, q.wq, out, bias_bad); }, {"bias", "[16]", "[15]"});
-  expect_error([&] { ops::linear_fp8(q.xq, Tensor::zeros({2}, DType::F32), q.wq, q.w_scale,
-                                     Tensor(), out); },
-               {"x_scale", "per-tensor"});
+  expect_error(
+      [&] {
+        ops::linear_fp8(q.xq, Tensor::zeros({2}, DType::F32), q.wq, q.w_scale, Tensor(), out);
+      },
+      {"x_scale", "per-tensor"});
   expect_error([&] { ops::linear_fp8(q.xq, scalar(0.f), q.wq, q.w_scale, Tensor(), out); },
                {"x_scale", "finite and > 0"});
   // The GPU's output dtypes and alignment rules, checked before any memory is touched.
@@ -400,7 +407,8 @@ TEST(Fp8Cuda, QuantizeBitExactAgainstCpuEncoder) {
     const std::vector<float> base = quantiser_inputs(scale, rng);
     for (DType dtype : testing::cuda_dtypes()) {
       // n % 4 != 0 takes the scalar kernel, n % 4 == 0 the vectorised one.
-      for (int64_t n : {int64_t(base.size()), int64_t(base.size() / 4 * 4), int64_t(1), int64_t(7)}) {
+      for (int64_t n :
+           {int64_t(base.size()), int64_t(base.size() / 4 * 4), int64_t(1), int64_t(7)}) {
         std::vector<float> vals(base.begin(), base.begin() + n);
         // Values as the dtype holds them (the CUDA kernel reads the rounded input).
         Tensor host = testing::rounded_to(Tensor::from_vector(vals, {n}), dtype);
@@ -495,12 +503,13 @@ TEST(Fp8Cuda, LinearMatchesCpuReference) {
             ops::Fp8GemmOptions opt;
             opt.autotune = variant == 1;
             opt.fast_accum = variant == 2;
-            Tensor bias = with_bias ? testing::rounded_to(random_tensor({c.n}, rng), dtype) : Tensor();
+            Tensor bias =
+                with_bias ? testing::rounded_to(random_tensor({c.n}, rng), dtype) : Tensor();
             Tensor residual = testing::rounded_to(random_tensor({c.m, c.n}, rng), dtype);
             Tensor out = beta != 0 ? testing::to_cuda(residual, dtype)
                                    : testing::poisoned_cuda({c.m, c.n}, dtype);
-            ops::linear_fp8(xq, xs, wq, ws, with_bias ? testing::to_cuda(bias, dtype) : Tensor(), out,
-                            beta, opt);
+            ops::linear_fp8(xq, xs, wq, ws, with_bias ? testing::to_cuda(bias, dtype) : Tensor(),
+                            out, beta, opt);
             Tensor want = residual.clone();
             ops::linear_fp8(q.xq, q.x_scale, q.wq, q.w_scale, bias, want, beta);
             const std::string what = std::string(dtype_name(dtype)) + " M" + std::to_string(c.m) +

@@ -3,9 +3,9 @@
 // CUDA FP8 backbone against both.
 #include <gtest/gtest.h>
 
+#include <unistd.h>
 #include <cmath>
 #include <cstdio>
-#include <unistd.h>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -74,7 +74,8 @@ void expect_error_with(Fn&& fn, std::initializer_list<std::string> parts) {
   } catch (const omnirt::Error& e) {
     const std::string msg = e.what();
     for (const auto& p : parts)
-      EXPECT_NE(msg.find(p), std::string::npos) << "message \"" << msg << "\" lacks \"" << p << "\"";
+      EXPECT_NE(msg.find(p), std::string::npos)
+          << "message \"" << msg << "\" lacks \"" << p << "\"";
   }
 }
 
@@ -83,8 +84,8 @@ TEST(VisionFp8, MissingCalibrationIsAClearError) {
   opt.device = Device::CPU;
   opt.backbone_dtype = DType::F8E4M3;
   expect_error_with([&] { VisionEngine::load(kCkpt, opt); },
-                    {"FP8 backbone needs activation scales", "fp8_calibration",
-                     "calibrate_fp8", "Fp8Calibration::load"});
+                    {"FP8 backbone needs activation scales", "fp8_calibration", "calibrate_fp8",
+                     "Fp8Calibration::load"});
 }
 
 TEST(VisionFp8, CalibrationRecordsEveryGemmInput) {
@@ -115,9 +116,9 @@ TEST(VisionFp8, CalibrationSavesLoadsAndIsChecked) {
   const VisionConfig& c = tiny_config();
   const Fp8Calibration cal =
       VisionEngine::calibrate_fp8(kCkpt, {fixture_image(0)}, Device::CPU, "fixture frame 0");
-  const std::string path =
-      (std::filesystem::temp_directory_path() / ("omnirt_fp8_cal_" + std::to_string(::getpid()) + ".json"))
-          .string();
+  const std::string path = (std::filesystem::temp_directory_path() /
+                            ("omnirt_fp8_cal_" + std::to_string(::getpid()) + ".json"))
+                               .string();
   cal.save(path);
   const Fp8Calibration back = Fp8Calibration::load(path);
   EXPECT_EQ(back.input_amax, cal.input_amax);  // floats survive the JSON round trip
@@ -140,13 +141,9 @@ TEST(VisionFp8, CalibrationSavesLoadsAndIsChecked) {
   nan.input_amax["blocks.1.proj"] = std::nanf("");
   expect_error_with([&] { nan.check_matches(c, "test"); }, {"blocks.1.proj", "finite"});
 
-  {
-    std::ofstream(path) << "{\"format\": \"something-else\"}";
-  }
+  { std::ofstream(path) << "{\"format\": \"something-else\"}"; }
   expect_error_with([&] { Fp8Calibration::load(path); }, {path, "not an FP8 calibration file"});
-  {
-    std::ofstream(path) << "{not json";
-  }
+  { std::ofstream(path) << "{not json"; }
   expect_error_with([&] { Fp8Calibration::load(path); }, {path, "not valid JSON"});
   std::filesystem::remove(path);
   expect_error_with([&] { Fp8Calibration::load(path); }, {"cannot open", path});
@@ -157,7 +154,8 @@ struct Fp8Run {
   Tensor tokens;    // host F32
 };
 
-Fp8Run run_frame0(Device device, DType backbone, const Fp8Calibration* cal, int* fp8_layers = nullptr) {
+Fp8Run run_frame0(Device device, DType backbone, const Fp8Calibration* cal,
+                  int* fp8_layers = nullptr) {
   VisionEngineOptions opt;
   opt.device = device;
   opt.backbone_dtype = backbone;
@@ -175,7 +173,8 @@ Fp8Run run_frame0(Device device, DType backbone, const Fp8Calibration* cal, int*
 // Backbone taps of the EVA ViT run as `dtype` on `device` (FP8 with `cal`), as host F32.
 std::map<std::string, Tensor> backbone_taps(Device device, DType dtype, const Fp8Calibration* cal) {
   const VisionConfig& c = tiny_config();
-  auto file = std::make_shared<SafetensorsFile>(SafetensorsFile::open(kCkpt + "/vision.safetensors"));
+  auto file =
+      std::make_shared<SafetensorsFile>(SafetensorsFile::open(kCkpt + "/vision.safetensors"));
   WeightGetter get = [file](const std::string& name) { return file->get(name); };
   EvaVit vit(c, get, device, dtype, false, cal);
   Tensor img = fixture_image(0);
@@ -215,8 +214,10 @@ TEST(VisionFp8, CpuReferenceWithinTolerance) {
   EXPECT_EQ(layers, 1 + 3 * depth);  // all but the w12 GEMMs
   auto f = SafetensorsFile::open(fixture(0));
   const double tokens = omnirt::testing::rel_error(run.tokens, f.get("out.vision_tokens"));
-  std::printf("FP8 backbone (CPU reference) vs float32, frame 0: patch_embed %.3g, block0 %.3g, "
-              "%s %.3g; vision tokens %.3g\n", patch, block0, last.c_str(), out, tokens);
+  std::printf(
+      "FP8 backbone (CPU reference) vs float32, frame 0: patch_embed %.3g, block0 %.3g, "
+      "%s %.3g; vision tokens %.3g\n",
+      patch, block0, last.c_str(), out, tokens);
   EXPECT_LE(patch, kPatchTol);
   EXPECT_GT(patch, 1e-3);  // it really ran in FP8
   EXPECT_LE(block0, kBlock0Tol);
@@ -251,12 +252,13 @@ TEST(VisionFp8, CudaMatchesCpuReferenceAndTokensWithinTolerance) {
   EXPECT_EQ(layers, 1 + 3 * depth);
   auto f = SafetensorsFile::open(fixture(0));
   const double tokens = omnirt::testing::rel_error(run.tokens, f.get("out.vision_tokens"));
-  std::printf("FP8 backbone (CUDA) vs the CPU FP8 reference, frame 0: patch_embed %.3g, %s %.3g; "
-              "vision tokens vs float32 reference %.3g\n", patch, last.c_str(), out, tokens);
+  std::printf(
+      "FP8 backbone (CUDA) vs the CPU FP8 reference, frame 0: patch_embed %.3g, %s %.3g; "
+      "vision tokens vs float32 reference %.3g\n",
+      patch, last.c_str(), out, tokens);
   EXPECT_LE(patch, 1e-2);
   EXPECT_LE(out, 0.1);
   EXPECT_LE(tokens, kTokensTol);
 }
 
 }  // namespace
-

@@ -23,7 +23,8 @@ constexpr int kThreads = 256;
 constexpr int kQuantVec = 4;  // elements per thread step of the unpadded kernel
 
 __device__ __forceinline__ uint8_t encode_e4m3(float v, float scale) {
-  return static_cast<uint8_t>(__nv_cvt_float_to_fp8(__fdiv_rn(v, scale), __NV_SATFINITE, __NV_E4M3));
+  return static_cast<uint8_t>(
+      __nv_cvt_float_to_fp8(__fdiv_rn(v, scale), __NV_SATFINITE, __NV_E4M3));
 }
 
 // Unpadded: out has x's shape; kVec consecutive elements per step.
@@ -112,7 +113,7 @@ void amax(const Tensor& x, Tensor& out, bool accumulate) {
     // Enough blocks to fill the GPU; each thread strides over the rest.
     const unsigned grid = std::min<unsigned>(grid_for(x.numel(), kThreads), 1024u);
     amax_kernel<T><<<grid, kThreads, 0, stream>>>(x.data<T>(), x.numel(),
-                                                   static_cast<unsigned int*>(out.raw()));
+                                                  static_cast<unsigned int*>(out.raw()));
     OMNIRT_CUDA_CHECK_LAUNCH("amax kernel");
   });
 }
