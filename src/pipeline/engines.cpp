@@ -49,6 +49,7 @@ class Engines final : public ModelEngines {
     vo.device = opt.device;
     vo.backbone_dtype = opt.vision_dtype;
     vo.heads_dtype = opt.vision_heads_dtype;
+    vo.tf32 = opt.vision_tf32;
     vision_ = vision::VisionEngine::load(dir, vo);
     llm::LlmEngineOptions lo;
     lo.device = opt.device;
@@ -106,7 +107,11 @@ class Engines final : public ModelEngines {
     const auto& vc = vision_->config();
     return std::to_string(vc.num_cams) + " cameras " + std::to_string(vc.img_w) + "x" +
            std::to_string(vc.img_h) + ", vision " + std::string(dtype_name(opt_.vision_dtype)) +
-           ", LLM " + std::to_string(llm_->config().num_hidden_layers) + " layers hidden " +
+           " backbone + " +
+           (opt_.vision_heads_dtype == DType::F32 && opt_.vision_tf32
+                ? std::string("TF32")
+                : std::string(dtype_name(opt_.vision_heads_dtype))) +
+           " heads, LLM " + std::to_string(llm_->config().num_hidden_layers) + " layers hidden " +
            std::to_string(llm_->config().hidden_size) + ", device " +
            (opt_.device == Device::CUDA ? "cuda" : "cpu");
   }

@@ -42,6 +42,7 @@ struct EngineOptions {
   // The vision heads: F32 (the reference deployment's "mixed" engine under a half backbone) or
   // F16/BF16 on CUDA (full half precision, ~3x faster heads; see docs/vision_engine.md).
   DType vision_heads_dtype = DType::F32;
+  bool vision_tf32 = false;  // the vision engine's fp32 GEMMs and attention may use TF32 (CUDA)
   DType llm_dtype = DType::F16;  // the LLM on CUDA: F16, BF16 or F32 (the CPU runs F32)
   bool greedy = false;       // argmax decoding (numerical comparison); else OmniDrive sampling
   int max_new_tokens = 320;

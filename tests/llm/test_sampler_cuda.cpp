@@ -63,7 +63,8 @@ TEST(CudaSampler, MatchesCpuOnRandomLogits) {
   OMNIRT_REQUIRE_CUDA();
   std::mt19937_64 rng(omnirt::testing::test_seed());
   int mismatches = 0, draws = 0;
-  for (int vocab : {7, 1000, 32000, 32001}) {
+  // 60001: past the shared-memory working copy (192 KB): the global-memory path.
+  for (int vocab : {7, 1000, 32000, 32001, 60001}) {
     for (DType dtype : {DType::F32, DType::F16}) {
       for (const SamplingConfig& cfg : configs()) {
         CudaSampler gpu(vocab, cfg);

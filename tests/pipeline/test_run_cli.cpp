@@ -156,6 +156,9 @@ TEST(RunCli, HalfVisionOptionsOnTheCpuAreClearErrors) {
   EXPECT_NE(run_cli("run '" + scene + "' --device cpu --vision-heads fp16", log), 0);
   EXPECT_NE(slurp(log).find("--vision-heads fp16: the CPU backend runs fp32 only"), std::string::npos)
       << slurp(log);
+  EXPECT_NE(run_cli("run '" + scene + "' --device cpu --vision-heads tf32", log), 0);
+  EXPECT_NE(slurp(log).find("--vision-heads tf32: the CPU backend runs fp32 only"), std::string::npos)
+      << slurp(log);
   EXPECT_NE(run_cli("run '" + scene + "' --device cpu --vision-dtype bf16", log), 0);
   EXPECT_NE(slurp(log).find("--vision-dtype bf16: the CPU backend runs fp32 only"), std::string::npos)
       << slurp(log);

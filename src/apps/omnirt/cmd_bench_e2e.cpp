@@ -69,7 +69,7 @@ constexpr RefColumn kLlmRefs[] = {
 };
 
 struct Options {
-  std::string scene, model, device, vision_dtype = "auto", vision_heads = "fp32", json_out;
+  std::string scene, model, device, vision_dtype = "auto", vision_heads = "auto", json_out;
   bool greedy = false;
   int max_new = 320, runs = 3, warmup = 1, max_frames = -1;
   uint64_t seed = 0;
@@ -119,14 +119,7 @@ int run_bench(const Options& o) {
                "CUDA backend)");
   pipeline::EngineOptions eo;
   eo.device = cuda ? Device::CUDA : Device::CPU;
-  const std::string vd = o.vision_dtype == "auto" ? (cuda ? "fp16" : "fp32") : o.vision_dtype;
-  eo.vision_dtype = vd == "fp16" ? DType::F16 : vd == "bf16" ? DType::BF16 : DType::F32;
-  OMNIRT_CHECK(cuda || eo.vision_dtype == DType::F32, "--vision-dtype ", vd,
-               ": the CPU backend runs fp32 only");
-  const std::string vh = o.vision_heads;
-  eo.vision_heads_dtype = vh == "fp16" ? DType::F16 : vh == "bf16" ? DType::BF16 : DType::F32;
-  OMNIRT_CHECK(cuda || eo.vision_heads_dtype == DType::F32, "--vision-heads ", vh,
-               ": the CPU backend runs fp32 only");
+  set_vision_precision(cuda, o.vision_dtype, o.vision_heads, eo);
   eo.greedy = o.greedy;
   eo.max_new_tokens = o.max_new;
   eo.seed = o.seed;
@@ -251,13 +244,10 @@ BenchCommand bench_e2e(
                      "checkpoint folder (default: the random checkpoint `omnirt run` uses)");
       sub.add_option("--device", o->device, "cpu or cuda (default: cuda when present)")
           ->check(CLI::IsMember({"cpu", "cuda"}));
-      sub.add_option("--vision-dtype", o->vision_dtype,
-                     "vision backbone precision: fp32, fp16, bf16 (default fp16 on cuda)")
+      sub.add_option("--vision-dtype", o->vision_dtype, kVisionDtypeHelp)
           ->check(CLI::IsMember({"auto", "fp32", "fp16", "bf16"}));
-      sub.add_option("--vision-heads", o->vision_heads,
-                     "vision heads precision: fp32 (default; with a half backbone, the reference "
-                     "deployment's mixed mode), fp16 or bf16 (cuda)")
-          ->check(CLI::IsMember({"fp32", "fp16", "bf16"}));
+      sub.add_option("--vision-heads", o->vision_heads, kVisionHeadsHelp)
+          ->check(CLI::IsMember({"auto", "fp32", "tf32", "fp16", "bf16"}));
       sub.add_flag("--greedy", o->greedy, "argmax decoding (default: OmniDrive's sampling)");
       sub.add_option("--max-new", o->max_new, "most new tokens per answer")->check(CLI::Range(1, 2048));
       sub.add_option("--seed", o->seed, "sampling seed");

@@ -20,12 +20,15 @@ namespace {
 namespace fs = std::filesystem;
 
 using omnirt::cli::default_model;
+using omnirt::cli::kVisionDtypeHelp;
+using omnirt::cli::kVisionHeadsHelp;
+using omnirt::cli::set_vision_precision;
 
 omnirt::cli::Command run_cmd(
     "run", "Run the model over a scene folder: boxes, lanes, planner text and trajectory per frame",
     [](CLI::App& sub) {
       struct Args {
-        std::string scene, model, out, device, vision_dtype = "auto", vision_heads = "fp32";
+        std::string scene, model, out, device, vision_dtype = "auto", vision_heads = "auto";
         bool greedy = false, viz = false, json = false;
         int max_new = 320, max_frames = -1;
         uint64_t seed = 0;
@@ -39,13 +42,10 @@ omnirt::cli::Command run_cmd(
       sub.add_option("--out", a->out, "output folder (default: omnirt_run_<scene name>)");
       sub.add_option("--device", a->device, "cpu or cuda (default: cuda when present)")
           ->check(CLI::IsMember({"cpu", "cuda"}));
-      sub.add_option("--vision-dtype", a->vision_dtype,
-                     "vision backbone precision: fp32, fp16, bf16 (default fp16 on cuda, fp32 on cpu)")
+      sub.add_option("--vision-dtype", a->vision_dtype, kVisionDtypeHelp)
           ->check(CLI::IsMember({"auto", "fp32", "fp16", "bf16"}));
-      sub.add_option("--vision-heads", a->vision_heads,
-                     "vision heads precision: fp32 (default; with a half backbone, the reference "
-                     "deployment's mixed mode), fp16 or bf16 (cuda)")
-          ->check(CLI::IsMember({"fp32", "fp16", "bf16"}));
+      sub.add_option("--vision-heads", a->vision_heads, kVisionHeadsHelp)
+          ->check(CLI::IsMember({"auto", "fp32", "tf32", "fp16", "bf16"}));
       sub.add_flag("--greedy", a->greedy, "argmax decoding (default: OmniDrive's sampling)");
       sub.add_option("--max-new", a->max_new, "most new tokens per answer")->check(CLI::Range(1, 2048));
       sub.add_option("--seed", a->seed, "sampling seed");
@@ -60,14 +60,7 @@ omnirt::cli::Command run_cmd(
                        "has no CUDA backend)");
           pipeline::EngineOptions eo;
           eo.device = cuda ? Device::CUDA : Device::CPU;
-          const std::string vd = a->vision_dtype == "auto" ? (cuda ? "fp16" : "fp32") : a->vision_dtype;
-          eo.vision_dtype = vd == "fp16" ? DType::F16 : vd == "bf16" ? DType::BF16 : DType::F32;
-          OMNIRT_CHECK(cuda || eo.vision_dtype == DType::F32, "--vision-dtype ", vd,
-                       ": the CPU backend runs fp32 only");
-          const std::string vh = a->vision_heads;
-          eo.vision_heads_dtype = vh == "fp16" ? DType::F16 : vh == "bf16" ? DType::BF16 : DType::F32;
-          OMNIRT_CHECK(cuda || eo.vision_heads_dtype == DType::F32, "--vision-heads ", vh,
-                       ": the CPU backend runs fp32 only");
+          set_vision_precision(cuda, a->vision_dtype, a->vision_heads, eo);
           eo.greedy = a->greedy;
           eo.max_new_tokens = a->max_new;
           eo.seed = a->seed;

@@ -58,4 +58,24 @@ std::string default_model(bool cuda, std::string& note) {
   return dir.string();
 }
 
+const char* const kVisionDtypeHelp =
+    "vision backbone precision: fp32, fp16, bf16 (default fp16 on cuda, fp32 on cpu)";
+const char* const kVisionHeadsHelp =
+    "vision heads precision: fp32 (exact), tf32 (fp32 with TF32 GEMMs and attention), fp16 or "
+    "bf16 (cuda); default tf32 on cuda under a half backbone (the reference deployment's mixed "
+    "engine), else fp32";
+
+void set_vision_precision(bool cuda, const std::string& backbone, const std::string& heads,
+                          pipeline::EngineOptions& eo) {
+  const std::string vd = backbone == "auto" ? (cuda ? "fp16" : "fp32") : backbone;
+  eo.vision_dtype = vd == "fp16" ? DType::F16 : vd == "bf16" ? DType::BF16 : DType::F32;
+  OMNIRT_CHECK(cuda || eo.vision_dtype == DType::F32, "--vision-dtype ", vd,
+               ": the CPU backend runs fp32 only");
+  const bool half_backbone = eo.vision_dtype != DType::F32;
+  const std::string vh = heads == "auto" ? (cuda && half_backbone ? "tf32" : "fp32") : heads;
+  eo.vision_heads_dtype = vh == "fp16" ? DType::F16 : vh == "bf16" ? DType::BF16 : DType::F32;
+  OMNIRT_CHECK(cuda || (vh == "fp32"), "--vision-heads ", vh, ": the CPU backend runs fp32 only");
+  eo.vision_tf32 = vh == "tf32";
+}
+
 }  // namespace omnirt::cli

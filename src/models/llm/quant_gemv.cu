@@ -286,6 +286,12 @@ __global__ void __launch_bounds__(kWarps * 32, 2) quant_gemv_kernel(const QDev a
   };
   set_rows(min(pair, pairs - 1));
   if constexpr (VEC) load_batch(0);  // weights depend on no earlier kernel
+  // Let the next kernel launch now, so that its weights stream while this one waits and
+  // computes (the dense GEMV does the same: decode_kernels.cu). Safe: the next kernel reads what
+  // this one writes, and writes what this one reads (the residual), only after its own
+  // griddepcontrol.wait, which waits for this whole grid; and every block of this grid is
+  // resident (the grid is capped at what fits at once), so the early launch cannot starve it.
+  pdl_launch_dependents();
   pdl_wait();
 
   // Stage x once per block.
@@ -333,7 +339,6 @@ __global__ void __launch_bounds__(kWarps * 32, 2) quant_gemv_kernel(const QDev a
       xs[k] = input_at<T, IN>(a, k, inv) * (a.in_scale ? a.in_scale[k] : 1.f);
   }
   __syncthreads();
-  pdl_launch_dependents();  // every input has been read
   // No block-wide barrier below: warps run their pairs independently (the loop is warp-uniform).
 
   for (; pair < pairs; pair += stride) {
