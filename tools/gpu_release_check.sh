@@ -16,7 +16,8 @@ export PYTHONPATH="$ROOT/python" PYTHONUNBUFFERED=1
 FULL=/tmp/omnirt_full_ckpt
 FIX=/tmp/omnirt_full_fixtures
 left() { echo $((BUDGET_S - SECONDS)); }
-# SKIP="e2e torch parity_cmd" leaves those steps out (a shorter mid-session run).
+# SKIP="e2e torch parity_cmd engines llm_parity" leaves those steps out (a shorter mid-session
+# run); MICRO_FILTER narrows the final micro-benchmarks.
 skip() { [[ " ${SKIP:-} " == *" $1 "* ]]; }
 step() { echo; echo "=== $1 (t=${SECONDS}s)"; }
 
@@ -39,7 +40,9 @@ for pdl in "" "--no-pdl"; do
 done
 # Quantized weights, when this build has them (issue #8).
 if "$BUILD/omnirt" bench llm --help 2>&1 | grep -q -- "--weights"; then
-  for wq in int4 int4-g128 nvfp4 "int4 --quant-lm-head" "nvfp4 --quant-lm-head"; do
+  WQ="int4 int4-g128 nvfp4"
+  "$BUILD/omnirt" bench llm --help 2>&1 | grep -q fp8 && WQ="$WQ fp8"
+  for wq in $WQ "int4 --quant-lm-head" "nvfp4 --quant-lm-head"; do
     set -- $wq; tag=$1${2:+_qlm}
     echo "weights $wq:"; "$BUILD/omnirt" bench llm --random-tinyllama --prompt-len 577 --new-tokens 86 \
       --dtype fp16 --weights $wq --runs 20 --json "$OUT/bench_llm_$tag.json" 2>&1 | grep -E "p50|tokens/s|rror"
@@ -53,6 +56,23 @@ for cfg in "fp16 fp16" "bf16 bf16" "fp16 fp32" "fp16 fp32 --tf32" "fp32 fp32 --t
   echo "backbone $1 heads $2 ${3:-}: $("$BUILD/omnirt" bench vision --model "$FULL" --device cuda --dtype "$1" \
     --heads-dtype "$2" ${3:-} --runs 20 --json "$OUT/bench_vision_${1}_${2}${3:+_tf32}.json" 2>/dev/null | grep 'vision frame')"
 done
+
+if "$BUILD/omnirt" bench vision --help 2>&1 | grep -q fp8-compare; then
+  echo "backbone fp8 (calibrated on the bench frame) heads fp16:"
+  "$BUILD/omnirt" bench vision --model "$FULL" --device cuda --dtype fp8 --heads-dtype fp16 --runs 20 \
+    --fp8-compare --json "$OUT/bench_vision_fp8_fp16.json" 2>&1 | grep -E "vision frame|fp8|FP8|rel|rror" | head -12
+fi
+
+step "engine folders (omnirt build, then load + bench from the folder)"
+if ! skip engines && [ "$(left)" -gt 300 ]; then
+  for prec in int4-g128 nvfp4; do
+    "$BUILD/omnirt" build --help 2>&1 | grep -q "$prec" || [ "$prec" = int4-g128 ] || continue
+    /usr/bin/time -f "build $prec: %e s wall, %M KB max RSS" "$BUILD/omnirt" build "$FULL" --out "/tmp/eng_$prec" \
+      --llm "$prec" > "$OUT/build_$prec.log" 2>&1; echo "build $prec rc=$?"; tail -4 "$OUT/build_$prec.log"
+    "$BUILD/omnirt" bench llm --model "/tmp/eng_$prec" --device cuda --dtype fp16 --prompt-len 577 --new-tokens 86 \
+      --runs 10 --json "$OUT/bench_llm_folder_$prec.json" 2>&1 | grep -E "load|p50|rror" | head -8
+  done
+fi
 
 step "bench e2e (sample scene, full random model)"
 ! skip e2e && [ "$(left)" -gt 200 ] && "$BUILD/omnirt" bench e2e --model "$FULL" --device cuda --runs 2 --warmup 1 \
@@ -68,11 +88,13 @@ if [ "$(left)" -gt 100 ]; then
   timeout $(( $(left) - 30 )) python3 python/make_fixtures.py --ckpt "$FULL" --device cuda --out "$FIX" \
     > "$OUT/full_fixtures.log" 2>&1; echo "fixtures rc=$?"
   export OMNIRT_PARITY_CKPT=$FULL OMNIRT_PARITY_FIXTURES=$FIX
-  timeout 90 "$BUILD/tests/test_vision" --gtest_filter='VisionParity.CudaFp32HeadsOnReferenceInputs:VisionParity.CudaFp32MatchesReferenceTwoFrames:VisionParity.CudaFullHalf*' \
-    > "$OUT/full_parity_vision.log" 2>&1; echo "vision heads parity rc=$?"
-  grep -E "rel. error|per layer|own f32 vs f64|expected from|unmatched|tie swaps|ill-conditioned|OK \]|FAILED \]" "$OUT/full_parity_vision.log" | head -60
-  timeout 150 "$BUILD/tests/test_llm_engine" --gtest_filter='Frames/LlmFixture*' > "$OUT/full_parity_llm.log" 2>&1
-  echo "llm parity rc=$?"; grep -E "rel|OK \]|FAILED \]|Failure" "$OUT/full_parity_llm.log" | head -20
+  timeout 150 "$BUILD/tests/test_vision" --gtest_filter='VisionParity.Cuda*:VisionParityCriterion.*' \
+    > "$OUT/full_parity_vision.log" 2>&1; echo "vision parity rc=$?"
+  grep -E "rel. error|per layer|own f32 vs f64|expected from|unmatched|tie swaps|ill-conditioned|drift|criterion|OK \]|FAILED \]" "$OUT/full_parity_vision.log" | cut -c1-200 | head -90
+  if ! skip llm_parity; then
+    timeout 150 "$BUILD/tests/test_llm_engine" --gtest_filter='Frames/LlmFixture*' > "$OUT/full_parity_llm.log" 2>&1
+    echo "llm parity rc=$?"; grep -E "rel|OK \]|FAILED \]|Failure" "$OUT/full_parity_llm.log" | head -20
+  fi
 fi
 step "omnirt parity (drift over precisions, sample scene, full random model)"
 if ! skip parity_cmd && [ "$(left)" -gt 90 ]; then
@@ -83,7 +105,7 @@ if ! skip parity_cmd && [ "$(left)" -gt 90 ]; then
 fi
 step "decode micro-benchmarks (last: they take long)"
 if [ "$(left)" -gt 40 ]; then
-  timeout $(( $(left) - 10 )) "$BUILD/bench/bench_ops" --benchmark_filter='^decode/|^quant_gemv/.*/pdl|^vit/' \
+  timeout $(( $(left) - 10 )) "$BUILD/bench/bench_ops" --benchmark_filter="${MICRO_FILTER:-^decode/|^quant_gemv/.*/pdl|^vit/}" \
     --benchmark_min_time=0.05 > "$OUT/bench_ops_llm.log" 2>&1
   grep -E "^[a-z_0-9]+/" "$OUT/bench_ops_llm.log" | awk '{print $1, $2, $3}' | head -90
 fi
