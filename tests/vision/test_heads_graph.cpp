@@ -8,6 +8,8 @@
 #include <cstring>
 #include <memory>
 #include <random>
+#include <utility>
+#include <vector>
 
 #include "common/test_util.h"
 #include "core/error.h"
@@ -45,7 +47,7 @@ FrameGeometry geometry(const SafetensorsFile& f, int cams) {
 // The tiny checkpoint with one decoder head (head_dim 32 instead of 8): the CUDA attention
 // kernels support 32/64/128, and only then can the decoders be captured (head_dim 8 runs the
 // CPU fallback, which copies to the host). The weights do not depend on the head count.
-std::unique_ptr<VisionEngine> tiny_engine_hd32(DType dtype, bool graphs) {
+std::unique_ptr<VisionEngine> tiny_engine_hd32(DType dtype, bool graphs, bool concurrent = false) {
   const std::string dir = kData + "/tiny_ckpt";
   VisionConfig cfg = VisionConfig::from_file(dir + "/config.json");
   cfg.dec_heads = 1;
@@ -55,6 +57,7 @@ std::unique_ptr<VisionEngine> tiny_engine_hd32(DType dtype, bool graphs) {
   opt.backbone_dtype = dtype;
   opt.heads_dtype = dtype;
   opt.heads_cuda_graphs = graphs;
+  opt.heads_concurrent_decoders = concurrent;
   return std::make_unique<VisionEngine>(
       cfg, [file](const std::string& n) { return file->get(n); }, opt);
 }
@@ -98,9 +101,12 @@ double rel_err(const Tensor& a, const Tensor& b) { return omnirt::testing::rel_e
 
 TEST(HeadsGraph, ReplayMatchesEagerLaunches) {
   OMNIRT_REQUIRE_CUDA();
-  for (DType dt : {DType::F32, DType::F16}) {
-    const std::string name(dtype_name(dt));
-    auto graphed = tiny_engine_hd32(dt, true);
+  // Also with the box and lane graphs replayed concurrently on two streams (experimental).
+  for (const auto& [dt, concurrent] : std::vector<std::pair<DType, bool>>{
+           {DType::F32, false}, {DType::F16, false}, {DType::F32, true}, {DType::F16, true}}) {
+    const std::string name =
+        std::string(dtype_name(dt)) + (concurrent ? " concurrent decoders" : "");
+    auto graphed = tiny_engine_hd32(dt, true, concurrent);
     auto eager = tiny_engine_hd32(dt, false);
     const std::vector<Frame> frames = frame_sequence(graphed->config());
     // Identical kernels on identical inputs: the results agree to the last bits (the

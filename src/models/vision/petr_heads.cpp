@@ -399,7 +399,8 @@ struct PetrHeads::SegmentIO {
   Tensor dec_l_last;  // [ne + n11, d]
   Tensor box_out;     // F32 [L*nd*classes + L*nd*code_size], branch_outputs()
   Tensor lane_out;    // F32 [L*n11 + L*n11*ptsz]
-  Tensor box_tokens, ego_token;  // heads' dtype, read by lane_segment()
+  Tensor box_tokens, ego_token;  // heads' dtype, read by assemble_tokens()
+  Tensor lane_tokens;
   Tensor tokens_out;  // F32 [2 ne + 1, out_dims], the vision tokens
 };
 
@@ -420,6 +421,22 @@ struct PetrHeads::CudaState {
   // The graphs use the capturing thread's cuBLASLt and attention workspaces (kept per thread
   // and stream): a frame on another thread runs eagerly and captures its own graphs.
   std::thread::id graph_thread;
+  bool graphs_two_streams = false;  // how the graphs were captured (set_concurrent_decoders)
+  // The second stream of set_concurrent_decoders (created on first use) and its fork/join events.
+  cudaStream_t lane_stream = nullptr;
+  cudaEvent_t fork_event = nullptr, join_event = nullptr;
+
+  void ensure_lane_stream() {
+    if (lane_stream != nullptr) return;
+    OMNIRT_CUDA_CHECK(cudaStreamCreateWithFlags(&lane_stream, cudaStreamNonBlocking));
+    OMNIRT_CUDA_CHECK(cudaEventCreateWithFlags(&fork_event, cudaEventDisableTiming));
+    OMNIRT_CUDA_CHECK(cudaEventCreateWithFlags(&join_event, cudaEventDisableTiming));
+  }
+  // `to` waits for the work queued so far on `from` (event record + wait; no host sync).
+  static void order(cudaEvent_t e, cudaStream_t from, cudaStream_t to) {
+    OMNIRT_CUDA_CHECK(cudaEventRecord(e, from));
+    OMNIRT_CUDA_CHECK(cudaStreamWaitEvent(to, e, 0));
+  }
 
   CudaState() { OMNIRT_CUDA_CHECK(cudaEventCreateWithFlags(&staged_copied, cudaEventDisableTiming)); }
   ~CudaState() {
@@ -428,6 +445,12 @@ struct PetrHeads::CudaState {
     if (staged_copied != nullptr) {
       (void)cudaEventSynchronize(staged_copied);
       (void)cudaEventDestroy(staged_copied);
+    }
+    if (lane_stream != nullptr) {
+      (void)cudaStreamSynchronize(lane_stream);
+      (void)cudaStreamDestroy(lane_stream);
+      (void)cudaEventDestroy(fork_event);
+      (void)cudaEventDestroy(join_event);
     }
   }
 };
@@ -701,8 +724,8 @@ void PetrHeads::box_segment() {
   StageTimer::mark("heads: box tokens + ego token");
 }
 
-// The lane head's device work (VLM + one2one queries) and the 513 vision tokens.
-void PetrHeads::lane_segment() {
+// The lane head's device work (VLM + one2one queries) and, with_tokens, the 513 vision tokens.
+void PetrHeads::lane_segment(bool with_tokens) {
   const VisionConfig& c = cfg_;
   const int64_t ne = c.num_extra, n11 = c.num_lane_one2one;
   SegmentIO& io = *io_;
@@ -720,17 +743,22 @@ void PetrHeads::lane_segment() {
   const Tensor lane_cls = branch_cls(lane_cls_lin_, lane_cls_ln_, lane_dq);
   const Tensor lane_reg = branch_reg(lane_reg_lin_, lane_dq);
   io.lane_out = branch_outputs(lane_cls, lane_reg, lane_reference_inv_dev_, 3 * c.n_control);
-  Tensor lane_tokens = lane_out_proj_(dec_l.back().slice(0, 0, ne));
+  io.lane_tokens = lane_out_proj_(dec_l.back().slice(0, 0, ne));
   io.dec_l_last = dec_l.back();
+  if (with_tokens) assemble_tokens();
+  StageTimer::mark("heads: lane head");
+}
+
+void PetrHeads::assemble_tokens() {
+  SegmentIO& io = *io_;
   // 513 vision tokens [box | ego | lane], F32.
-  Tensor tokens_out = cat_rows(cat_rows(io.box_tokens, io.ego_token), lane_tokens);
+  Tensor tokens_out = cat_rows(cat_rows(io.box_tokens, io.ego_token), io.lane_tokens);
   if (tokens_out.dtype() != DType::F32) {
     Tensor f = Tensor::empty(tokens_out.shape(), DType::F32, device_);
     ops::cast(tokens_out, f);
     tokens_out = f;
   }
   io.tokens_out = tokens_out;
-  StageTimer::mark("heads: lane head");
 }
 
 HeadsOutput PetrHeads::forward(const Tensor& backbone, const FrameGeometry& geo, VisionState& st) {
@@ -955,9 +983,17 @@ HeadsOutput PetrHeads::forward(const Tensor& backbone, const FrameGeometry& geo,
   StageTimer::mark("heads: memory alignment (host)");
 
   // ---- the device work: box head, then lane head + tokens ----------------------------------
-  bool replay = false;
+  bool replay = false, two_streams = false;
 #ifdef OMNIRT_WITH_CUDA
-  if (cuda_ && cuda_->box_graph.ready() && cuda_->graph_thread != std::this_thread::get_id()) {
+  cudaStream_t heads_stream = nullptr;
+  if (cuda_) {
+    heads_stream = omnirt::cuda::current_stream();
+    two_streams = concurrent_ && use_graphs_ && !cuda_->graph_failed && graph_capable();
+    if (two_streams) cuda_->ensure_lane_stream();
+  }
+  if (cuda_ && cuda_->box_graph.ready() &&
+      (cuda_->graph_thread != std::this_thread::get_id() ||
+       cuda_->graphs_two_streams != two_streams)) {
     cuda_->box_graph.reset();
     cuda_->lane_graph.reset();
     cuda_->eager_frames = 0;
@@ -965,14 +1001,20 @@ HeadsOutput PetrHeads::forward(const Tensor& backbone, const FrameGeometry& geo,
   if (cuda_ && use_graphs_ && !cuda_->graph_failed && cuda_->eager_frames >= 1 && graph_capable()) {
     if (!cuda_->box_graph.ready() || !cuda_->lane_graph.ready()) {
       cuda_->graph_thread = std::this_thread::get_id();
+      cuda_->graphs_two_streams = two_streams;
       try {
         StageTimer::Pause no_marks;  // an event record would become part of the graph
         GraphMemoryPool::Scope graph_memory(cuda_->pool);
         cuda_->box_graph.capture([&] { box_segment(); });
-        cuda_->lane_graph.capture([&] { lane_segment(); });
+        if (two_streams) {  // captured with the lane stream's workspaces (primed eagerly)
+          omnirt::cuda::StreamGuard on_lane(cuda_->lane_stream);
+          cuda_->lane_graph.capture([&] { lane_segment(false); });
+        } else {
+          cuda_->lane_graph.capture([&] { lane_segment(true); });
+        }
         LOG_INFO("vision heads: captured CUDA graphs (", cuda_->box_graph.nodes(), " + ",
                  cuda_->lane_graph.nodes(), " nodes, ", cuda_->pool.bytes() >> 20,
-                 " MiB of graph memory)");
+                 " MiB of graph memory", two_streams ? ", box and lane on two streams" : "", ")");
       } catch (const std::exception& e) {
         cuda_->box_graph.reset();
         cuda_->lane_graph.reset();
@@ -982,6 +1024,7 @@ HeadsOutput PetrHeads::forward(const Tensor& backbone, const FrameGeometry& geo,
     }
     replay = cuda_->box_graph.ready() && cuda_->lane_graph.ready();
   }
+  if (!replay && cuda_ && cuda_->graph_failed) two_streams = false;
 #endif
   cuda::AsyncDownload *box_copy = nullptr, *lane_copy = nullptr;
 #ifdef OMNIRT_WITH_CUDA
@@ -990,7 +1033,21 @@ HeadsOutput PetrHeads::forward(const Tensor& backbone, const FrameGeometry& geo,
   // On CUDA the box outputs are copied to the host while the lane head runs, so that the host
   // decodes the boxes and updates the box memory meanwhile.
 #ifdef OMNIRT_WITH_CUDA
-  if (replay) {
+  if (replay && two_streams) {
+    // The lane graph waits only for this frame's inputs, not for the box graph.
+    CudaState::order(cuda_->fork_event, heads_stream, cuda_->lane_stream);
+    cuda_->box_graph.launch();
+    box_copy->start(io.box_out);
+    {
+      omnirt::cuda::StreamGuard on_lane(cuda_->lane_stream);
+      cuda_->lane_graph.launch();
+      lane_copy->start(io.lane_out);
+    }
+    CudaState::order(cuda_->join_event, cuda_->lane_stream, heads_stream);
+    assemble_tokens();  // fresh tensor: no copy needed below
+    StageTimer::mark("heads: box + lane heads (concurrent CUDA graphs)");
+    ++cuda_->replays;
+  } else if (replay) {
     cuda_->box_graph.launch();
     box_copy->start(io.box_out);
     StageTimer::mark("heads: box head (CUDA graph)");
@@ -1004,15 +1061,34 @@ HeadsOutput PetrHeads::forward(const Tensor& backbone, const FrameGeometry& geo,
     box_segment();
 #ifdef OMNIRT_WITH_CUDA
     if (box_copy) box_copy->start(io.box_out);
+    if (two_streams) {
+      // Eagerly the two segments run one after the other (the shared allocator's blocks are
+      // reused in host order, which is only safe in stream order); the lane one on the lane
+      // stream, so that its cuBLASLt and attention workspaces exist before its capture.
+      CudaState::order(cuda_->fork_event, heads_stream, cuda_->lane_stream);
+      {
+        omnirt::cuda::StreamGuard on_lane(cuda_->lane_stream);
+        lane_segment(false);
+        lane_copy->start(io.lane_out);
+      }
+      CudaState::order(cuda_->join_event, cuda_->lane_stream, heads_stream);
+      assemble_tokens();
+    } else
 #endif
-    lane_segment();
+    {
+      lane_segment(true);
 #ifdef OMNIRT_WITH_CUDA
-    if (lane_copy) lane_copy->start(io.lane_out);
+      if (lane_copy) lane_copy->start(io.lane_out);
+#endif
+    }
+#ifdef OMNIRT_WITH_CUDA
     if (cuda_) ++cuda_->eager_frames;
 #endif
   }
-  // The caller keeps the tokens; with graphs the buffer is rewritten by the next frame.
-  out.vision_tokens = (replay ? io.tokens_out.clone() : io.tokens_out).reshape({1, 2 * ne + 1, c.out_dims});
+  // The caller keeps the tokens; a graph's buffer is rewritten by the next frame.
+  const bool tokens_in_graph = replay && !two_streams;
+  out.vision_tokens =
+      (tokens_in_graph ? io.tokens_out.clone() : io.tokens_out).reshape({1, 2 * ne + 1, c.out_dims});
 
   // ---- boxes: outputs to the host, decoding, memory update (host) ---------------------------
   // (On CUDA the lane head is still running while the host does this.)

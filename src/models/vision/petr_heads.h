@@ -149,6 +149,12 @@ class PetrHeads {
   // Graphs are not used when a decoder attention needs the CPU fallback (head_dim other than
   // 32/64/128, or OMNIRT_DEBUG_HEADS_CPU_ATTENTION). Ignored on the CPU.
   void set_cuda_graphs(bool on) { use_graphs_ = on; }
+  // CUDA, with graphs (experimental, off by default): replay the box and lane graphs on two
+  // streams at once (they depend only on the frame's inputs), so that each decoder's small
+  // kernels and its attention's last partial wave overlap the other's. The eager frames run the
+  // two segments one after the other (the lane one on the second stream, which sets up its
+  // workspaces). The 513 tokens are then concatenated after both, outside the graphs.
+  void set_concurrent_decoders(bool on) { concurrent_ = on; }
   // How many frames replayed the graphs so far, and the graphs' total node count (0 = none).
   int64_t graph_replays() const;
   size_t graph_nodes() const;
@@ -193,11 +199,13 @@ class PetrHeads {
   struct SegmentIO;
   struct CudaState;    // CUDA: stream, staging, downloads, graphs and their memory
   void box_segment();
-  void lane_segment();
+  void lane_segment(bool with_tokens);
+  void assemble_tokens();  // io_'s box, ego and lane tokens -> io_.tokens_out (F32)
   bool graph_capable() const;  // no segment op needs the host (CPU attention fallback)
   std::shared_ptr<CudaState> cuda_;  // before io_: io_'s tensors die first (graph memory)
   std::shared_ptr<SegmentIO> io_;
   bool use_graphs_ = true;
+  bool concurrent_ = false;
   VisionConfig cfg_;
   Device device_;
   DType dtype_;

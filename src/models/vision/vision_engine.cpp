@@ -17,6 +17,7 @@ VisionEngine::VisionEngine(const VisionConfig& cfg, const WeightGetter& get,
            opt.fp8_calibration ? &*opt.fp8_calibration : nullptr),
       heads_(cfg, get, opt.device, opt.tf32, opt.heads_dtype) {
   heads_.set_cuda_graphs(opt.heads_cuda_graphs);
+  heads_.set_concurrent_decoders(opt.heads_concurrent_decoders);
 }
 
 namespace {

@@ -28,6 +28,9 @@ struct VisionEngineOptions {
   // CUDA: replay the heads' device work from CUDA graphs from the second frame on (see
   // PetrHeads::set_cuda_graphs; docs/vision_engine.md "CUDA graphs").
   bool heads_cuda_graphs = true;
+  // CUDA, with heads_cuda_graphs (experimental, off by default): replay the box and lane
+  // decoders' graphs concurrently on two streams (PetrHeads::set_concurrent_decoders).
+  bool heads_concurrent_decoders = false;
   // The FP8 backbone's activation scales, required with backbone_dtype F8E4M3 (an error says so
   // when missing). Made by VisionEngine::calibrate_fp8 / vision::calibrate_fp8 on frames of the
   // caller's choosing, or read with Fp8Calibration::load from a file save() wrote. Not looked up
