@@ -526,7 +526,7 @@ void bench_qkv_heads(benchmark::State& state, DType dtype, int window, bool fuse
 // Codes are random bytes (every nibble value occurs), scales random but sane; the weights rotate
 // through >= 256 MB of copies like bench_gemv. GB/s counts codes + scales.
 void bench_quant_gemv(benchmark::State& state, GemvShape s, omnirt::llm::decode::WeightFormat fmt,
-                      int64_t group, bool pdl) {
+                      int64_t group, bool pdl, int max_blocks = 0) {
   using omnirt::llm::decode::WeightFormat;
   std::mt19937_64 rng(5);
   const size_t code_bytes = static_cast<size_t>(s.n * s.k / 2);
@@ -572,6 +572,7 @@ void bench_quant_gemv(benchmark::State& state, GemvShape s, omnirt::llm::decode:
   a.y = y.raw();
   a.codes = codes.data<uint8_t>();
   a.scales = scales.raw();
+  a.max_blocks = max_blocks;
   if (!omnirt::llm::decode::quant_gemv_vectorized(a)) {
     state.SkipWithError("quant_gemv would take the scalar path");
     return;
@@ -640,7 +641,12 @@ void register_all() {
     for (const auto& f : formats) {
       const std::string name = std::string("quant_gemv/") + s.name + "/" + std::to_string(s.n) +
                                "x" + std::to_string(s.k) + "/" + f.name + "/pdl/graph";
-      benchmark::RegisterBenchmark(name.c_str(), bench_quant_gemv, s, f.fmt, f.group, true)
+      benchmark::RegisterBenchmark(name.c_str(), bench_quant_gemv, s, f.fmt, f.group, true, 0)
+          ->UseManualTime()
+          ->Unit(benchmark::kMicrosecond);
+      // The earlier grid: capped at the blocks resident at once (2 per SM on the H200's 132).
+      benchmark::RegisterBenchmark((name + "_capped264").c_str(), bench_quant_gemv, s, f.fmt,
+                                   f.group, true, 264)
           ->UseManualTime()
           ->Unit(benchmark::kMicrosecond);
     }
