@@ -57,6 +57,13 @@ for cfg in "fp16 fp16" "bf16 bf16" "fp16 fp32" "fp16 fp32 --tf32" "fp32 fp32 --t
     --heads-dtype "$2" ${3:-} --runs 20 --json "$OUT/bench_vision_${1}_${2}${3:+_tf32}.json" 2>/dev/null | grep 'vision frame')"
 done
 
+if "$BUILD/omnirt" bench vision --help 2>&1 | grep -q heads-concurrent; then
+  echo "backbone fp16 heads fp16 --heads-concurrent: $("$BUILD/omnirt" bench vision --model "$FULL" --device cuda \
+    --dtype fp16 --heads-dtype fp16 --heads-concurrent --runs 20 2>/dev/null | grep 'vision frame')"
+fi
+echo "tf32 stage breakdown:"
+"$BUILD/omnirt" bench vision --model "$FULL" --device cuda --dtype fp32 --heads-dtype fp32 --tf32 --runs 10 --stages \
+  2>&1 | tee "$OUT/bench_vision_stages_tf32.log" | grep -E "^\| (backbone|heads|sum)|frame \(p50" | head -16
 if "$BUILD/omnirt" bench vision --help 2>&1 | grep -q fp8-compare; then
   echo "backbone fp8 (calibrated on the bench frame) heads fp16:"
   "$BUILD/omnirt" bench vision --model "$FULL" --device cuda --dtype fp8 --heads-dtype fp16 --runs 20 \
