@@ -16,7 +16,7 @@ export PYTHONPATH="$ROOT/python" PYTHONUNBUFFERED=1
 FULL=/tmp/omnirt_full_ckpt
 FIX=/tmp/omnirt_full_fixtures
 left() { echo $((BUDGET_S - SECONDS)); }
-# SKIP="e2e torch parity_cmd engines llm_parity" leaves those steps out (a shorter mid-session
+# SKIP="e2e torch parity_cmd engines full_parity llm_parity" leaves those steps out (a shorter mid-session
 # run); MICRO_FILTER narrows the final micro-benchmarks.
 skip() { [[ " ${SKIP:-} " == *" $1 "* ]]; }
 step() { echo; echo "=== $1 (t=${SECONDS}s)"; }
@@ -91,7 +91,7 @@ TB=""; for c in shared/bench/torch_baseline.py .cache/torch_baseline.py; do [ -f
   python3 "$TB" > "$OUT/torch_baseline.jsonl" 2>&1; echo "torch rc=$?"; cut -c1-160 "$OUT/torch_baseline.jsonl" | tail -12
 
 step "full-size parity"
-if [ "$(left)" -gt 100 ]; then
+if ! skip full_parity && [ "$(left)" -gt 100 ]; then
   timeout $(( $(left) - 30 )) python3 python/make_fixtures.py --ckpt "$FULL" --device cuda --out "$FIX" \
     > "$OUT/full_fixtures.log" 2>&1; echo "fixtures rc=$?"
   export OMNIRT_PARITY_CKPT=$FULL OMNIRT_PARITY_FIXTURES=$FIX
