@@ -18,6 +18,7 @@
 #include "models/llm/tokenizer.h"
 #include "quant/awq.h"
 #include "quant/int4.h"
+#include "quant/llm_quant.h"
 
 namespace omnirt::quant {
 namespace fs = std::filesystem;
@@ -218,6 +219,45 @@ std::map<std::string, AwqModule> awq_quantise_checkpoint(const fs::path& src,
   return out;
 }
 
+
+// NVFP4 (quant/nvfp4.h): quantises the checkpoint's float32 decoder linears exactly as
+// quantize_llama_weights does at load (the fused q/k/v and gate/up matrices, one global scale
+// each), then splits the fused codes and block scales back into the checkpoint's modules. Each
+// module of a fused matrix records that matrix's global scale, so loading concatenates the rows
+// and gets the very codes, scales and global scale of load-time quantisation (bit-identical
+// logits), with no conversion. Returns module -> {qweight, scales, global_scale}.
+struct Nvfp4Module {
+  Tensor qweight, scales, global_scale;
+};
+std::map<std::string, Nvfp4Module> nvfp4_quantise_checkpoint(const fs::path& src,
+                                                             const SafetensorsFile& llm_file) {
+  const llm::LlamaConfig cfg = llm::LlamaConfig::from_folder(src.string());
+  llm::LlamaWeights w = llm::load_llama_weights(
+      cfg, [&](const std::string& n) { return llm_file.contains(n) ? llm_file.get(n) : Tensor(); },
+      Device::CPU, DType::F32, llm_file.path());
+  quantize_llama_weights(w, "nvfp4");
+  auto rows = [](const llm::QuantLinear& q, int64_t begin, int64_t end) {
+    Tensor g = Tensor::empty({1}, DType::F32);
+    g.data<float>()[0] = q.global_scale;
+    return Nvfp4Module{q.codes.slice(0, begin, end).clone(), q.scales.slice(0, begin, end).clone(),
+                       g};
+  };
+  std::map<std::string, Nvfp4Module> out;
+  const int64_t qd = cfg.q_dim(), kvd = cfg.kv_dim(), I = cfg.intermediate_size;
+  for (int64_t l = 0; l < cfg.num_hidden_layers; ++l) {
+    const std::string p = "model.layers." + std::to_string(l) + ".";
+    const llm::LlamaLayerWeights& lw = w.layers[static_cast<size_t>(l)];
+    out[p + "self_attn.q_proj"] = rows(lw.q_wqkv, 0, qd);
+    out[p + "self_attn.k_proj"] = rows(lw.q_wqkv, qd, qd + kvd);
+    out[p + "self_attn.v_proj"] = rows(lw.q_wqkv, qd + kvd, qd + 2 * kvd);
+    out[p + "self_attn.o_proj"] = rows(lw.q_wo, 0, lw.q_wo.codes.dim(0));
+    out[p + "mlp.gate_proj"] = rows(lw.q_gate_up, 0, I);
+    out[p + "mlp.up_proj"] = rows(lw.q_gate_up, I, 2 * I);
+    out[p + "mlp.down_proj"] = rows(lw.q_down, 0, lw.q_down.codes.dim(0));
+  }
+  return out;
+}
+
 }  // namespace
 
 void parse_llm_precision(const std::string& name_in, int64_t* group_size, bool* awq) {
@@ -227,7 +267,7 @@ void parse_llm_precision(const std::string& name_in, int64_t* group_size, bool* 
       name_in.compare(name_in.size() - awq_suffix.size(), awq_suffix.size(), awq_suffix) == 0;
   const std::string name = is_awq ? name_in.substr(0, name_in.size() - awq_suffix.size()) : name_in;
   int64_t g = 0;
-  bool ok = (is_float_precision(name) && !is_awq) || name == "int4";
+  bool ok = ((is_float_precision(name) || name == "nvfp4") && !is_awq) || name == "int4";
   if (!ok && name.rfind("int4-g", 0) == 0 && name.size() > 6) {
     const std::string digits = name.substr(6);
     ok = digits.find_first_not_of("0123456789") == std::string::npos && digits.size() <= 6;
@@ -235,7 +275,7 @@ void parse_llm_precision(const std::string& name_in, int64_t* group_size, bool* 
     ok = ok && g > 0 && g % 2 == 0;
   }
   OMNIRT_CHECK(ok, "unknown LLM precision \"", name_in,
-               "\": expected fp32, fp16, bf16, int4 (per channel) or int4-g<G> with an even "
+               "\": expected fp32, fp16, bf16, nvfp4, int4 (per channel) or int4-g<G> with an even "
                "group size G, e.g. int4-g128; INT4 may end in -awq (int4-awq, int4-g128-awq)");
   if (group_size) *group_size = g;
   if (awq) *awq = is_awq;
@@ -295,9 +335,18 @@ EngineManifest build_engine(const BuildOptions& opt) {
 
   // LLM weights in the target precision.
   const SafetensorsFile llm = SafetensorsFile::open((src / "llm.safetensors").string());
-  const bool int4 = !is_float_precision(opt.llm_precision);
-  const DType other = int4 ? DType::F16 : float_precision_dtype(opt.llm_precision);
+  const bool nvfp4 = opt.llm_precision == "nvfp4";
+  const bool int4 = !is_float_precision(opt.llm_precision) && !nvfp4;
+  // NVFP4 keeps the tensors it does not quantise (embeddings, norms, lm_head) in the
+  // checkpoint's dtype, unconverted, so the engine equals quantising the checkpoint at load.
+  OMNIRT_CHECK(!nvfp4 || llm.contains("model.embed_tokens.weight"), src.string(),
+               "/llm.safetensors has no model.embed_tokens.weight");
+  const DType other = nvfp4 ? llm.info("model.embed_tokens.weight").dtype
+                      : int4 ? DType::F16
+                             : float_precision_dtype(opt.llm_precision);
   m.llm_other_dtype = std::string(dtype_name(other));
+  std::map<std::string, Nvfp4Module> nvfp4_modules;
+  if (nvfp4) nvfp4_modules = nvfp4_quantise_checkpoint(src, llm);
   std::map<std::string, AwqModule> awq_modules;
   if (awq) {
     json calibration;
@@ -309,7 +358,18 @@ EngineManifest build_engine(const BuildOptions& opt) {
   for (const auto& name : llm.names()) {
     const auto& info = llm.info(name);
     const Tensor t = llm.get(name);
-    if (int4 && is_quantised_linear(name, info) && awq) {
+    if (nvfp4 && is_quantised_linear(name, info)) {
+      const std::string module = name.substr(0, name.size() - std::string(".weight").size());
+      const auto it = nvfp4_modules.find(module);
+      OMNIRT_CHECK(it != nvfp4_modules.end(), "llm.safetensors: ", name,
+                   " looks like a decoder linear but is not one of the model's q/k/v/o, "
+                   "gate/up/down projections; NVFP4 cannot quantise it");
+      tensors.emplace_back(module + ".qweight", it->second.qweight);
+      tensors.emplace_back(module + ".scales", it->second.scales);
+      tensors.emplace_back(module + ".global_scale", it->second.global_scale);
+    } else if (nvfp4) {
+      tensors.emplace_back(name, t);
+    } else if (int4 && is_quantised_linear(name, info) && awq) {
       const std::string module = name.substr(0, name.size() - std::string(".weight").size());
       const auto it = awq_modules.find(module);
       OMNIRT_CHECK(it != awq_modules.end(), "llm.safetensors: ", name,

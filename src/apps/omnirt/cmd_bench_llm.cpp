@@ -18,6 +18,7 @@
 #include <string>
 #include <fstream>
 
+#include <filesystem>
 #include <nlohmann/json.hpp>
 
 #include "core/version.h"
@@ -109,6 +110,21 @@ int run_bench(const Options& o) {
     engine = llm::LlmEngine::from_folder(o.model, eo);
   }
   const double load_ms = ms_since(t_load);
+  // Bytes of LLM weight files the load read (0 for random weights): an omnirt checkpoint or engine
+  // folder's llm.safetensors, else (a Hugging Face folder) every *.safetensors in it.
+  uint64_t load_bytes = 0;
+  if (!o.random_tinyllama) {
+    namespace fs = std::filesystem;
+    const fs::path llm_file = fs::path(o.model) / "llm.safetensors";
+    if (fs::exists(llm_file)) {
+      load_bytes = fs::file_size(llm_file);
+    } else {
+      for (const auto& e : fs::directory_iterator(o.model))
+        if (e.is_regular_file() && e.path().extension() == ".safetensors")
+          load_bytes += e.file_size();
+    }
+  }
+  const double load_ms_per_gb = load_bytes > 0 ? load_ms / (load_bytes / 1e9) : 0.0;
   OMNIRT_CHECK(o.prompt_len + o.new_tokens <= engine->max_context(), "--prompt-len ",
                o.prompt_len, " + --new-tokens ", o.new_tokens, " exceed the context of ",
                engine->max_context());
@@ -186,6 +202,9 @@ int run_bench(const Options& o) {
               eo.device == Device::CPU ? "n/a" : eo.cuda_graph ? "on" : "off",
               eo.device == Device::CPU ? "n/a" : pdl ? "on" : "off",
               static_cast<long long>(o.prompt_len), o.new_tokens, o.runs, o.warmup, load_ms);
+  if (load_bytes > 0)
+    std::printf("  load %.1f ms for %.1f MB of LLM weight files: %.0f ms per GB\n", load_ms,
+                load_bytes / 1e6, load_ms_per_gb);
   row("TTFT", ttft);
   row("TPOT (streamed)", tpot);
   row("TPOT (pipelined)", tpot_pipe);
@@ -224,6 +243,9 @@ int run_bench(const Options& o) {
     j["tpot"] = stats(tpot);
     j["tpot_pipelined"] = stats(tpot_pipe);
     j["overall"] = stats(overall);
+    j["load_ms"] = load_ms;
+    j["load_bytes"] = load_bytes;
+    j["load_ms_per_gb"] = load_ms_per_gb;
     j["tokens_per_s"] = tps;
     j["decode_floor_ms"] = floor_ms;
     j["decode_bytes_per_step"] = step_bytes;

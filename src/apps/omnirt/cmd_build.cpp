@@ -1,4 +1,4 @@
-// `omnirt build MODEL_DIR --out ENGINE_DIR --llm int4|int4-g128|int4-g128-awq|fp16|bf16|fp32
+// `omnirt build MODEL_DIR --out ENGINE_DIR --llm int4|int4-g128|int4-g128-awq|nvfp4|fp16|bf16|fp32
 // [--arch sm_90] [--awq-grid 20]`:
 // a checkpoint folder -> an engine folder (quant/engine.h, docs/engine_format.md).
 #include <cstdio>
@@ -21,7 +21,8 @@ omnirt::cli::Command build_cmd(
                      "LLM weight precision: fp32, fp16, bf16, int4 (per channel), int4-g128 "
                      "(group-wise; int4-g<G> for another even group size); INT4 + '-awq' "
                      "(int4-awq, int4-g128-awq) adds activation-aware scaling calibrated on "
-                     "planning prompts (float32 CPU engine)")
+                     "planning prompts (float32 CPU engine); nvfp4 (E2M1 codes, E4M3 scales per "
+                     "16 weights, one fp32 global scale per matrix)")
           ->capture_default_str();
       sub.add_option("--awq-grid", opt->awq_grid,
                      "AWQ: alpha steps searched over [0, 1] (alpha = i / N, i = 0..N)")

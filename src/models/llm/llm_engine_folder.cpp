@@ -8,32 +8,36 @@
 #include "models/llm/llm_engine.h"
 #include "quant/engine.h"
 #include "quant/llm_quant.h"
+#include "quant/nvfp4_engine.h"
 
 namespace omnirt::llm {
 
 std::unique_ptr<LlmEngine> LlmEngine::from_folder(const std::string& dir,
                                                   const LlmEngineOptions& options) {
   const LlamaConfig cfg = LlamaConfig::from_folder(dir);
-  // An `omnirt build` engine folder (manifest.json): validated first; INT4 engines load their
-  // quantised linears as they are (quant/llm_quant.h).
+  // An `omnirt build` engine folder (manifest.json): validated first; INT4
+  // and NVFP4 engines load their quantised linears as they are (quant/llm_quant.h,
+  // quant/nvfp4_engine.h).
   if (std::filesystem::exists(std::filesystem::path(dir) / "manifest.json")) {
     quant::RuntimeCaps caps;
     caps.device = options.device;
     if (options.device == Device::CUDA) caps.compute_capability = cuda_compute_capability();
     const quant::EngineManifest m = quant::load_engine_manifest(dir, caps);
-    if (m.llm_precision.rfind("int4", 0) == 0) {
+    const bool nvfp4 = m.llm_precision == "nvfp4";
+    if (m.llm_precision.rfind("int4", 0) == 0 || nvfp4) {
       OMNIRT_CHECK(options.weight_format.empty() || options.weight_format == "fp" ||
                        options.weight_format == m.llm_precision,
                    "engine ", dir, " holds ", m.llm_precision,
                    " LLM weights; it cannot be re-quantised to ", options.weight_format);
       const WeightStore store =
           WeightStore::open((std::filesystem::path(dir) / "llm.safetensors").string());
-      LlamaWeights w = quant::load_int4_engine_weights(
-          cfg,
-          [&store](const std::string& name) {
-            return store.contains(name) ? store.get(name) : Tensor();
-          },
-          options.device, options.dtype, m.llm_precision, dir);
+      const TensorLookup lookup = [&store](const std::string& name) {
+        return store.contains(name) ? store.get(name) : Tensor();
+      };
+      LlamaWeights w =
+          nvfp4 ? quant::load_nvfp4_engine_weights(cfg, lookup, options.device, options.dtype, dir)
+                : quant::load_int4_engine_weights(cfg, lookup, options.device, options.dtype,
+                                                  m.llm_precision, dir);
       LlmEngineOptions o = options;
       o.weight_format.clear();
       return std::make_unique<LlmEngine>(cfg, std::move(w), o);
