@@ -529,8 +529,9 @@ void bench_quant_gemv(benchmark::State& state, GemvShape s, omnirt::llm::decode:
                       int64_t group, bool pdl, int max_blocks = 0) {
   using omnirt::llm::decode::WeightFormat;
   std::mt19937_64 rng(5);
-  const size_t code_bytes = static_cast<size_t>(s.n * s.k / 2);
-  const int64_t g = fmt == WeightFormat::kNvfp4 ? 16 : (group == 0 ? s.k : group);
+  const bool fp8 = fmt == WeightFormat::kFp8;  // E4M3 bytes [N, K], F32 row scales [N]
+  const size_t code_bytes = static_cast<size_t>(fp8 ? s.n * s.k : s.n * s.k / 2);
+  const int64_t g = fmt == WeightFormat::kNvfp4 ? 16 : (group == 0 || fp8 ? s.k : group);
   const size_t scale_bytes =
       static_cast<size_t>(s.n * (s.k / g)) * (fmt == WeightFormat::kNvfp4 ? 1 : 4);
   const size_t stride = (code_bytes + 255) / 256 * 256, sstride = (scale_bytes + 255) / 256 * 256;
@@ -538,6 +539,8 @@ void bench_quant_gemv(benchmark::State& state, GemvShape s, omnirt::llm::decode:
       static_cast<int>(std::max<size_t>(2, (size_t{256} << 20) / (code_bytes + scale_bytes) + 1));
   std::vector<uint8_t> codes_h(code_bytes), scales_h(scale_bytes);
   for (auto& b : codes_h) b = static_cast<uint8_t>(rng());
+  if (fp8)  // no E4M3 NaNs (0x7F / 0xFF)
+    for (auto& b : codes_h) b = (b & 0x7F) == 0x7F ? 0 : b;
   if (fmt == WeightFormat::kNvfp4) {
     for (auto& b : scales_h) b = static_cast<uint8_t>(0x28 + rng() % 24);  // E4M3 0.25 .. 3.75
   } else {
@@ -637,7 +640,8 @@ void register_all() {
       int64_t group;
     } formats[] = {{"int4", WeightFormat::kInt4, 0},
                    {"int4-g128", WeightFormat::kInt4, 128},
-                   {"nvfp4", WeightFormat::kNvfp4, 16}};
+                   {"nvfp4", WeightFormat::kNvfp4, 16},
+                   {"fp8", WeightFormat::kFp8, 0}};
     for (const auto& f : formats) {
       const std::string name = std::string("quant_gemv/") + s.name + "/" + std::to_string(s.n) +
                                "x" + std::to_string(s.k) + "/" + f.name + "/pdl/graph";

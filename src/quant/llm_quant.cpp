@@ -11,6 +11,7 @@
 #include "core/log.h"
 #include "quant/awq.h"
 #include "quant/engine.h"
+#include "quant/fp8_weight.h"
 #include "quant/int4.h"
 #include "quant/nvfp4.h"
 
@@ -20,8 +21,9 @@ llm::QuantFormat parse_weight_format(const std::string& name, int64_t* group_siz
   if (group_size) *group_size = 0;
   if (name == "fp" || name.empty()) return llm::QuantFormat::kNone;
   if (name == "nvfp4") return llm::QuantFormat::kNvfp4;
+  if (name == "fp8") return llm::QuantFormat::kFp8;
   OMNIRT_CHECK(name.rfind("int4", 0) == 0, "unknown weight format \"", name,
-               "\": expected fp, int4, int4-g<G> (G even, e.g. int4-g128) or nvfp4");
+               "\": expected fp, int4, int4-g<G> (G even, e.g. int4-g128), nvfp4 or fp8");
   bool awq = false;
   parse_llm_precision(name, group_size, &awq);  // int4 / int4-g<G>[-awq], throws otherwise
   OMNIRT_CHECK(!awq, "weight format \"", name,
@@ -107,6 +109,12 @@ void quantize_llama_weights(llm::LlamaWeights& w, const std::string& format, boo
           it.codes = std::move(q.qweight);
           it.scales = std::move(q.scales);
           it.group = q.group_size;
+        } else if (fmt == llm::QuantFormat::kFp8) {
+          Fp8Weight q = quantize_fp8_rows(it.host, it.name);
+          it.deq = dequantize_fp8_rows(q.codes, q.scales, it.name);
+          it.codes = std::move(q.codes);
+          it.scales = std::move(q.scales);
+          it.group = it.host.dim(1);  // one scale per row
         } else {
           Nvfp4Weight q = quantize_nvfp4(it.host, it.name);
           it.deq = dequantize_nvfp4(q.codes, q.scales, q.global_scale, it.name);

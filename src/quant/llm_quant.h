@@ -9,7 +9,8 @@
 namespace omnirt::quant {
 
 // Parses a weight format: "fp" (dense, nothing to do), "int4" (per output channel),
-// "int4-g<G>" (G even), "nvfp4". Throws naming the value. `group_size` gets G (0 per channel).
+// "int4-g<G>" (G even), "nvfp4", "fp8" (E4M3 with one F32 scale per output row,
+// quant/fp8_weight.h). Throws naming the value. `group_size` gets G (0 per channel).
 llm::QuantFormat parse_weight_format(const std::string& name, int64_t* group_size = nullptr);
 
 // Quantises every decoder linear (wqkv, wo, w_gate_up, w_down; lm_head too when

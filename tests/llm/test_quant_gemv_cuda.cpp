@@ -1,7 +1,7 @@
 // The dequantising decode GEMVs (models/llm/quant_gemv.h) against the CPU references of the
 // quantised formats (quant::dequantize_int4 / dequantize_nvfp4, then a float64 dot product) on
 // fresh random data: INT4 per channel, INT4 g128, INT4 with a group size that is not a multiple
-// of 32 (scalar path), NVFP4; every input/output mode in F16 and BF16; shapes with N odd, N not a
+// of 32 (scalar path), NVFP4, FP8 E4M3 with row scales (quant::dequantize_fp8_rows); every input/output mode in F16 and BF16; shapes with N odd, N not a
 // multiple of the 16 rows per block, K past two 128-chunk batches, K not a multiple of 32 (scalar
 // path), misaligned codes (scalar path), misaligned input (scalar staging); the AWQ input scale;
 // the RoPE + KV-cache epilogue; with and without PDL.
@@ -16,6 +16,7 @@
 #include "common/test_util.h"
 #include "core/error.h"
 #include "models/llm/quant_gemv.h"
+#include "quant/fp8_weight.h"
 #include "quant/int4.h"
 #include "quant/nvfp4.h"
 
@@ -69,15 +70,28 @@ struct QW {
   const uint8_t* codes() const { return codes_buf.data<uint8_t>() + offset; }
 };
 
-// group: INT4 group size (0 = per channel); -1 = NVFP4.
+constexpr int64_t kNvfp4Case = -1, kFp8Case = -2;  // Case::group values
+
+// group: INT4 group size (0 = per channel); kNvfp4Case; kFp8Case.
 QW make_weight(int64_t n, int64_t k, int64_t group, std::mt19937_64& rng, bool misalign = false) {
   const float a = std::sqrt(3.0f / static_cast<float>(k));
   Tensor w = Tensor::from_vector(uniform(n * k, rng, -a, a), {n, k});
   // A few outlier weights so that scales differ a lot between groups / blocks.
   for (int i = 0; i < 5; ++i) w.data<float>()[(rng() % (n * k))] = 6 * a;
+  // FP8: rows of very different magnitude (row scales from 2^-6 to 2^5 times the base), so that
+  // a wrong or swapped row scale shows, and small weights land on E4M3 subnormals.
+  if (group == kFp8Case)
+    for (int64_t r = 0; r < n; ++r)
+      for (int64_t i = 0; i < k; ++i) w.data<float>()[r * k + i] *= std::exp2(float(r % 12) - 6.f);
   QW q;
   q.offset = misalign ? 1 : 0;
-  if (group < 0) {
+  if (group == kFp8Case) {
+    q.fmt = WeightFormat::kFp8;
+    const quant::Fp8Weight fq = quant::quantize_fp8_rows(w, "w");
+    q.codes_buf = upload_bytes(fq.codes, q.offset);
+    q.scales = fq.scales.to(Device::CUDA);
+    q.deq = quant::dequantize_fp8_rows(fq.codes, fq.scales, "w").to_float_vector();
+  } else if (group < 0) {
     q.fmt = WeightFormat::kNvfp4;
     const quant::Nvfp4Weight nq = quant::quantize_nvfp4(w, "w");
     q.global = nq.global_scale;
@@ -110,12 +124,14 @@ QuantGemvArgs base_args(const QW& q, DType dt, int64_t n, int64_t k) {
 }
 
 struct Case {
-  int64_t n, k, group;  // group: INT4 G (0 = per channel), -1 = NVFP4
+  int64_t n, k, group;  // group: INT4 G (0 = per channel), -1 = NVFP4, -2 = FP8
 };
 
 std::string case_name(const Case& s) {
   return "N=" + std::to_string(s.n) + " K=" + std::to_string(s.k) +
-         (s.group < 0 ? std::string(" nvfp4") : " int4 G=" + std::to_string(s.group));
+         (s.group == kFp8Case    ? std::string(" fp8")
+          : s.group == kNvfp4Case ? std::string(" nvfp4")
+                                  : " int4 G=" + std::to_string(s.group));
 }
 
 void check(DType dt, GemvIn in_mode, GemvOut out_mode, Case s, bool pdl, std::mt19937_64& rng,
@@ -173,7 +189,9 @@ void check(DType dt, GemvIn in_mode, GemvOut out_mode, Case s, bool pdl, std::mt
   g.y = y.raw();
   g.max_blocks = max_blocks;
   const int64_t eff_group = s.group < 0 ? 16 : (s.group == 0 ? K : s.group);
-  const bool expect_vec = !misalign && K % 32 == 0 && (s.group < 0 || eff_group % 32 == 0);
+  const bool expect_vec = s.group == kFp8Case
+                              ? !misalign && K % 16 == 0
+                              : !misalign && K % 32 == 0 && (s.group < 0 || eff_group % 32 == 0);
   EXPECT_EQ(quant_gemv_vectorized(g), expect_vec);
   quant_gemv(g, cuda::current_stream(), pdl);
   const std::vector<float> got = download(y);
@@ -201,6 +219,14 @@ const Case kCases[] = {
     {19, 8224, -1},
     {70, 5632, -1},
     {11, 80, -1},       // NVFP4, K % 32 != 0: scalar path
+    {37, 96, -2},       // FP8: 6 chunks of 16
+    {130, 2048, -2},    // FP8, one 4 x 32-chunk batch per row
+    {2051, 2048, -2},   // N odd, TinyLlama K
+    {19, 8336, -2},     // K = 521 chunks: four full batches + 9 (and > 32 KB smem)
+    {70, 5632, -2},     // the down projection's K
+    {21, 80, -2},       // K % 32 != 0 but % 16 == 0: still the 16-byte path
+    {9, 100, -2},       // K % 16 != 0: scalar path
+    {5, 33, -2},        // K odd (FP8 allows it): scalar path
 };
 
 TEST(QuantGemvCuda, EveryModeFormatAndDtypeMatchesCpuReference) {
@@ -219,7 +245,8 @@ TEST(QuantGemvCuda, EveryModeFormatAndDtypeMatchesCpuReference) {
 TEST(QuantGemvCuda, WithoutPdlMisalignedAndAwq) {
   OMNIRT_REQUIRE_CUDA();
   std::mt19937_64 rng(omnirt::testing::test_seed());
-  for (const Case& s : {Case{130, 2048, 128}, Case{37, 96, -1}, Case{2051, 2048, 0}}) {
+  for (const Case& s :
+       {Case{130, 2048, 128}, Case{37, 96, -1}, Case{2051, 2048, 0}, Case{130, 2048, -2}}) {
     check(DType::F16, GemvIn::kRmsNorm, GemvOut::kStore, s, /*pdl=*/false, rng);
     check(DType::F16, GemvIn::kPlain, GemvOut::kStore, s, true, rng, /*misalign=*/true);
     check(DType::F16, GemvIn::kSwiglu, GemvOut::kAddF32, s, true, rng, false, /*misalign_in=*/true);
@@ -242,6 +269,12 @@ TEST(QuantGemvCuda, CappedGridWarpsLoopOverRowPairs) {
     check(DType::BF16, GemvIn::kPlain, GemvOut::kStoreF32, {133, 96, 0}, false, rng, false, false,
           false, cap);
     check(DType::F16, GemvIn::kPlain, GemvOut::kAddF32, {77, 100, 0}, true, rng, false, false,
+          false, cap);  // scalar path
+    check(DType::BF16, GemvIn::kRmsNorm, GemvOut::kStore, {2051, 2048, -2}, true, rng, false,
+          false, false, cap);
+    check(DType::F16, GemvIn::kSwiglu, GemvOut::kAddF32, {259, 5632, -2}, true, rng, false, false,
+          false, cap);
+    check(DType::F16, GemvIn::kPlain, GemvOut::kStoreF32, {77, 100, -2}, true, rng, false, false,
           false, cap);  // scalar path
   }
 }
@@ -342,6 +375,9 @@ TEST(QuantGemvCuda, RopeQkvEpilogue) {
     check_rope(dt, 2, 1, 128, 160, 80, 3, rng);  // scalar path
     check_rope(dt, 8, 1, 64, 2048, 128, 21, rng, /*max_blocks=*/1);  // warps loop over pairs
     check_rope(dt, 8, 2, 32, 96, -1, 5, rng, /*max_blocks=*/2);
+    check_rope(dt, 8, 1, 64, 2048, -2, 17, rng);  // FP8
+    check_rope(dt, 4, 2, 32, 96, -2, 0, rng, /*max_blocks=*/2);
+    check_rope(dt, 2, 1, 128, 100, -2, 9, rng);  // FP8 scalar path
   }
 }
 
@@ -366,6 +402,10 @@ TEST(QuantGemvCuda, BadArguments) {
   bad = g;
   bad.format = WeightFormat::kNvfp4;
   bad.k = 56;  // not a multiple of 16
+  EXPECT_THROW(quant_gemv(bad, cuda::current_stream(), false), Error);
+  bad = g;
+  bad.format = WeightFormat::kFp8;
+  bad.scales = static_cast<const char*>(g.scales) + 2;  // F32 row scales must be 4-byte aligned
   EXPECT_THROW(quant_gemv(bad, cuda::current_stream(), false), Error);
   bad = g;
   bad.codes = nullptr;

@@ -1,6 +1,6 @@
-// The LLM engine with weight-only quantised decoder linears (LlmEngineOptions::weight_format) on
-// the tiny checkpoint, teacher-forced: a prompt prefill, then a fixed token sequence decoded one
-// by one, logits compared at every step.
+// The LLM engine with weight-only quantised decoder linears (LlmEngineOptions::weight_format:
+// int4, int4-g32, nvfp4, fp8) on the tiny checkpoint, teacher-forced: a prompt prefill, then a
+// fixed token sequence decoded one by one, logits compared at every step.
 //
 // Bounds:
 // - CUDA quantised vs CPU quantised (the CPU engine computes with dequant(W), the exact weights
@@ -74,7 +74,7 @@ std::unique_ptr<LlmEngine> engine(Device dev, DType dt, const std::string& fmt) 
   return engine_at(kTiny, dev, dt, fmt);
 }
 
-const char* const kFormats[] = {"int4", "int4-g32", "nvfp4"};
+const char* const kFormats[] = {"int4", "int4-g32", "nvfp4", "fp8"};
 
 TEST(LlmQuantEngine, CpuQuantisationErrorOfTheTinyModel) {
   std::mt19937_64 rng(omnirt::testing::test_seed());

@@ -3,12 +3,15 @@
 // stay close to the originals, byte counts, and bad formats / shapes fail naming the tensor.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <string>
 #include <tuple>
+#include <vector>
 
 #include "common/test_util.h"
 #include "core/error.h"
+#include "quant/fp8_weight.h"
 #include "quant/int4.h"
 #include "quant/llm_quant.h"
 #include "quant/nvfp4.h"
@@ -109,6 +112,40 @@ TEST(LlmQuant, BadFormatOrShape) {
   int64_t g = -1;
   EXPECT_EQ(quant::parse_weight_format("int4-g128", &g), llm::QuantFormat::kInt4);
   EXPECT_EQ(g, 128);
+  EXPECT_EQ(quant::parse_weight_format("fp8", &g), llm::QuantFormat::kFp8);
+  EXPECT_THROW(quant::parse_weight_format("fp8-e5m2"), Error);
+}
+
+// FP8: every decoder linear gets E4M3 codes [N, K] with one F32 scale per row, the dense copy is
+// exactly their dequantisation, and each weight is within half an E4M3 step of the original.
+TEST(LlmQuant, Fp8RowScaledWeights) {
+  const auto cfg = tiny_config();
+  const llm::LlamaWeights orig = llm::random_llama_weights(cfg, 5, Device::CPU, DType::F32);
+  llm::LlamaWeights w = llm::random_llama_weights(cfg, 5, Device::CPU, DType::F32);
+  quant::quantize_llama_weights(w, "fp8");
+  EXPECT_EQ(w.quant_name, "fp8");
+  for (size_t l = 0; l < w.layers.size(); ++l) {
+    const auto& lw = w.layers[l];
+    const auto& lo = orig.layers[l];
+    for (auto [q, dense, src] : {std::tuple{&lw.q_wqkv, &lw.wqkv, &lo.wqkv},
+                                 std::tuple{&lw.q_down, &lw.w_down, &lo.w_down}}) {
+      ASSERT_EQ(q->format, llm::QuantFormat::kFp8);
+      EXPECT_EQ(q->codes.dtype(), DType::U8);
+      EXPECT_EQ(q->codes.shape(), dense->shape());
+      EXPECT_EQ(q->scales.shape(), (Shape{dense->dim(0)}));
+      EXPECT_EQ(q->group_size, dense->dim(1));
+      expect_same(*dense, quant::dequantize_fp8_rows(q->codes, q->scales), "fp8");
+      const std::vector<float> vd = dense->to_float_vector(), vo = src->to_float_vector();
+      const int64_t k = dense->dim(1);
+      for (size_t i = 0; i < vo.size(); ++i) {
+        const double s = q->scales.data<float>()[i / k];
+        ASSERT_LE(std::fabs(vd[i] - vo[i]),
+                  std::max(std::fabs(vo[i]) * 0.0625, s * std::exp2(-10)) * (1 + 1e-6));
+      }
+      EXPECT_GT(omnirt::testing::rel_error(vd, vo), 0.0);  // really quantised
+    }
+  }
+  EXPECT_LT(w.decode_bytes(), orig.decode_bytes() / 2);  // F32 -> 1 byte (+ dense lm_head)
 }
 
 }  // namespace

@@ -288,10 +288,10 @@ BenchCommand bench_llm("llm", "TinyLlama planner latency: TTFT, TPOT, overall (p
                                       "decode kernels (same as OMNIRT_LLM_PDL=0)");
                          sub.add_option("--json", o->json_out, "write the results as JSON here");
                          sub.add_option("--weights", o->weights,
-                                        "fp | int4 | int4-g<G> (e.g. int4-g128) | nvfp4: "
+                                        "fp | int4 | int4-g<G> (e.g. int4-g128) | nvfp4 | fp8: "
                                         "weight-only quantisation of the decoder linears at load "
-                                        "(decode reads 4-bit weights; prefill uses the "
-                                        "dequantised fp16 copies)");
+                                        "(decode reads 4-bit / FP8 E4M3 weights; prefill uses "
+                                        "the dequantised fp16 copies)");
                          sub.add_flag("--quant-lm-head", o->quant_lm_head,
                                       "with --weights: quantise lm_head too");
                          return [o]() { return run_bench(*o); };

@@ -63,15 +63,15 @@ struct ExpectedTensor {
 std::vector<ExpectedTensor> expected_llama_tensors(const LlamaConfig& cfg);
 
 // A weight-only quantised copy of one linear weight [N, K] for the CUDA decode GEMVs
-// (models/llm/quant_gemv.h; layouts in quant/int4.h and quant/nvfp4.h). Undefined (no codes)
-// for dense weights.
-enum class QuantFormat { kNone, kInt4, kNvfp4 };
+// (models/llm/quant_gemv.h; layouts in quant/int4.h, quant/nvfp4.h and quant/fp8_weight.h).
+// Undefined (no codes) for dense weights.
+enum class QuantFormat { kNone, kInt4, kNvfp4, kFp8 };
 struct QuantLinear {
   QuantFormat format = QuantFormat::kNone;
-  Tensor codes;           // U8 [N, K/2]
-  Tensor scales;          // INT4: F32 [N, K/G]; NVFP4: U8 (E4M3) [N, K/16]
+  Tensor codes;           // U8 [N, K/2]; FP8: U8 (E4M3) [N, K]
+  Tensor scales;          // INT4: F32 [N, K/G]; NVFP4: U8 (E4M3) [N, K/16]; FP8: F32 [N]
   Tensor in_scale;        // optional F32 [K] (AWQ); undefined = none
-  int64_t group_size = 0; // INT4 G (K for per channel); 16 for NVFP4
+  int64_t group_size = 0; // INT4 G (K for per channel); 16 for NVFP4; K for FP8
   float global_scale = 1.f;  // NVFP4
   bool defined() const { return format != QuantFormat::kNone; }
   size_t bytes() const {

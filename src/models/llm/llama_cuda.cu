@@ -390,6 +390,7 @@ class CudaLlama final : public detail::LlamaImpl {
                   const decode::RopeQkv* rope) {
     decode::QuantGemvArgs a;
     a.format = q.format == QuantFormat::kNvfp4 ? decode::WeightFormat::kNvfp4
+               : q.format == QuantFormat::kFp8 ? decode::WeightFormat::kFp8
                                                : decode::WeightFormat::kInt4;
     a.dtype = opt_.dtype;
     a.codes = q.codes.data<uint8_t>();

@@ -41,7 +41,7 @@ struct LlmEngineOptions {
   bool all_logits = false;            // plan a [chunk, V] logits buffer for prefill_all_logits
   bool cuda_graph = true;             // CUDA: replay the decode step from a captured graph
   // Weight-only quantisation at load (quant/llm_quant.h): "" or "fp" = dense; "int4" (per output
-  // channel), "int4-g<G>", "nvfp4". The decoder linears get quantised copies that the CUDA decode
+  // channel), "int4-g<G>", "nvfp4", "fp8" (E4M3, one scale per output row). The decoder linears get quantised copies that the CUDA decode
   // GEMVs read (models/llm/quant_gemv.h); the dense tensors are replaced by the dequantised
   // weights, which the prefill GEMMs and the CPU engine use. lm_head stays dense unless
   // quantize_lm_head.

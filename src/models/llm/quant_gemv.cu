@@ -1,14 +1,15 @@
-// Dequantising decode GEMVs (INT4, NVFP4); see quant_gemv.h.
+// Dequantising decode GEMVs (INT4, NVFP4, FP8 E4M3); see quant_gemv.h.
 //
-// Structure (the fp16 GEMV's, decode_kernels.cu, with 4-bit weights): one warp per row pair,
-// 8 warps per block; per lane, 16-byte loads of both rows (32 weights each), up to 8 per row
-// issued together before the PDL wait (a 2048-column INT4 row is 64 such chunks, so one batch
-// covers it and the whole matrix is in flight at once). The input vector is staged once per block
-// in shared memory as float32 with the preceding op fused in, in "planes": chunk c's 32 values
-// are 8 float4s at float4 index p * chunks + c (p = 0..7), so lanes reading consecutive chunks
-// read consecutive float4s (no bank conflicts). Each chunk's dot product is accumulated in
-// float32 and multiplied by its scale once (INT4: one scale per chunk since G % 32 == 0; NVFP4:
-// one per 16-value half).
+// Structure (the fp16 GEMV's, decode_kernels.cu, with 4- or 8-bit weights): one warp per row
+// pair, 8 warps per block; per lane, 16-byte loads of both rows (32 4-bit or 16 FP8 weights each),
+// up to 4 per row issued together before the PDL wait (a 2048-column INT4 row is 64 such chunks,
+// an FP8 one 128, so one batch covers it and the whole matrix is in flight at once). The input
+// vector is staged once per block in shared memory as float32 with the preceding op fused in, in
+// "planes": chunk c's E values (E = 32, FP8 16) are E/4 float4s at float4 index p * chunks + c
+// (p = 0..E/4-1), so lanes reading consecutive chunks read consecutive float4s (no bank
+// conflicts). Each chunk's dot product is accumulated in float32 and multiplied by its scale once
+// (INT4: one scale per chunk since G % 32 == 0; NVFP4: one per 16-value half; FP8: the row scale,
+// once per row in the epilogue).
 //
 // Dequantisation without conversions or tables:
 //   INT4: w ^ 0x88888888 turns each two's-complement nibble q into q + 8 in [0, 15]; OR-ing it
@@ -17,6 +18,9 @@
 //   is E2M1's subnormal 0 / 0.5 and float's subnormal alike). Products of such tiny values with x
 //   would underflow, so the staged x is pre-multiplied by 2^64 and the result by 2^62. E4M3 scale
 //   bits placed at float bits 31 and 26..20 are the scale * 2^-120 (subnormals included).
+//   FP8: the same E4M3 placement for the weights (value * 2^-120), with x pre-multiplied by 2^64
+//   like NVFP4's (a subnormal weight times a small x stays a normal float), and the result by
+//   2^56 * the row scale.
 #include "models/llm/quant_gemv.h"
 
 #include <cuda_bf16.h>
@@ -65,10 +69,25 @@ __device__ __forceinline__ float silu(float g) { return g / (1.0f + __expf(-g));
 constexpr int kRowsPerWarp = 2;
 constexpr int kBatch = 4;   // 16-byte chunks per row per lane in flight
 constexpr int kWarps = 8;   // per block
-constexpr int kChunk = 32;  // weights per 16-byte chunk
+constexpr int kChunk = 32;  // 4-bit weights per 16-byte chunk
 constexpr float kNvfpXPre = 18446744073709551616.f;  // 2^64
 constexpr float kNvfpYPost = 4611686018427387904.f;  // 2^62
 constexpr float kE4m3Post = 1.329227995784916e36f;   // 2^120
+constexpr float kFp8YPost = 72057594037927936.f;     // 2^56 (= 2^120 / 2^64)
+
+// Weights per 16-byte chunk, and bytes per row.
+template <WeightFormat F>
+__host__ __device__ constexpr int chunk_elems() {
+  return F == WeightFormat::kFp8 ? 16 : kChunk;
+}
+template <WeightFormat F>
+__device__ __forceinline__ int64_t row_bytes(int k) {
+  return F == WeightFormat::kFp8 ? k : (k >> 1);
+}
+// E4M3 bits at float bits 31 and 26..20: the E4M3 value * 2^-120 exactly (subnormals too).
+__device__ __forceinline__ float e4m3_scaled(uint32_t b) {
+  return __uint_as_float(((b & 0x7Fu) << 20) | ((b & 0x80u) << 24));
+}
 
 struct QDev {
   const uint8_t* codes;
@@ -127,13 +146,26 @@ __device__ __forceinline__ float4 input4_at(const QDev& a, int k0, float inv) {
   }
 }
 
-// Dot product of one 32-weight chunk (16 bytes) with the staged x of chunk c, times its
-// scale(s). `sbits`: INT4 the group scale's float bits; NVFP4 the two E4M3 block scale bytes.
+// Dot product of one 16-byte chunk with the staged x of chunk c, times its scale(s). `sbits`:
+// INT4 the group scale's float bits; NVFP4 the two E4M3 block scale bytes; FP8 unused (the row
+// scale is applied in the epilogue).
 template <WeightFormat F>
 __device__ __forceinline__ float chunk_dot(const uint4& wv, uint32_t sbits, const float4* xs4,
                                            int c, int chunks) {
   const uint32_t words[4] = {wv.x, wv.y, wv.z, wv.w};
-  if constexpr (F == WeightFormat::kInt4) {
+  if constexpr (F == WeightFormat::kFp8) {
+    float part = 0.f;
+#pragma unroll
+    for (int p = 0; p < 4; ++p) {  // plane p: elements 4p..4p+3 = bytes 0..3 of word p
+      const float4 x = xs4[p * chunks + c];
+      const uint32_t v = words[p];
+      part = fmaf(e4m3_scaled(v), x.x, part);
+      part = fmaf(e4m3_scaled(v >> 8), x.y, part);
+      part = fmaf(e4m3_scaled(v >> 16), x.z, part);
+      part = fmaf(e4m3_scaled(v >> 24), x.w, part);
+    }
+    return part;
+  } else if constexpr (F == WeightFormat::kInt4) {
     float part = 0.f;
 #pragma unroll
     for (int p = 0; p < 8; ++p) {  // plane p: elements 4p..4p+3 = nibbles 4(p&1).. of word p/2
@@ -172,9 +204,12 @@ __device__ __forceinline__ float chunk_dot(const uint4& wv, uint32_t sbits, cons
   }
 }
 
-// Scalar path: weight (row, k) as a float (scales and the NVFP4 global scale applied).
+// Scalar path: weight (row, k) as a float (scales and the NVFP4 global scale applied; FP8: without
+// the row scale, which the epilogue applies).
 template <WeightFormat F>
 __device__ __forceinline__ float weight_at(const QDev& a, int row, int k) {
+  if constexpr (F == WeightFormat::kFp8)
+    return e4m3_scaled(a.codes[static_cast<int64_t>(row) * a.k + k]) * kE4m3Post;
   const uint8_t byte = a.codes[static_cast<int64_t>(row) * (a.k >> 1) + (k >> 1)];
   const uint32_t nib = (k & 1) ? (byte >> 4) : (byte & 0xF);
   if constexpr (F == WeightFormat::kInt4) {
@@ -189,15 +224,12 @@ __device__ __forceinline__ float weight_at(const QDev& a, int row, int k) {
   }
 }
 
-// The epilogue for one row pair (r0, r1), results acc0, acc1 (lane 0 only).
+// The epilogue for one row pair (r0, r1), results acc0 * post0, acc1 * post1 (lane 0 only).
 template <typename T, GemvOut OUT>
 __device__ __forceinline__ void store_pair(const QDev& a, int r0, int r1, bool has1, float acc0,
-                                           float acc1, bool nvfp4_vec) {
-  if (nvfp4_vec) {  // undo the 2^64 pre-scaling of x (and the 2^-126 of the E2M1 bits)
-    const float post = a.global_scale * kNvfpYPost;
-    acc0 *= post;
-    acc1 *= post;
-  }
+                                           float acc1, float post0, float post1) {
+  acc0 *= post0;
+  acc1 *= post1;
   if constexpr (OUT == GemvOut::kStore) {
     T* y = static_cast<T*>(a.y);
     y[r0] = from_float<T>(acc0);
@@ -257,22 +289,27 @@ __global__ void __launch_bounds__(kWarps * 32, 2) quant_gemv_kernel(const QDev a
       r1 = r0 + 1;
     }
   };
-  const int chunks = VEC ? K / kChunk : 0;
+  constexpr int CE = chunk_elems<F>();
+  const int chunks = VEC ? K / CE : 0;
   uint4 b0[kBatch], b1[kBatch];
   uint32_t s0[kBatch], s1[kBatch];
+  // FP8 row scales of the current pair (loaded with its first weights; lane 0 uses them).
+  float rs0 = 1.f, rs1 = 1.f;
   // Loads chunks base + u * 32 + lane of rows r0, r1 (rows past N read row N - 1: valid memory,
   // never stored).
   auto load_batch = [&](int base) {
     const int rr0 = min(r0, N - 1), rr1 = min(r1, N - 1);
-    const uint4* v0 = reinterpret_cast<const uint4*>(a.codes + static_cast<int64_t>(rr0) * (K >> 1));
-    const uint4* v1 = reinterpret_cast<const uint4*>(a.codes + static_cast<int64_t>(rr1) * (K >> 1));
+    const uint4* v0 = reinterpret_cast<const uint4*>(a.codes + rr0 * row_bytes<F>(K));
+    const uint4* v1 = reinterpret_cast<const uint4*>(a.codes + rr1 * row_bytes<F>(K));
 #pragma unroll
     for (int u = 0; u < kBatch; ++u) {
       const int c = base + u * 32 + lane;
       if (c < chunks) {
         b0[u] = __ldg(v0 + c);
         b1[u] = __ldg(v1 + c);
-        if constexpr (F == WeightFormat::kInt4) {
+        if constexpr (F == WeightFormat::kFp8) {
+          // no per-chunk scale
+        } else if constexpr (F == WeightFormat::kInt4) {
           const float* sc = static_cast<const float*>(a.scales);
           const int gi = (c * kChunk) / a.g;
           s0[u] = __float_as_uint(__ldg(sc + static_cast<int64_t>(rr0) * a.groups + gi));
@@ -285,8 +322,16 @@ __global__ void __launch_bounds__(kWarps * 32, 2) quant_gemv_kernel(const QDev a
       }
     }
   };
+  auto load_row_scales = [&] {
+    if constexpr (F == WeightFormat::kFp8) {
+      const float* sc = static_cast<const float*>(a.scales);
+      rs0 = __ldg(sc + min(r0, N - 1));
+      rs1 = __ldg(sc + min(r1, N - 1));
+    }
+  };
   set_rows(min(pair, pairs - 1));
   if constexpr (VEC) load_batch(0);  // weights depend on no earlier kernel
+  load_row_scales();
   // Let the next kernel launch now, so that its weights stream while this one waits and
   // computes (the dense GEMV does the same: decode_kernels.cu). Safe: the next kernel reads what
   // this one writes, and writes what this one reads (the residual), only after its own
@@ -314,7 +359,7 @@ __global__ void __launch_bounds__(kWarps * 32, 2) quant_gemv_kernel(const QDev a
     ss = block_sum(ss, red);
     inv = rsqrtf(ss / static_cast<float>(K) + a.eps);
   }
-  const float pre = (VEC && F == WeightFormat::kNvfp4) ? kNvfpXPre : 1.f;
+  const float pre = (VEC && F != WeightFormat::kInt4) ? kNvfpXPre : 1.f;
   if constexpr (VEC) {
     for (int i = threadIdx.x; i < (K >> 2); i += blockDim.x) {
       const int k0 = i * 4;
@@ -332,7 +377,7 @@ __global__ void __launch_bounds__(kWarps * 32, 2) quant_gemv_kernel(const QDev a
           e[j] = input_at<T, IN>(a, k0 + j, inv) * (a.in_scale ? a.in_scale[k0 + j] : 1.f);
         v = make_float4(e[0], e[1], e[2], e[3]);
       }
-      const int c = k0 / kChunk, p = (k0 % kChunk) >> 2;
+      const int c = k0 / CE, p = (k0 % CE) >> 2;
       xs4[p * chunks + c] = make_float4(v.x * pre, v.y * pre, v.z * pre, v.w * pre);
     }
   } else {
@@ -366,14 +411,25 @@ __global__ void __launch_bounds__(kWarps * 32, 2) quant_gemv_kernel(const QDev a
       }
     }
     const int out0 = r0, out1 = r1;
+    // Scale of the results: NVFP4 (16-byte path) undoes the 2^64 pre-scaling of x and the 2^-126
+    // of the E2M1 bits and applies the global scale; FP8 applies the row scales (and, 16-byte
+    // path, undoes 2^64 and the 2^-120 of the E4M3 bits).
+    float post0 = 1.f, post1 = 1.f;
+    if constexpr (F == WeightFormat::kNvfp4 && VEC) {
+      post0 = post1 = a.global_scale * kNvfpYPost;
+    } else if constexpr (F == WeightFormat::kFp8) {
+      post0 = rs0 * (VEC ? kFp8YPost : 1.f);
+      post1 = rs1 * (VEC ? kFp8YPost : 1.f);
+    }
     // The next pair's first loads go out before this pair's reduction and stores.
     if (pair + stride < pairs) {
       set_rows(pair + stride);
       if constexpr (VEC) load_batch(0);
+      load_row_scales();
     }
     acc0 = warp_sum(acc0);
     acc1 = warp_sum(acc1);
-    if (lane == 0) store_pair<T, OUT>(a, out0, out1, has1, acc0, acc1, VEC && F == WeightFormat::kNvfp4);
+    if (lane == 0) store_pair<T, OUT>(a, out0, out1, has1, acc0, acc1, post0, post1);
   }
 }
 
@@ -440,21 +496,33 @@ void dispatch_format(const QuantGemvArgs& a, const QDev& d, int blocks, size_t s
                      cudaStream_t stream, bool pdl) {
   if (a.format == WeightFormat::kInt4)
     dispatch_mode<T, WeightFormat::kInt4>(a, d, blocks, smem, stream, pdl);
-  else
+  else if (a.format == WeightFormat::kNvfp4)
     dispatch_mode<T, WeightFormat::kNvfp4>(a, d, blocks, smem, stream, pdl);
+  else
+    dispatch_mode<T, WeightFormat::kFp8>(a, d, blocks, smem, stream, pdl);
 }
 
+// Weights per scale: INT4 G, NVFP4 16, FP8 K (one per row).
 int64_t effective_group(const QuantGemvArgs& a) {
-  return a.format == WeightFormat::kNvfp4 ? 16 : a.group_size;
+  if (a.format == WeightFormat::kNvfp4) return 16;
+  if (a.format == WeightFormat::kFp8) return a.k;
+  return a.group_size;
 }
 
 }  // namespace
 
 const char* weight_format_name(WeightFormat f) {
-  return f == WeightFormat::kInt4 ? "int4" : "nvfp4";
+  switch (f) {
+    case WeightFormat::kInt4: return "int4";
+    case WeightFormat::kNvfp4: return "nvfp4";
+    case WeightFormat::kFp8: return "fp8";
+  }
+  return "?";
 }
 
 bool quant_gemv_vectorized(const QuantGemvArgs& a) {
+  if (a.format == WeightFormat::kFp8)
+    return a.k % chunk_elems<WeightFormat::kFp8>() == 0 && aligned16(a.codes);
   if (a.k % kChunk != 0 || !aligned16(a.codes)) return false;
   if (a.format == WeightFormat::kNvfp4)  // a chunk's two E4M3 scales are read as one uint16
     return reinterpret_cast<uintptr_t>(a.scales) % 2 == 0;
@@ -464,7 +532,8 @@ bool quant_gemv_vectorized(const QuantGemvArgs& a) {
 size_t quant_gemv_weight_bytes(const QuantGemvArgs& a) {
   const int64_t g = effective_group(a);
   const size_t scale_bytes = a.format == WeightFormat::kNvfp4 ? 1 : 4;
-  return static_cast<size_t>(a.n * (a.k / 2)) +
+  const int64_t code_bytes = a.format == WeightFormat::kFp8 ? a.k : a.k / 2;
+  return static_cast<size_t>(a.n * code_bytes) +
          (g > 0 ? static_cast<size_t>(a.n * (a.k / g)) * scale_bytes : 0);
 }
 
@@ -474,10 +543,13 @@ void quant_gemv(const QuantGemvArgs& a, cudaStream_t stream, bool pdl) {
                "): activation dtype must be F16 or BF16, got ", dtype_name(a.dtype));
   OMNIRT_CHECK(a.n > 0 && a.k > 0 && a.n < (int64_t{1} << 30) && a.k < (int64_t{1} << 30),
                "decode::quant_gemv (", fmt, "): bad shape N = ", a.n, ", K = ", a.k);
-  OMNIRT_CHECK(a.k % 2 == 0, "decode::quant_gemv (", fmt, "): K = ", a.k,
-               " must be even (two 4-bit values per byte)");
+  OMNIRT_CHECK(a.format == WeightFormat::kFp8 || a.k % 2 == 0, "decode::quant_gemv (", fmt,
+               "): K = ", a.k, " must be even (two 4-bit values per byte)");
   const int64_t g = effective_group(a);
-  if (a.format == WeightFormat::kInt4)
+  if (a.format == WeightFormat::kFp8)
+    OMNIRT_CHECK(reinterpret_cast<uintptr_t>(a.scales) % 4 == 0,
+                 "decode::quant_gemv (fp8): the F32 row scales must be 4-byte aligned");
+  else if (a.format == WeightFormat::kInt4)
     OMNIRT_CHECK(g > 0 && g % 2 == 0 && a.k % g == 0, "decode::quant_gemv (int4): group size ",
                  a.group_size, " must be even and divide K = ", a.k);
   else
