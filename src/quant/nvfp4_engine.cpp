@@ -6,13 +6,17 @@
 #include <thread>
 #include <vector>
 
+#include "core/dtype.h"
 #include "core/error.h"
 #include "quant/nvfp4.h"
 
 namespace omnirt::quant {
 
 Tensor dequantize_nvfp4_fast(const Tensor& codes_in, const Tensor& scales_in, float global_scale,
-                             const std::string& what) {
+                             const std::string& what, DType out_dtype) {
+  OMNIRT_CHECK(out_dtype == DType::F32 || out_dtype == DType::F16 || out_dtype == DType::BF16, what,
+               ": NVFP4 dequantisation to ", dtype_name(out_dtype),
+               " is not supported (F32, F16 or BF16)");
   check_nvfp4(codes_in, scales_in, what);
   const Tensor codes = codes_in.is_cuda() ? codes_in.to(Device::CPU) : codes_in.contiguous();
   const Tensor scales = scales_in.is_cuda() ? scales_in.to(Device::CPU) : scales_in.contiguous();
@@ -21,8 +25,11 @@ Tensor dequantize_nvfp4_fast(const Tensor& codes_in, const Tensor& scales_in, fl
   for (int c = 0; c < 16; ++c) e2m1[c] = e2m1_to_float(static_cast<uint8_t>(c));
   for (int s = 0; s < 256; ++s)
     block_scale[s] = e4m3_to_float(static_cast<uint8_t>(s)) * global_scale;
-  Tensor w = Tensor::empty({n, k}, DType::F32);
-  float* dst = w.data<float>();
+  Tensor w = Tensor::empty({n, k}, out_dtype);
+  float* dst32 = out_dtype == DType::F32 ? w.data<float>() : nullptr;
+  uint16_t* dst16 = out_dtype == DType::F32 ? nullptr : static_cast<uint16_t*>(w.raw());
+  // The same rounding as Tensor::to_dtype of the float32 result.
+  uint16_t (*const to16)(float) = out_dtype == DType::BF16 ? float_to_bf16 : float_to_half;
   const uint8_t* c = codes.data<uint8_t>();
   const uint8_t* s = scales.data<uint8_t>();
   auto run_rows = [&](int64_t r0, int64_t r1) {
@@ -30,11 +37,16 @@ Tensor dequantize_nvfp4_fast(const Tensor& codes_in, const Tensor& scales_in, fl
       for (int64_t b = 0; b < blocks; ++b) {
         const float bs = block_scale[s[r * blocks + b]];
         const uint8_t* cb = c + r * (k / 2) + b * (kNvfp4Block / 2);
-        float* d = dst + r * k + b * kNvfp4Block;
+        float d[kNvfp4Block];
         for (int64_t j = 0; j < kNvfp4Block / 2; ++j) {
           d[2 * j] = e2m1[cb[j] & 0x0F] * bs;
           d[2 * j + 1] = e2m1[cb[j] >> 4] * bs;
         }
+        const int64_t at = r * k + b * kNvfp4Block;
+        if (dst32)
+          std::memcpy(dst32 + at, d, sizeof d);
+        else
+          for (int64_t j = 0; j < kNvfp4Block; ++j) dst16[at + j] = to16(d[j]);
       }
   };
   const int64_t nthreads =
@@ -113,7 +125,8 @@ llm::LlamaWeights load_nvfp4_engine_weights(const llm::LlamaConfig& cfg,
     const std::string module = name.substr(0, name.size() - suffix.size());
     Nvfp4Parts p;
     if (!read_module(lookup, module, what, &p)) return Tensor();
-    return dequantize_nvfp4_fast(p.codes, p.scales, p.global_scale, what + ": " + module);
+    // Straight in the engine dtype: no float32 copy of the model, no single-threaded conversion.
+    return dequantize_nvfp4_fast(p.codes, p.scales, p.global_scale, what + ": " + module, dtype);
   };
   llm::LlamaWeights w = llm::load_llama_weights(cfg, dense, device, dtype, what);
   auto attach = [&](llm::QuantLinear& ql, const std::vector<std::string>& modules) {

@@ -21,9 +21,10 @@ llm::LlamaWeights load_nvfp4_engine_weights(const llm::LlamaConfig& cfg,
                                             const llm::TensorLookup& lookup, Device device,
                                             DType dtype, const std::string& what);
 
-// dequantize_nvfp4 (quant/nvfp4.h) with lookup tables and one thread per core: bit-identical to
-// it (the same e2m1 * (e4m3 * global) products), for loading engines fast.
+// dequantize_nvfp4 (quant/nvfp4.h) with lookup tables and one thread per core, written in
+// `out_dtype` (F32, F16 or BF16): bit-identical to dequantize_nvfp4(...).to_dtype(out_dtype)
+// (the same e2m1 * (e4m3 * global) products, the same rounding), for loading engines fast.
 Tensor dequantize_nvfp4_fast(const Tensor& codes, const Tensor& scales, float global_scale,
-                             const std::string& what);
+                             const std::string& what, DType out_dtype = DType::F32);
 
 }  // namespace omnirt::quant

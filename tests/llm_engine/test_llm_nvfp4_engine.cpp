@@ -25,6 +25,7 @@
 #include "io/safetensors.h"
 #include "models/llm/llm_engine.h"
 #include "quant/engine.h"
+#include "quant/llm_quant.h"
 #include "quant/nvfp4.h"
 #include "quant/nvfp4_engine.h"
 
@@ -134,6 +135,43 @@ TEST(LlmNvfp4Engine, CpuLogitsBitIdenticalToLoadTimeQuantisation) {
   fs::remove_all(dir);
 }
 
+// The half-precision weights the CUDA engine uploads (checked on the CPU): the engine folder's
+// dense linears are dequantised straight to F16 / BF16; they must equal load-time quantisation's
+// dequant-then-round, and the codes / scales / global scales must be the same bytes.
+TEST(LlmNvfp4Engine, HalfWeightsIdenticalToLoadTimeQuantisation) {
+  const std::string dir = build_nvfp4_engine("half");
+  const WeightStore es = WeightStore::open(dir + "/llm.safetensors");
+  const WeightStore cs = WeightStore::open(kTiny + "/llm.safetensors");
+  const LlamaConfig cfg = LlamaConfig::from_folder(kTiny);
+  auto lookup = [](const WeightStore& st) {
+    return [&st](const std::string& n) { return st.contains(n) ? st.get(n) : Tensor(); };
+  };
+  for (DType dt : {DType::F16, DType::BF16}) {
+    const LlamaWeights a = quant::load_nvfp4_engine_weights(cfg, lookup(es), Device::CPU, dt, dir);
+    const LlamaWeights b = quant::load_quantised_llama_weights(cfg, lookup(cs), Device::CPU, dt,
+                                                               "nvfp4", false, kTiny);
+    auto same = [](const Tensor& x, const Tensor& y) {
+      return x.dtype() == y.dtype() && x.shape() == y.shape() &&
+             std::memcmp(x.raw(), y.raw(), x.nbytes()) == 0;
+    };
+    EXPECT_EQ(a.quant_name, b.quant_name);
+    for (size_t l = 0; l < a.layers.size(); ++l) {
+      const auto& x = a.layers[l];
+      const auto& y = b.layers[l];
+      EXPECT_TRUE(same(x.wqkv, y.wqkv) && same(x.wo, y.wo) && same(x.w_gate_up, y.w_gate_up) &&
+                  same(x.w_down, y.w_down))
+          << "layer " << l << " " << dtype_name(dt);
+      for (auto [p, q] : {std::pair{&x.q_wqkv, &y.q_wqkv}, std::pair{&x.q_wo, &y.q_wo},
+                          std::pair{&x.q_gate_up, &y.q_gate_up}, std::pair{&x.q_down, &y.q_down}}) {
+        EXPECT_TRUE(same(p->codes, q->codes) && same(p->scales, q->scales)) << "layer " << l;
+        EXPECT_EQ(p->global_scale, q->global_scale) << "layer " << l;
+      }
+    }
+    EXPECT_TRUE(same(a.embed, b.embed) && same(a.lm_head, b.lm_head));
+  }
+  fs::remove_all(dir);
+}
+
 TEST(LlmNvfp4Engine, CudaLogitsBitIdenticalToLoadTimeQuantisation) {
   OMNIRT_REQUIRE_CUDA_LLM(kTiny);
   const std::string dir = build_nvfp4_engine("cuda");
@@ -168,9 +206,14 @@ TEST(LlmNvfp4Engine, FastDequantisationMatchesTheReference) {
     for (int64_t i = 0; i < scales.numel(); ++i) scales.data<uint8_t>()[i] = byte(rng) & 0x7E;
     const float g = 3.7e-4f * (1 + byte(rng));
     const Tensor ref = quant::dequantize_nvfp4(codes, scales, g, "w");
-    const Tensor fast = quant::dequantize_nvfp4_fast(codes, scales, g, "w");
-    ASSERT_EQ(fast.shape(), ref.shape());
-    EXPECT_EQ(std::memcmp(fast.raw(), ref.raw(), ref.nbytes()), 0) << n << "x" << k;
+    for (DType dt : {DType::F32, DType::F16, DType::BF16}) {
+      const Tensor want = dt == DType::F32 ? ref : ref.to_dtype(dt);
+      const Tensor fast = quant::dequantize_nvfp4_fast(codes, scales, g, "w", dt);
+      ASSERT_EQ(fast.shape(), want.shape());
+      ASSERT_EQ(fast.dtype(), dt);
+      EXPECT_EQ(std::memcmp(fast.raw(), want.raw(), want.nbytes()), 0)
+          << n << "x" << k << " " << dtype_name(dt);
+    }
   }
 }
 
