@@ -48,8 +48,7 @@ struct QuantGemvArgs {
   GemvOut out_mode = GemvOut::kStore;
   void* y = nullptr;
   RopeQkv rope;  // kRopeQkv only
-  int max_blocks = 0;  // grid cap (0: none, one row pair per warp); a smaller grid makes the
-                       // warps loop over row pairs
+  int max_blocks = 0;  // grid cap (0: the blocks resident at once); warps loop over row pairs
 };
 
 // True when the 16-byte path applies (else the scalar fallback runs).
