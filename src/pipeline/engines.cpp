@@ -173,12 +173,20 @@ class Engines final : public ModelEngines {
         out.prefill_ms = ms_since(t0);
         t0 = std::chrono::steady_clock::now();
       }
+      // The next step is queued before the host handles this token (detokenising, the stop
+      // checks), so that the host work overlaps the GPU's step instead of adding to it: the step
+      // reads the token from its device slot, not from the host. When this token ends the answer
+      // (EOS, a stop string) that one step is wasted; the next frame resets the engine. When it
+      // certainly ends it (the token budget) or the context is full, nothing is queued early.
+      const bool queue_early = control.num_generated() + 1 < stop.max_new_tokens &&
+                               llm_->position() < llm_->max_context();
+      if (queue_early) llm_->decode_next();  // appends the token, samples the next into the slot
       // Ids past a smaller tokenizer (random checkpoints pair a 512-piece test tokenizer with a
       // 32000-row LLM) decode to nothing, as the load-time warning says.
       const bool decodable = tok != stop.eos_id && tok < tokenizer_->vocab_size();
       const std::string piece = decodable ? detok.push(tok) : std::string();
       if (control.on_token(tok, piece) != llm::StopReason::kNone) break;
-      llm_->decode_next();  // appends the token in the device slot, samples the next into it
+      if (!queue_early) llm_->decode_next();  // (a full context is reported here, as before)
     }
     out.new_tokens = control.num_generated();
     out.stop_reason = llm::stop_reason_name(control.reason());
