@@ -140,6 +140,27 @@ T field(const json& j, const std::string& key, const std::string& where) {
   }
 }
 
+// Splits each layer's quantised linears (q/k/v and gate/up fused by rows) back into the
+// checkpoint's modules: module name -> rows(linear, first row, end row).
+template <typename Module, typename Rows>
+std::map<std::string, Module> split_into_modules(const llm::LlamaConfig& cfg,
+                                                 const llm::LlamaWeights& w, Rows rows) {
+  std::map<std::string, Module> out;
+  const int64_t qd = cfg.q_dim(), kvd = cfg.kv_dim(), I = cfg.intermediate_size;
+  for (int64_t l = 0; l < cfg.num_hidden_layers; ++l) {
+    const std::string p = "model.layers." + std::to_string(l) + ".";
+    const llm::LlamaLayerWeights& lw = w.layers[static_cast<size_t>(l)];
+    out[p + "self_attn.q_proj"] = rows(lw.q_wqkv, 0, qd);
+    out[p + "self_attn.k_proj"] = rows(lw.q_wqkv, qd, qd + kvd);
+    out[p + "self_attn.v_proj"] = rows(lw.q_wqkv, qd + kvd, qd + 2 * kvd);
+    out[p + "self_attn.o_proj"] = rows(lw.q_wo, 0, lw.q_wo.codes.dim(0));
+    out[p + "mlp.gate_proj"] = rows(lw.q_gate_up, 0, I);
+    out[p + "mlp.up_proj"] = rows(lw.q_gate_up, I, 2 * I);
+    out[p + "mlp.down_proj"] = rows(lw.q_down, 0, lw.q_down.codes.dim(0));
+  }
+  return out;
+}
+
 // AWQ (quant/awq.h): calibrates the checkpoint's float32 LLM on the CPU, AWQ-quantises every
 // decoder linear, and returns the engine tensors per checkpoint module ("model.layers.0.
 // self_attn.q_proj" -> qweight, scales, in_scale: q/k/v share the in_scale of their common input,
@@ -147,6 +168,7 @@ T field(const json& j, const std::string& key, const std::string& where) {
 struct AwqModule {
   Tensor qweight, scales, in_scale;
 };
+
 std::map<std::string, AwqModule> awq_quantise_checkpoint(const fs::path& src,
                                                          const SafetensorsFile& llm_file,
                                                          const std::string& precision,
@@ -199,26 +221,12 @@ std::map<std::string, AwqModule> awq_quantise_checkpoint(const fs::path& src,
        {{"activations", std::chrono::duration<double>(t1 - t0).count()},
         {"scale_search", std::chrono::duration<double>(t2 - t1).count()}}}};
 
-  std::map<std::string, AwqModule> out;
   auto rows = [](const llm::QuantLinear& q, int64_t begin, int64_t end) {
     return AwqModule{q.codes.slice(0, begin, end).clone(), q.scales.slice(0, begin, end).clone(),
                      q.in_scale.clone()};
   };
-  const int64_t qd = cfg.q_dim(), kvd = cfg.kv_dim(), I = cfg.intermediate_size;
-  for (int64_t l = 0; l < cfg.num_hidden_layers; ++l) {
-    const std::string p = "model.layers." + std::to_string(l) + ".";
-    const llm::LlamaLayerWeights& lw = w.layers[static_cast<size_t>(l)];
-    out[p + "self_attn.q_proj"] = rows(lw.q_wqkv, 0, qd);
-    out[p + "self_attn.k_proj"] = rows(lw.q_wqkv, qd, qd + kvd);
-    out[p + "self_attn.v_proj"] = rows(lw.q_wqkv, qd + kvd, qd + 2 * kvd);
-    out[p + "self_attn.o_proj"] = rows(lw.q_wo, 0, lw.q_wo.codes.dim(0));
-    out[p + "mlp.gate_proj"] = rows(lw.q_gate_up, 0, I);
-    out[p + "mlp.up_proj"] = rows(lw.q_gate_up, I, 2 * I);
-    out[p + "mlp.down_proj"] = rows(lw.q_down, 0, lw.q_down.codes.dim(0));
-  }
-  return out;
+  return split_into_modules<AwqModule>(cfg, w, rows);
 }
-
 
 // NVFP4 (quant/nvfp4.h): quantises the checkpoint's float32 decoder linears exactly as
 // quantize_llama_weights does at load (the fused q/k/v and gate/up matrices, one global scale
@@ -242,20 +250,7 @@ std::map<std::string, Nvfp4Module> nvfp4_quantise_checkpoint(const fs::path& src
     return Nvfp4Module{q.codes.slice(0, begin, end).clone(), q.scales.slice(0, begin, end).clone(),
                        g};
   };
-  std::map<std::string, Nvfp4Module> out;
-  const int64_t qd = cfg.q_dim(), kvd = cfg.kv_dim(), I = cfg.intermediate_size;
-  for (int64_t l = 0; l < cfg.num_hidden_layers; ++l) {
-    const std::string p = "model.layers." + std::to_string(l) + ".";
-    const llm::LlamaLayerWeights& lw = w.layers[static_cast<size_t>(l)];
-    out[p + "self_attn.q_proj"] = rows(lw.q_wqkv, 0, qd);
-    out[p + "self_attn.k_proj"] = rows(lw.q_wqkv, qd, qd + kvd);
-    out[p + "self_attn.v_proj"] = rows(lw.q_wqkv, qd + kvd, qd + 2 * kvd);
-    out[p + "self_attn.o_proj"] = rows(lw.q_wo, 0, lw.q_wo.codes.dim(0));
-    out[p + "mlp.gate_proj"] = rows(lw.q_gate_up, 0, I);
-    out[p + "mlp.up_proj"] = rows(lw.q_gate_up, I, 2 * I);
-    out[p + "mlp.down_proj"] = rows(lw.q_down, 0, lw.q_down.codes.dim(0));
-  }
-  return out;
+  return split_into_modules<Nvfp4Module>(cfg, w, rows);
 }
 
 }  // namespace
@@ -341,7 +336,7 @@ EngineManifest build_engine(const BuildOptions& opt) {
   // checkpoint's dtype, unconverted, so the engine equals quantising the checkpoint at load.
   OMNIRT_CHECK(!nvfp4 || llm.contains("model.embed_tokens.weight"), src.string(),
                "/llm.safetensors has no model.embed_tokens.weight");
-  const DType other = nvfp4 ? llm.info("model.embed_tokens.weight").dtype
+  const DType other = nvfp4  ? llm.info("model.embed_tokens.weight").dtype
                       : int4 ? DType::F16
                              : float_precision_dtype(opt.llm_precision);
   m.llm_other_dtype = std::string(dtype_name(other));

@@ -166,8 +166,6 @@ llm::LlamaWeights load_quantised_llama_weights(const llm::LlamaConfig& cfg,
   return w;
 }
 
-namespace {
-// Rows of several [N_i, C] host tensors of one dtype, concatenated, on `device`.
 Tensor concat_rows(const std::vector<Tensor>& parts, Device device) {
   int64_t rows = 0;
   for (const Tensor& p : parts) rows += p.dim(0);
@@ -180,7 +178,6 @@ Tensor concat_rows(const std::vector<Tensor>& parts, Device device) {
   }
   return device == Device::CPU ? host : host.to(device);
 }
-}  // namespace
 
 llm::LlamaWeights load_int4_engine_weights(const llm::LlamaConfig& cfg,
                                            const llm::TensorLookup& lookup, Device device,

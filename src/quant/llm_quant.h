@@ -3,6 +3,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include "models/llm/llama.h"
 
@@ -47,5 +48,9 @@ llm::LlamaWeights load_int4_engine_weights(const llm::LlamaConfig& cfg,
                                            const llm::TensorLookup& lookup, Device device,
                                            DType dtype, const std::string& precision,
                                            const std::string& what);
+
+// Rows of several [N_i, C] tensors of one dtype, concatenated, on `device` (the fused q/k/v and
+// gate/up codes and scales that engine folders store per module).
+Tensor concat_rows(const std::vector<Tensor>& parts, Device device);
 
 }  // namespace omnirt::quant

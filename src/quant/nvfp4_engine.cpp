@@ -8,6 +8,7 @@
 
 #include "core/dtype.h"
 #include "core/error.h"
+#include "quant/llm_quant.h"
 #include "quant/nvfp4.h"
 
 namespace omnirt::quant {
@@ -60,20 +61,6 @@ Tensor dequantize_nvfp4_fast(const Tensor& codes_in, const Tensor& scales_in, fl
 }
 
 namespace {
-
-// Rows of several [N_i, C] host tensors of one dtype, concatenated, on `device`.
-Tensor concat_rows_to(const std::vector<Tensor>& parts, Device device) {
-  int64_t rows = 0;
-  for (const Tensor& p : parts) rows += p.dim(0);
-  Tensor host = Tensor::empty({rows, parts[0].dim(1)}, parts[0].dtype());
-  char* dst = static_cast<char*>(host.raw());
-  for (const Tensor& p : parts) {
-    const Tensor c = p.device() == Device::CPU ? p.contiguous() : p.to(Device::CPU);
-    std::memcpy(dst, c.raw(), c.nbytes());
-    dst += c.nbytes();
-  }
-  return device == Device::CPU ? host : host.to(device);
-}
 
 struct Nvfp4Parts {
   Tensor codes, scales;
@@ -149,8 +136,8 @@ llm::LlamaWeights load_nvfp4_engine_weights(const llm::LlamaConfig& cfg,
       ss.push_back(p.scales);
     }
     ql.format = llm::QuantFormat::kNvfp4;
-    ql.codes = concat_rows_to(qs, device);
-    ql.scales = concat_rows_to(ss, device);
+    ql.codes = concat_rows(qs, device);
+    ql.scales = concat_rows(ss, device);
     ql.group_size = kNvfp4Block;
     ql.global_scale = global;
   };
